@@ -1,0 +1,156 @@
+"""Command line: `python main.py [COMMAND] ...` (contract in ../shared/docs/ARCHITECTURE.md)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from gaitcam import __version__
+from gaitcam.errors import GaitcamError
+
+log = logging.getLogger("gaitcam")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from gaitcam.model.sgela import SGELAConfig
+    from gaitcam.model.train import TrainConfig
+    from gaitcam.skeleton.normalize import NORMALIZATIONS
+
+    m, t = SGELAConfig(), TrainConfig()
+    p = sub.add_parser(
+        "train",
+        help="self-supervised SGE-LA training on unlabeled recordings",
+        description="Train the SGE-LA encoder without labels. Inputs: recording files or folders, "
+        "and/or --kgbd ROOT (training walks only, by the project's split rule), "
+        "or --sgela-npy DIR for the original preprocessed windows.",
+    )
+    p.add_argument("inputs", nargs="*", help="recording files or folders (KGBD .txt/.txt.gz)")
+    p.add_argument("--kgbd", metavar="ROOT", help="KGBD folder holding Data/ (probe walks are left out)")
+    p.add_argument("--all-walks", action="store_true", help="with --kgbd: also train on the probe walks")
+    p.add_argument("--sgela-npy", metavar="DIR", help="original SGE-LA preprocessed .npy folder")
+    p.add_argument("--dataset", default="KGBD", help="with --sgela-npy: dataset name in the file names")
+    p.add_argument("--limit", type=int, help="use only the first N sequences (a quick slice)")
+    p.add_argument("--trim", type=int, default=10, help="frames dropped at both ends of each sequence")
+    p.add_argument("--out", default="runs/train", help="output folder (weights, checkpoint, loss.png)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.*")
+    g = p.add_argument_group("model")
+    g.add_argument("--f", type=int, default=m.f, help="frames per window")
+    g.add_argument("--stride", type=int, help="training stride (default f // 2)")
+    g.add_argument("--normalization", choices=NORMALIZATIONS, default="body")
+    g.add_argument("--attention", choices=("LA", "BA"), default=m.attention)
+    g.add_argument("--reconstruction", choices=("reverse", "forward"), default=m.reconstruction)
+    g.add_argument("--decoder-input", choices=("zeros", "teacher"), default=m.decoder_input)
+    g.add_argument("--hidden", type=int, default=m.hidden)
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=t.epochs)
+    g.add_argument("--batch-size", type=int, default=t.batch_size)
+    g.add_argument("--lr", type=float, default=t.lr)
+    g.add_argument("--l2", type=float, default=t.l2, help="weight decay on ½Σw² (original: 0.02)")
+    g.add_argument("--reduction", choices=("mean", "sum"), default=t.reduction,
+                   help="batch reduction of the loss (original: sum)")
+    g.add_argument("--val-fraction", type=float, default=0.1, help="share of sequences held out")
+    g.add_argument("--val-every", type=int, default=t.val_every, help="steps between validations")
+    g.add_argument("--patience", type=int, default=t.patience, help="validations without gain before stopping")
+    g.add_argument("--max-minutes", type=float, help="wall-clock budget")
+    g.add_argument("--seed", type=int, default=t.seed)
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    p.set_defaults(func=cmd_train)
+
+
+def _load_training_data(args: argparse.Namespace):
+    """-> (WindowSet, list of source descriptions) from the inputs the user named."""
+    import numpy as np
+
+    from gaitcam.model.data import WindowSet, windows_from_sequences
+    from gaitcam.recording.formats import find_recordings, read_recording
+    from gaitcam.recording.kgbd import list_walks, probe_split, split_sha256
+    from gaitcam.skeleton.normalize import normalize_windows
+    from tqdm import tqdm
+
+    if args.sgela_npy:
+        from gaitcam.recording.sgela_npy import load_sgela_npy
+
+        legacy = load_sgela_npy(args.sgela_npy, args.dataset, f=args.f, split="train")
+        windows = normalize_windows(legacy.windows, args.normalization)
+        return WindowSet(windows, np.zeros(len(windows), np.int64)), {"sgela_npy": args.sgela_npy}
+
+    files = find_recordings(args.inputs)
+    sources: dict = {"recording_files": len(files)}
+    if args.kgbd:
+        walks = list_walks(args.kgbd)
+        train_walks, probes = probe_split(walks)
+        chosen = walks if args.all_walks else train_walks
+        files += [w.path for w in chosen]
+        sources.update(kgbd=str(args.kgbd), kgbd_walks=len(chosen), probes_excluded=not args.all_walks,
+                       split_sha256=split_sha256(probes))
+    if args.limit:
+        files = files[: args.limit]
+    if not files:
+        raise GaitcamError("train: no recordings given (name files or folders, --kgbd ROOT or --sgela-npy DIR)")
+    sequences = []
+    for path in tqdm(files, desc="reading", unit="file", leave=False, disable=None):
+        sequences.extend(read_recording(path))
+    sources["sequences"] = len(sequences)
+    stride = args.stride or max(1, args.f // 2)
+    return windows_from_sequences(sequences, args.f, stride, args.normalization, args.trim), sources
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gaitcam.model.data import validation_split
+    from gaitcam.model.sgela import SGELAConfig
+    from gaitcam.model.train import TrainConfig, Trainer
+
+    model_cfg = SGELAConfig(
+        f=args.f, hidden=args.hidden, attention=args.attention,
+        reconstruction=args.reconstruction, decoder_input=args.decoder_input,
+    )
+    train_cfg = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, l2=args.l2, reduction=args.reduction,
+        val_every=args.val_every, patience=args.patience, max_minutes=args.max_minutes, seed=args.seed,
+        threads=args.threads, device=args.device,
+    )
+    started = time.monotonic()
+    data, sources = _load_training_data(args)
+    train, val = validation_split(data, args.val_fraction, args.seed)
+    log.info("%d windows from %s (%.0f s to load)", len(data), sources, time.monotonic() - started)
+    notes = {"data": sources, "command": "python main.py " + " ".join(sys.argv[1:]),
+             "train": vars(train_cfg) | {"stride": args.stride or max(1, args.f // 2), "trim": args.trim}}
+    trainer = Trainer(model_cfg, train_cfg, args.out, args.normalization, notes=notes)
+    summary = trainer.fit(train, val, resume=args.resume)
+    print(f"best validation loss {summary['best_val']:.5g} at step {summary['best_step']}; "
+          f"{summary['epochs']:.2f} epochs in {summary['minutes']:.1f} min ({summary['stop']}); "
+          f"weights: {Path(args.out) / 'sgela.safetensors'}; loss curve: {Path(args.out) / 'loss.png'}")
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    """The live app. Its sources, matcher and view are not built yet (issues #4-#6)."""
+    print(f"gaitcam {__version__}: the live app (demo, sensors, gallery, Qt view) is not built yet.\n"
+          "Working now: `python main.py train --help` (self-supervised SGE-LA training).")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python main.py", description="gaitcam: gait re-identification from 3-D skeletons")
+    parser.add_argument("--version", action="version", version=f"gaitcam {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.set_defaults(func=cmd_app)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_train(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except GaitcamError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,60 @@
+"""Windows in, AGEs out: the trained SGE-LA with the normalisation and device its weights need.
+
+This is what the app, the evaluation and the benchmarks call; they never touch the network
+or the normalisation directly, so all of them encode exactly the same way.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from gaitcam.model.sgela import SGELA, pick_device
+from gaitcam.model.weights import load_weights
+from gaitcam.skeleton.normalize import normalize_windows
+
+
+class GaitEncoder:
+    """Canonical-layout windows [N, f, 20, 3] (metres, camera or floor frame) -> AGEs."""
+
+    def __init__(self, model: SGELA, normalization: str, version: str = "", device: str = "auto") -> None:
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.normalization = normalization
+        self.version = version
+
+    @classmethod
+    def from_weights(cls, path: str | Path, device: str = "auto") -> GaitEncoder:
+        model, meta = load_weights(path)
+        return cls(model, meta["normalization"], meta["version"], device)
+
+    @property
+    def f(self) -> int:
+        return self.model.cfg.f
+
+    def encode(
+        self,
+        windows: np.ndarray,
+        level: Literal["frame", "window"] = "frame",
+        batch_size: int = 256,
+    ) -> np.ndarray:
+        """AGEs as float32: [N, f, 768] ("frame") or [N, f * 768] ("window").
+
+        Windows must be complete: a NaN joint raises, because the stream decides how to handle
+        missing joints (skip and count), not the encoder.
+        """
+        windows = normalize_windows(windows, self.normalization)
+        if np.isnan(windows).any():
+            raise ValueError("windows contain missing (NaN) joints; drop or fill them before encoding")
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(windows), batch_size):
+                batch = torch.from_numpy(windows[i : i + batch_size]).to(self.device)
+                out.append(self.model.age(batch, level).float().cpu().numpy())
+        if not out:
+            dim = self.model.cfg.age_dim
+            shape = (0, self.f, dim) if level == "frame" else (0, self.f * dim)
+            return np.zeros(shape, dtype=np.float32)
+        return np.concatenate(out)

@@ -1,0 +1,1 @@
+"""Recording files: KGBD walks, the original SGE-LA .npy windows, and reading any of them."""

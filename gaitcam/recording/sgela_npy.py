@@ -1,0 +1,89 @@
+"""The original SGE-LA preprocessed windows (spec §1.1-1.2), to train or test on exactly its data.
+
+Layout: `{folder}/{D}_{train|test}_npy_data/` (IJCAI code) or `{folder}/{D}/{f}/{D}_…_npy_data/`
+(TPAMI code). One file per axis, `[N·f, J]`: `source_{x|y|z}_{D}_{f}.npy` for training,
+`t_source_…` for testing (IAS tests name `IAS-A` / `IAS-B` as D inside the `IAS_…` folder).
+Targets are the sources reversed in time (spec §1.2), so they are not read.
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gaitcam.errors import FormatError
+
+log = logging.getLogger(__name__)
+
+AXES = ("x", "y", "z")
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class SgelaWindows:
+    """Source windows [N, f, J, 3] float32, and {label: [window indices]} when asked for."""
+
+    windows: np.ndarray
+    ids: dict | None = None
+
+
+def load_sgela_npy(
+    folder: str | Path, dataset: str, f: int = 6, split: str = "train", with_ids: bool = False
+) -> SgelaWindows:
+    """Windows of one dataset split; the pickled ids file is read only when `with_ids`."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    prefix = "t_" if split == "test" else ""
+    names = {a: f"{prefix}source_{a}_{dataset}_{f}.npy" for a in AXES}
+    folder_name = "IAS" if dataset.startswith("IAS-") else dataset
+    sub = f"{folder_name}_{split}_npy_data"
+    candidates = [Path(folder) / sub, Path(folder) / folder_name / str(f) / sub]
+    data_dir = next((d for d in candidates if (d / names["x"]).is_file()), None)
+    if data_dir is None:
+        raise FormatError(candidates[0] / names["x"], f"missing SGE-LA file (nor in {candidates[1]})")
+
+    axes = [_load_axis(data_dir / names[a], f) for a in AXES]
+    for a, arr in zip(AXES[1:], axes[1:]):
+        if arr.shape != axes[0].shape:
+            raise FormatError(data_dir / names[a], f"shape {arr.shape} differs from the x file's {axes[0].shape}")
+    rows, joints = axes[0].shape
+    windows = np.stack(axes, axis=-1).reshape(rows // f, f, joints, 3).astype(np.float32)
+    ids = _load_ids(data_dir / f"ids_{dataset}_{f}.npy", len(windows)) if with_ids else None
+    return SgelaWindows(windows, ids)
+
+
+def _load_axis(path: Path, f: int) -> np.ndarray:
+    """One axis file [N·f, J], numbers only (never unpickled)."""
+    if not path.is_file():
+        raise FormatError(path, "missing SGE-LA file")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise FormatError(path, f"not a readable numeric .npy file ({e})") from e
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+        raise FormatError(path, f"expected a numeric [N*f, J] array, got {arr.dtype} {arr.shape}")
+    if arr.shape[0] % f:
+        raise FormatError(path, f"{arr.shape[0]} rows is not a whole number of f={f} windows")
+    return arr
+
+
+def _load_ids(path: Path, n_windows: int) -> dict:
+    """The legacy {label: [window indices]} dict, which exists only as a pickle."""
+    if not path.is_file():
+        raise FormatError(path, "missing SGE-LA ids file")
+    log.warning("%s: unpickling a legacy SGE-LA ids file; pickles can run code, "
+                "so only use with_ids on files you trust", path)
+    try:
+        ids = np.load(path, allow_pickle=True).item()
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
+        raise FormatError(path, f"not a readable ids file ({e})") from e
+    if not isinstance(ids, dict):
+        raise FormatError(path, f"expected a dict {{label: [window indices]}}, got {type(ids).__name__}")
+    for label, index in ids.items():
+        index = np.asarray(index)
+        if index.size and (index.dtype.kind not in "iu" or index.min() < 0 or index.max() >= n_windows):
+            raise FormatError(path, f"label {label!r}: window indices outside 0..{n_windows - 1}")
+    return ids

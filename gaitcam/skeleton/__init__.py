@@ -1,0 +1,1 @@
+"""Skeletons: joint layouts, retargeting to the canonical layout, normalisation, windows."""

@@ -1,0 +1,34 @@
+"""Sequences -> training windows: trimming, gaps, missing joints counted, owners kept."""
+import numpy as np
+
+from gaitcam.model.data import windows_from_sequences
+from gaitcam.skeleton.layouts import CANONICAL, KGBD
+from gaitcam.skeleton.sequence import SkeletonSequence
+
+
+def _seq(n, layout=CANONICAL, seed=0):
+    rng = np.random.default_rng(seed)
+    return SkeletonSequence(rng.random((n, layout.n_joints, 3)), np.arange(n) / 30, layout)
+
+
+def test_windows_count_trim_and_owner():
+    data = windows_from_sequences([_seq(40), _seq(30, KGBD)], f=6, stride=3, normalization="raw", trim=5)
+    # 30 and 20 frames after trimming -> 9 and 5 windows at stride 3
+    assert len(data) == 14 and data.windows.shape[1:] == (6, 20, 3)
+    assert np.bincount(data.sequence).tolist() == [9, 5]
+
+
+def test_windows_with_missing_joints_are_dropped_and_counted():
+    seq = _seq(24)
+    seq.joints[7, 3] = np.nan
+    seq = SkeletonSequence(seq.joints, seq.timestamps, CANONICAL)
+    data = windows_from_sequences([seq], f=6, stride=6, normalization="body")
+    assert len(data) == 3 and data.skipped == 1
+    assert np.isfinite(data.windows).all()
+
+
+def test_no_window_spans_a_gap():
+    seq = _seq(24)
+    seq.timestamps[12:] += 1.0  # the sensor lost the person for a second
+    data = windows_from_sequences([seq], f=6, stride=6, normalization="raw")
+    assert len(data) == 4

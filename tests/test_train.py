@@ -1,0 +1,71 @@
+"""The trainer: loss falls, held-out validation, outputs on disk, resume."""
+import json
+
+import numpy as np
+import pytest
+
+from gaitcam.model.data import WindowSet, validation_split
+from gaitcam.model.sgela import SGELAConfig
+from gaitcam.model.train import TrainConfig, Trainer
+from gaitcam.model.weights import load_weights
+
+
+def _data(n_seq=6, per_seq=24, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 2 * np.pi, 6, dtype=np.float32)
+    shape = rng.random((n_seq, 1, 1, 20, 3), dtype=np.float32)
+    phase = rng.random((n_seq, per_seq, 1, 1, 1), dtype=np.float32) * 6
+    w = 0.3 * np.sin(t[None, None, :, None, None] + phase) * shape + shape
+    return WindowSet(w.reshape(-1, 6, 20, 3).astype(np.float32), np.repeat(np.arange(n_seq), per_seq))
+
+
+CFG = SGELAConfig(hidden=16)
+
+
+def test_validation_holds_out_whole_sequences():
+    data = _data()
+    train, val = validation_split(data, 0.34, seed=0)
+    assert len(train) + len(val) == len(data)
+    assert not set(train.sequence) & set(val.sequence)
+    assert len(set(val.sequence)) == 2
+
+
+def test_single_sequence_holds_out_its_tail_with_a_gap():
+    data = _data(n_seq=1, per_seq=100)
+    train, val = validation_split(data, 0.2, seed=0)
+    assert len(val) == 20 and len(train) == 74
+
+
+def test_training_lowers_validation_loss_and_writes_outputs(tmp_path):
+    train, val = validation_split(_data(), 0.34, seed=0)
+    trainer = Trainer(CFG, TrainConfig(epochs=12, batch_size=16, lr=3e-3, val_every=5, patience=50, seed=1),
+                      tmp_path, normalization="raw", notes={"test": True})
+    first = trainer.validate(val)
+    summary = trainer.fit(train, val)
+    assert summary["best_val"] < 0.5 * first
+    for name in ("sgela.safetensors", "sgela.json", "checkpoint.safetensors", "checkpoint.json",
+                 "history.json", "loss.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    model, meta = load_weights(tmp_path / "sgela")
+    assert meta["notes"]["test"] and meta["normalization"] == "raw"
+    assert trainer.validate(val) >= summary["best_val"] - 1e-9  # the saved weights are the best
+
+
+def test_resume_continues_where_it_stopped(tmp_path):
+    train, val = validation_split(_data(), 0.34, seed=0)
+    cfg = TrainConfig(epochs=2, batch_size=16, val_every=3, patience=50, seed=1)
+    Trainer(CFG, cfg, tmp_path, "raw").fit(train, val)
+    cfg.epochs = 4
+    resumed = Trainer(CFG, cfg, tmp_path, "raw")
+    summary = resumed.fit(train, val, resume=True)
+    history = json.loads((tmp_path / "history.json").read_text())["history"]
+    steps = [h["step"] for h in history]
+    assert steps == sorted(steps) and summary["epochs"] == pytest.approx(4)
+    assert resumed.state.step == 4 * int(np.ceil(len(train) / 16))
+
+
+def test_resume_refuses_another_config(tmp_path):
+    train, val = validation_split(_data(), 0.34, seed=0)
+    Trainer(CFG, TrainConfig(epochs=1, batch_size=32), tmp_path, "raw").fit(train, val)
+    with pytest.raises(ValueError, match="another model config"):
+        Trainer(SGELAConfig(hidden=8), TrainConfig(epochs=2), tmp_path, "raw").fit(train, val, resume=True)
