@@ -8,7 +8,8 @@ from gaitcam.skeleton.sequence import SkeletonSequence
 
 def _seq(n, layout=CANONICAL, seed=0):
     rng = np.random.default_rng(seed)
-    return SkeletonSequence(rng.random((n, layout.n_joints, 3)), np.arange(n) / 30, layout)
+    pose = rng.random((1, layout.n_joints, 3))
+    return SkeletonSequence(pose + 0.01 * rng.standard_normal((n, layout.n_joints, 3)), np.arange(n) / 30, layout)
 
 
 def test_windows_count_trim_and_owner():
@@ -32,3 +33,11 @@ def test_no_window_spans_a_gap():
     seq.timestamps[12:] += 1.0  # the sensor lost the person for a second
     data = windows_from_sequences([seq], f=6, stride=6, normalization="raw")
     assert len(data) == 4
+
+
+def test_windows_with_a_tracking_jump_are_dropped_and_counted():
+    seq = _seq(24)
+    seq.joints[9, 5] += 2.0  # 2 m in one frame: 60 m/s
+    data = windows_from_sequences([seq], f=6, stride=6, normalization="raw")
+    assert len(data) == 3 and data.jumps == 1 and data.skipped == 0
+    assert len(windows_from_sequences([seq], f=6, stride=6, normalization="raw", max_speed=None)) == 4
