@@ -43,6 +43,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--reconstruction", choices=("reverse", "forward"), default=m.reconstruction)
     g.add_argument("--decoder-input", choices=("zeros", "teacher"), default=m.decoder_input)
     g.add_argument("--hidden", type=int, default=m.hidden)
+    g.add_argument("--contrastive", action="store_true",
+                   help="add the TPAMI extension's contrastive loss between two windows of one sequence")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=t.epochs)
     g.add_argument("--batch-size", type=int, default=t.batch_size)
@@ -50,6 +52,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--l2", type=float, default=t.l2, help="weight decay on ½Σw² (original: 0.02)")
     g.add_argument("--reduction", choices=("mean", "sum"), default=t.reduction,
                    help="batch reduction of the loss (original: sum)")
+    g.add_argument("--temperature", type=float, default=t.temperature, help="contrastive NT-Xent temperature")
+    g.add_argument("--contrastive-weight", type=float, default=t.contrastive_weight)
     g.add_argument("--val-fraction", type=float, default=0.1, help="share of sequences held out")
     g.add_argument("--val-every", type=int, default=t.val_every, help="steps between validations")
     g.add_argument("--patience", type=int, default=t.patience, help="validations without gain before stopping")
@@ -105,12 +109,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     model_cfg = SGELAConfig(
         f=args.f, hidden=args.hidden, attention=args.attention,
-        reconstruction=args.reconstruction, decoder_input=args.decoder_input,
+        reconstruction=args.reconstruction, decoder_input=args.decoder_input, contrastive=args.contrastive,
     )
     train_cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, l2=args.l2, reduction=args.reduction,
         val_every=args.val_every, patience=args.patience, max_minutes=args.max_minutes, seed=args.seed,
-        threads=args.threads, device=args.device,
+        threads=args.threads, device=args.device, temperature=args.temperature,
+        contrastive_weight=args.contrastive_weight,
     )
     started = time.monotonic()
     data, sources = _load_training_data(args)

@@ -181,3 +181,20 @@ def test_cuda_matches_cpu():
     cpu = model.age(w)
     gpu = model.cuda().age(w.cuda()).cpu()
     torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-4)
+
+
+def test_contrastive_loss_is_nt_xent_over_pairs():
+    torch.manual_seed(0)
+    model = SGELA(SGELAConfig(hidden=8, contrastive=True, projection=4)).double()
+    a = model(torch.randn(3, 6, 20, 3, dtype=torch.float64))
+    b = model(torch.randn(3, 6, 20, 3, dtype=torch.float64))
+    expected = 0.0
+    for i, head in enumerate(model.heads):
+        z = torch.cat([head(o.contexts[..., i * 8:(i + 1) * 8].flatten(1)) for o in (a, b)]).detach().numpy()
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        sim = z @ z.T / 0.5
+        for k in range(6):
+            pos = (k + 3) % 6
+            others = [j for j in range(6) if j != k]
+            expected += -(sim[k, pos] - np.log(np.exp(sim[k, others]).sum())) / 6
+    assert float(model.contrastive_loss(a, b, 0.5)) == pytest.approx(expected, rel=1e-9)

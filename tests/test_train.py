@@ -69,3 +69,25 @@ def test_resume_refuses_another_config(tmp_path):
     Trainer(CFG, TrainConfig(epochs=1, batch_size=32), tmp_path, "raw").fit(train, val)
     with pytest.raises(ValueError, match="another model config"):
         Trainer(SGELAConfig(hidden=8), TrainConfig(epochs=2), tmp_path, "raw").fit(train, val, resume=True)
+
+
+def test_partners_come_from_the_same_sequence_and_differ():
+    from gaitcam.model.train import same_sequence_partners
+
+    sequence = np.repeat([0, 1, 2, 3], [5, 1, 3, 7])
+    idx = np.arange(len(sequence))
+    for seed in range(5):
+        partner = same_sequence_partners(sequence, idx, np.random.default_rng(seed))
+        assert (sequence[partner] == sequence).all()
+        alone = sequence == 1
+        assert (partner[~alone] != idx[~alone]).all() and (partner[alone] == idx[alone]).all()
+
+
+def test_contrastive_training_runs_and_lowers_the_loss(tmp_path):
+    train, val = validation_split(_data(), 0.34, seed=0)
+    cfg = SGELAConfig(hidden=16, contrastive=True, projection=8)
+    trainer = Trainer(cfg, TrainConfig(epochs=6, batch_size=16, lr=3e-3, val_every=5, patience=50), tmp_path, "raw")
+    first = trainer.validate(val)
+    assert trainer.fit(train, val)["best_val"] < first
+    model, _ = load_weights(tmp_path / "sgela")
+    assert model.cfg.contrastive and hasattr(model, "heads")

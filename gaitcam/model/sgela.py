@@ -6,7 +6,8 @@ The whole model in one file. Read it top to bottom:
 2. `AxisSeq2Seq`   one encoder-decoder for ONE coordinate axis: it reads a window of f frames of
                    J joint values and rebuilds it (in reverse order by default) through Luong
                    attention with input feeding. Its attention context vectors are the AGEs.
-3. `SGELA`         three independent AxisSeq2Seq (x, y, z), the losses, and AGE extraction.
+3. `SGELA`         three independent AxisSeq2Seq (x, y, z), the losses, and AGE extraction;
+                   optionally the TPAMI extension's projection heads for a contrastive loss (§5).
 
 Shapes: B windows, f frames per window, J joints, H hidden units. A window is [B, f, J, 3].
 Spec references (§) are to ../shared/docs/SGE-LA-SPEC.md, which describes the official
@@ -43,6 +44,11 @@ class SGELAConfig:
     #              depends on a target.
     decoder_input: Literal["zeros", "teacher"] = "zeros"
     la_width: float | None = None  # D of the Gaussian locality mask; None means D = f (§2.3)
+    # TPAMI extension (§5): a projection head per axis, FC(f·H -> P) + ReLU + FC(P -> P), on
+    # the window-level AGE, for a contrastive loss between two windows of the same sequence.
+    # The heads only shape training; AGEs are still the context vectors.
+    contrastive: bool = False
+    projection: int = 256
 
     def __post_init__(self) -> None:
         if self.attention not in ("LA", "BA"):
@@ -171,6 +177,11 @@ class SGELA(nn.Module):
         super().__init__()
         self.cfg = cfg or SGELAConfig()
         self.axes = nn.ModuleList([AxisSeq2Seq(self.cfg) for _ in AXES])
+        if self.cfg.contrastive:
+            c, p = self.cfg, self.cfg.projection
+            self.heads = nn.ModuleList(
+                [nn.Sequential(nn.Linear(c.f * c.hidden, p), nn.ReLU(), nn.Linear(p, p)) for _ in AXES]
+            )
         self.register_buffer(
             "la_mask",
             locality_mask(self.cfg.f, self.cfg.la_width, self.cfg.reconstruction == "reverse"),
@@ -222,6 +233,26 @@ class SGELA(nn.Module):
             off_locality = (1.0 - self.la_mask) * out.alignments  # [B, 3, f, f]
             losses["attention"] = 0.5 * off_locality.pow(2).sum(dim=(1, 2, 3))
         return losses
+
+    def contrastive_loss(self, a: SGELAOutput, b: SGELAOutput, temperature: float) -> torch.Tensor:
+        """NT-Xent between paired windows a[i] <-> b[i] (positives), every other window of
+        both batches a negative; mean over the 2B anchors, summed over the three axes (§5).
+
+        Unlike the released code, which paired rows i and i+1 of an unshuffled batch (so pairs
+        straddled sequence boundaries and duplicates sat among the negatives, §8.12), the
+        trainer passes true pairs: two windows of the same sequence, i.e. the same person.
+        """
+        h, total = self.cfg.hidden, a.contexts.new_zeros(())
+        n = a.contexts.shape[0]
+        target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(a.contexts.device)
+        for i, head in enumerate(self.heads):
+            za = head(a.contexts[..., i * h : (i + 1) * h].flatten(1))
+            zb = head(b.contexts[..., i * h : (i + 1) * h].flatten(1))
+            z = F.normalize(torch.cat([za, zb]), dim=1)
+            sim = (z @ z.T) / temperature
+            sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=sim.device), float("-inf"))
+            total = total + F.cross_entropy(sim, target)
+        return total
 
     def l2_penalty(self) -> torch.Tensor:
         """½Σw² over every parameter, biases included, as the original's tf.nn.l2_loss sum."""

@@ -45,6 +45,8 @@ class TrainConfig:
     reduction: Literal["sum", "mean"] = "mean"  # over the batch; "sum" is the original
     l2: float = 0.0  # coefficient of ½Σw²; the original used 0.02 with reduction "sum"
     grad_clip: float = 5.0  # element-wise, as the original
+    contrastive_weight: float = 1.0  # only for models built with contrastive=True (§5)
+    temperature: float = 0.5  # NT-Xent temperature (the TPAMI code used 0.5 for KGBD)
     val_every: int = 200  # steps between validations (and checkpoints)
     max_val_windows: int = 4096
     max_minutes: float | None = None  # wall-clock budget
@@ -96,24 +98,44 @@ class Trainer:
         self.state = TrainState(lr=cfg.lr)
 
     # -- losses -----------------------------------------------------------------------------
-    def _loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        parts = self.model.window_losses(self.model(batch))
+    def _batch_loss(self, data: WindowSet, idx: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
+        """Loss of windows `idx` (and, for a contrastive model, of a partner window each)."""
+        contrastive = self.model.cfg.contrastive
+        if contrastive:
+            idx = np.concatenate([idx, same_sequence_partners(data.sequence, idx, rng)])
+        out = self.model(torch.from_numpy(data.windows[idx]).to(self.device))
+        parts = self.model.window_losses(out)
         data_loss = sum(parts.values())
         total = data_loss.sum() if self.cfg.reduction == "sum" else data_loss.mean()
+        logged = {k: v.detach().mean() for k, v in parts.items()}
+        if contrastive:
+            n = len(idx) // 2
+            halves = [type(out)(*(t[:n] for t in out)), type(out)(*(t[n:] for t in out))]
+            logged["contrastive"] = self.model.contrastive_loss(*halves, self.cfg.temperature)
+            total = total + self.cfg.contrastive_weight * logged["contrastive"]
+        return total, logged
+
+    def _loss(self, data: WindowSet, idx: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+        total, logged = self._batch_loss(data, idx, rng)
         if self.cfg.l2:
             total = total + self.cfg.l2 * self.model.l2_penalty()
-        return total, {k: float(v.detach().mean()) for k, v in parts.items()}
+        weights = {"contrastive": self.cfg.contrastive_weight}
+        return total, float(sum(weights.get(k, 1.0) * float(v) for k, v in logged.items()))
 
     @torch.no_grad()
     def validate(self, val: WindowSet) -> float:
-        """Mean per-window reconstruction (+ attention) loss on held-out windows."""
+        """Mean per-window loss (reconstruction, attention and contrastive terms, no weight
+        decay) on held-out windows, with fixed partners so that validations compare."""
         self.model.train()  # the training-mode decoder, i.e. the loss being minimised
-        total, n = 0.0, 0
-        for i in range(0, min(len(val), self.cfg.max_val_windows), 512):
-            batch = torch.from_numpy(val.windows[i : i + 512][: self.cfg.max_val_windows - i]).to(self.device)
-            parts = self.model.window_losses(self.model(batch))
-            total += float(sum(parts.values()).sum())
-            n += len(batch)
+        rng = np.random.default_rng(self.cfg.seed)
+        n = min(len(val), self.cfg.max_val_windows)
+        idx = np.linspace(0, len(val) - 1, n).astype(np.int64) if n else np.zeros(0, np.int64)
+        total = 0.0
+        for i in range(0, n, 512):
+            chunk = idx[i : i + 512]
+            _, logged = self._batch_loss(val, chunk, rng)
+            weights = {"contrastive": self.cfg.contrastive_weight}
+            total += len(chunk) * sum(weights.get(k, 1.0) * float(v) for k, v in logged.items())
         return total / max(n, 1)
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -170,15 +192,14 @@ class Trainer:
             self.model.train()
             while st.batch < steps_per_epoch:
                 idx = np.sort(order[st.batch * cfg.batch_size : (st.batch + 1) * cfg.batch_size])
-                batch = torch.from_numpy(train.windows[idx]).to(self.device)
-                loss, parts = self._loss(batch)
+                loss, logged = self._loss(train, idx, np.random.default_rng([cfg.seed, st.epoch, st.batch]))
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_value_(self.model.parameters(), cfg.grad_clip)
                 self.opt.step()
                 st.batch += 1
                 st.step += 1
-                running.append(sum(parts.values()))
+                running.append(logged)
                 bar.update()
                 bar.set_postfix(loss=f"{running[-1]:.4g}", lr=f"{st.lr:.2g}")
                 if st.step % cfg.val_every == 0 or st.batch == steps_per_epoch:
@@ -230,6 +251,18 @@ class Trainer:
         if cfg.max_minutes is not None and st.seconds >= 60 * cfg.max_minutes:
             return "time budget"
         return "epochs"
+
+
+def same_sequence_partners(sequence: np.ndarray, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each window idx[i], another window of the same sequence (itself only if alone).
+
+    Windows of one sequence are contiguous in a WindowSet, so each sequence is a range.
+    """
+    starts = np.searchsorted(sequence, sequence[idx], side="left")
+    counts = np.searchsorted(sequence, sequence[idx], side="right") - starts
+    offset = idx - starts
+    shift = 1 + (rng.random(len(idx)) * np.maximum(counts - 1, 1)).astype(np.int64)
+    return starts + (offset + shift) % np.maximum(counts, 1)
 
 
 def plot_history(history: list[dict], path: Path) -> None:
