@@ -1,0 +1,2 @@
+"""Evaluation: re-identification metrics (`metrics`), the paper's recognition network
+(`recognition`) and the KGBD benchmark with its controls (`kgbd_benchmark`)."""

@@ -81,14 +81,16 @@ def retrieval(
     Returns rank{k} for every k in `ks` (first correct match within the top k), `map` (mean
     average precision over all correct matches), `cmc` (ranks 1..max_rank) and the
     per-query `first_rank` [Q] and `ap` [Q]. Every query needs at least one gallery item of
-    its label. Works in chunks of queries: never holds a Q x G matrix, and the result does
-    not depend on the chunk size.
+    its label. Works in chunks of queries and never holds a Q x G matrix; the ranking is
+    exact, so the chunk size could only matter through the float rounding of the product.
     """
     q, g = unit_rows(query), unit_rows(gallery)
     ql, gl = np.asarray(query_labels), np.asarray(gallery_labels)
     if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1] or ql.shape != (len(q),) or gl.shape != (len(g),):
         raise ValueError(f"expected query [Q, D], gallery [G, D] and labels [Q], [G]; got "
                          f"{q.shape}, {g.shape}, {ql.shape}, {gl.shape}")
+    if len(q) == 0 or len(g) == 0:
+        raise ValueError("retrieval needs at least one query and one gallery item")
     if not (np.isfinite(q).all() and np.isfinite(g).all()):
         raise ValueError("query and gallery must be finite")
     # The gallery grouped by label: each query's positives are one slice of `by_label`.
@@ -169,7 +171,8 @@ class _Workspace:
         near = np.flatnonzero(occupied[flat_cell])
         occupied[pos_cell] = False
         near_keys = np.sort((flat_cell[near] << 32) | _order_keys(scores.ravel()[near]))
-        in_bin = np.searchsorted(near_keys, (pos_cell + 1) << 32) - np.searchsorted(near_keys, (pos_cell << 32) | pos_key)
+        bin_end = np.searchsorted(near_keys, (pos_cell + 1) << 32)
+        in_bin = bin_end - np.searchsorted(near_keys, (pos_cell << 32) | pos_key)
         items_ge = higher + in_bin  # items scoring >= this positive, itself included
 
         row_keys = (rows << 32) | pos_key
