@@ -111,8 +111,9 @@ class Trainer:
         if contrastive:
             n = len(idx) // 2
             halves = [type(out)(*(t[:n] for t in out)), type(out)(*(t[n:] for t in out))]
-            logged["contrastive"] = self.model.contrastive_loss(*halves, self.cfg.temperature)
-            total = total + self.cfg.contrastive_weight * logged["contrastive"]
+            contrast = self.model.contrastive_loss(*halves, self.cfg.temperature)
+            total = total + self.cfg.contrastive_weight * contrast
+            logged["contrastive"] = contrast.detach()
         return total, logged
 
     def _loss(self, data: WindowSet, idx: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
