@@ -178,7 +178,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def cmd_app(args: argparse.Namespace) -> int:
     """The live app. Its sources, matcher and view are not built yet (issues #4-#6)."""
     print(f"gaitcam {__version__}: the live app (demo, sensors, gallery, Qt view) is not built yet.\n"
-          "Working now: `python main.py train --help` (self-supervised SGE-LA training).")
+          "Working now: `python main.py train --help` (self-supervised SGE-LA training) and\n"
+          "`python main.py benchmark kgbd --help` (the paper's protocols on KGBD).")
     return 0
 
 
