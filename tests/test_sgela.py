@@ -83,9 +83,9 @@ def test_forward_and_losses_match_numpy_spec(small):
         total_rec += 0.5 * ((rec - rev[..., a]) ** 2).sum()
         total_att += 0.5 * (((1 - mask) * alpha) ** 2).sum()
     assert float(losses["reconstruction"].detach().sum()) == pytest.approx(total_rec, rel=1e-9)
-    assert float(losses["attention"].sum()) == pytest.approx(total_att, rel=1e-6)  # float32 mask
+    assert float(losses["attention"].detach().sum()) == pytest.approx(total_att, rel=1e-6)  # float32 mask
     l2 = 0.5 * sum((p.detach().numpy() ** 2).sum() for p in model.parameters())
-    assert float(model.l2_penalty()) == pytest.approx(l2, rel=1e-12)
+    assert float(model.l2_penalty().detach()) == pytest.approx(l2, rel=1e-12)
 
 
 def test_teacher_forcing_feeds_previous_target_while_training(small):
