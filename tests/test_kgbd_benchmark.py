@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 from gaitcam.cli import main
 from gaitcam.evaluation.kgbd_benchmark import format_table, run_kgbd_benchmark, save_cmc_plot
 from gaitcam.evaluation.recognition import RNConfig
@@ -14,14 +16,6 @@ from gaitcam.recording.kgbd import list_walks, probe_split, split_sha256
 from gaitcam.skeleton.layouts import KGBD
 
 N_PEOPLE, N_WALKS, N_FRAMES = 4, 3, 60
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

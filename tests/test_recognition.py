@@ -3,18 +3,11 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 from gaitcam.evaluation.recognition import (
     RNConfig, build_rn, fit_rn, holdout_walks, load_rn, save_rn, window_logits,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from threads, and lose a lot when another job holds the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _data(n_people=4, walks_per_person=3, windows_per_walk=30, f=6, dim=16, seed=0):
