@@ -120,8 +120,12 @@ class Trainer:
         total, logged = self._batch_loss(data, idx, rng)
         if self.cfg.l2:
             total = total + self.cfg.l2 * self.model.l2_penalty()
+        return total, self._weighted(logged)
+
+    def _weighted(self, logged: dict) -> float:
+        """The logged loss terms summed with the weights training gives them (no weight decay)."""
         weights = {"contrastive": self.cfg.contrastive_weight}
-        return total, float(sum(weights.get(k, 1.0) * float(v) for k, v in logged.items()))
+        return float(sum(weights.get(k, 1.0) * float(v) for k, v in logged.items()))
 
     @torch.no_grad()
     def validate(self, val: WindowSet) -> float:
@@ -135,8 +139,7 @@ class Trainer:
         for i in range(0, n, 512):
             chunk = idx[i : i + 512]
             _, logged = self._batch_loss(val, chunk, rng)
-            weights = {"contrastive": self.cfg.contrastive_weight}
-            total += len(chunk) * sum(weights.get(k, 1.0) * float(v) for k, v in logged.items())
+            total += len(chunk) * self._weighted(logged)
         return total / max(n, 1)
 
     # -- checkpoints --------------------------------------------------------------------------
