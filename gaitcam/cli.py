@@ -58,6 +58,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--val-every", type=int, default=t.val_every, help="steps between validations")
     g.add_argument("--patience", type=int, default=t.patience, help="validations without gain before stopping")
     g.add_argument("--max-minutes", type=float, help="wall-clock budget")
+    g.add_argument("--max-steps", type=int, help="step budget (equal work for ablations on a shared machine)")
     g.add_argument("--seed", type=int, default=t.seed)
     g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
@@ -113,7 +114,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     train_cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, l2=args.l2, reduction=args.reduction,
-        val_every=args.val_every, patience=args.patience, max_minutes=args.max_minutes, seed=args.seed,
+        val_every=args.val_every, patience=args.patience, max_minutes=args.max_minutes,
+        max_steps=args.max_steps, seed=args.seed,
         threads=args.threads, device=args.device, temperature=args.temperature,
         contrastive_weight=args.contrastive_weight,
     )

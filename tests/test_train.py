@@ -91,3 +91,10 @@ def test_contrastive_training_runs_and_lowers_the_loss(tmp_path):
     assert trainer.fit(train, val)["best_val"] < first
     model, _ = load_weights(tmp_path / "sgela")
     assert model.cfg.contrastive and hasattr(model, "heads")
+
+
+def test_step_budget_stops_at_exactly_that_step(tmp_path):
+    train, val = validation_split(_data(), 0.34, seed=0)
+    summary = Trainer(CFG, TrainConfig(epochs=50, batch_size=16, val_every=4, max_steps=7), tmp_path, "raw").fit(
+        train, val)
+    assert summary["stop"] == "step budget" and summary["steps"] == 7

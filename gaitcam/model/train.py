@@ -50,6 +50,7 @@ class TrainConfig:
     val_every: int = 200  # steps between validations (and checkpoints)
     max_val_windows: int = 4096
     max_minutes: float | None = None  # wall-clock budget
+    max_steps: int | None = None  # step budget: equal work for runs that share a busy machine
     seed: int = 0
     threads: int | None = None
     device: str = "auto"
@@ -206,7 +207,7 @@ class Trainer:
                 running.append(logged)
                 bar.update()
                 bar.set_postfix(loss=f"{running[-1]:.4g}", lr=f"{st.lr:.2g}")
-                if st.step % cfg.val_every == 0 or st.batch == steps_per_epoch:
+                if st.step % cfg.val_every == 0 or st.batch == steps_per_epoch or st.step == cfg.max_steps:
                     stop_reason = self._after_validation(val, running, started)
                     running = []
                     self.model.train()
@@ -254,6 +255,8 @@ class Trainer:
             return "early stop"
         if cfg.max_minutes is not None and st.seconds >= 60 * cfg.max_minutes:
             return "time budget"
+        if cfg.max_steps is not None and st.step >= cfg.max_steps:
+            return "step budget"
         return "epochs"
 
 
