@@ -97,7 +97,7 @@ def _load_training_data(args: argparse.Namespace):
         raise GaitcamError("train: no recordings given (name files or folders, --kgbd ROOT or --sgela-npy DIR)")
     sequences = []
     for path in tqdm(files, desc="reading", unit="file", leave=False, disable=None):
-        sequences.extend(read_recording(path))
+        sequences.extend(read_recording(path).tracks.values())
     sources["sequences"] = len(sequences)
     stride = args.stride or max(1, args.f // 2)
     return windows_from_sequences(sequences, args.f, stride, args.normalization, args.trim), sources

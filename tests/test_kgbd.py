@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from gaitcam.errors import FormatError
-from gaitcam.recording.kgbd import KgbdWalk, list_walks, probe_split, read_kgbd, split_sha256
+from gaitcam.recording.kgbd import (
+    KgbdWalk, kgbd_recording, layout_split, list_walks, probe_split, read_kgbd, split_sha256,
+)
 from gaitcam.skeleton.layouts import KGBD
 
 from conftest import KGBD_ROOT
@@ -169,3 +171,30 @@ def test_real_root_split():
     assert len(walks) == 822 and len({w.person for w in walks}) == 164
     assert len(probes) == 164 and len(train) == 822 - 164
     assert len(split_sha256(probes)) == 64
+
+
+def test_kgbd_recording_names_the_subject(tmp_path):
+    root = _fake_tree(tmp_path, {"Person007": ["2.txt"]})
+    rec = kgbd_recording(root / "Data" / "Person007" / "2.txt")
+    assert (rec.meta.sensor, rec.meta.layout, rec.meta.fps, rec.meta.subject) == ("kgbd", "kgbd", 30.0, "Person007")
+    assert list(rec.tracks) == [0] and len(rec.tracks[0]) == 1
+    np.testing.assert_array_equal(rec.tracks[0].joints, read_kgbd(rec.path).joints)
+    loose = tmp_path / "walk.txt"
+    loose.write_text(_walk_text(2))
+    assert kgbd_recording(loose).meta.subject is None
+
+
+def test_layout_split_links_gallery_and_probe(tmp_path):
+    root = _fake_tree(tmp_path / "kgbd", {"Person001": ["1.txt", "3.txt"], "Person002": ["2.txt.gz"]})
+    out = tmp_path / "split"
+    gallery, probe = layout_split(root, out)
+    assert (gallery, probe) == (out / "gallery", out / "probe")
+    links = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_symlink())
+    assert links == ["gallery/Person001/1.txt", "probe/Person001/3.txt", "probe/Person002/2.txt.gz"]
+    target = (probe / "Person001" / "3.txt").readlink()
+    assert target.is_absolute() and target == (root / "Data" / "Person001" / "3.txt").resolve()
+    assert layout_split(root, out) == (gallery, probe)  # a re-run keeps the same links
+    (gallery / "Person001" / "1.txt").unlink()
+    (gallery / "Person001" / "1.txt").write_text("mine")
+    with pytest.raises(FormatError, match="1.txt: already exists"):
+        layout_split(root, out)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from gaitcam.errors import FormatError
+from gaitcam.recording.recording import Recording, RecordingMeta
 from gaitcam.skeleton.layouts import KGBD
 from gaitcam.skeleton.sequence import SkeletonSequence
 
@@ -50,6 +51,14 @@ def read_kgbd(path: str | Path, fps: float = 30.0) -> SkeletonSequence:
         xyz = _parse_lines(path, text)
     joints = xyz.reshape(-1, _N, 3)
     return SkeletonSequence(joints, np.arange(len(joints)) / fps, KGBD, source=str(path))
+
+
+def kgbd_recording(path: str | Path) -> Recording:
+    """One KGBD walk as a Recording: one track (id 0), subject = its PersonNNN folder if in one."""
+    path = Path(path)
+    person = path.parent.name if _PERSON_DIR.fullmatch(path.parent.name) else None
+    meta = RecordingMeta(sensor="kgbd", layout=KGBD.name, fps=30.0, subject=person)
+    return Recording(meta, {0: read_kgbd(path, fps=meta.fps)}, path)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -181,3 +190,27 @@ def split_sha256(probe_walks: list[KgbdWalk]) -> str:
     """
     names = sorted(f"{w.path.parent.name}/{w.path.name}" for w in probe_walks)
     return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
+def layout_split(root: str | Path, out: str | Path) -> tuple[Path, Path]:
+    """(gallery, probe) folders `out/{gallery,probe}/<PersonNNN>/<walk file>` of the one split.
+
+    What `evaluate` reads: symlinks with absolute targets, so nothing is copied. Re-running
+    keeps links that already point at the same walk; any other file in the way is an error.
+    """
+    gallery_walks, probe_walks = probe_split(list_walks(root))
+    out = Path(out)
+    for part, walks in (("gallery", gallery_walks), ("probe", probe_walks)):
+        for w in walks:
+            link = out / part / w.person / w.path.name
+            target = w.path.resolve()
+            if link.is_symlink() and link.resolve() == target:
+                continue
+            if link.exists() or link.is_symlink():
+                raise FormatError(link, f"already exists and is not a link to {target}")
+            try:
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(target)
+            except OSError as e:
+                raise FormatError(link, f"cannot create link ({e.strerror or e})") from e
+    return out / "gallery", out / "probe"

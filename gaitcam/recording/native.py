@@ -1,0 +1,244 @@
+"""gaitcam's own recording format (`.gaitrec`): what the recorder writes live.
+
+It must survive the app being killed mid-recording, so it is append-only and self-checking:
+
+    b"GAITCAM-REC 1\\n"                  magic + format version
+    record: header                      the RecordingMeta as UTF-8 JSON (+ the layout's joint names)
+    record: rows, record: rows, ...     one per flushed chunk of frames
+
+Every record is `uint32 length, uint32 CRC32 of the payload, payload` (little-endian). A rows
+payload is `uint32 n, uint32 J` then n times (float64 s), n track ids (int64), n×J×3 joints
+(float32 m, NaN where missing) and n×J states (int8 JointState): one row per body per frame.
+
+The writer flushes (and by default fsyncs) a chunk at least every `flush_seconds` of recording
+time, so a crash loses at most that much. The reader keeps every complete record and stops at
+the first truncated or CRC-failing one, reporting the dropped bytes instead of failing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import zlib
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+import numpy as np
+
+from gaitcam.errors import FormatError
+from gaitcam.recording.recording import Recording, RecordingMeta, tracks_from_rows
+from gaitcam.sensors.base import Frame
+from gaitcam.skeleton.layouts import LAYOUTS, JointLayout
+from gaitcam.skeleton.sequence import JointState
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".gaitrec"
+MAGIC = b"GAITCAM-REC "
+VERSION = 1
+_RECORD = struct.Struct("<II")  # payload length, CRC32
+_ROWS = struct.Struct("<II")  # rows, joints per row
+
+
+class RecordingWriter:
+    """Appends frames to a new `.gaitrec` file; use as a context manager.
+
+    Frames are buffered and written as one chunk once the buffer spans `flush_seconds` of
+    recording time (frame timestamps, not wall time: a replay at any speed writes the same
+    file), and on close. `fsync` makes each chunk durable against power loss, not just a crash.
+    Every body needs a track id: the stream assigns them before recording.
+    """
+
+    def __init__(self, path: str | Path, meta: RecordingMeta, flush_seconds: float = 1.0, fsync: bool = True) -> None:
+        if meta.layout not in LAYOUTS:
+            raise FormatError(path, f"unknown joint layout {meta.layout!r}; known: {', '.join(LAYOUTS)}")
+        # A stale note from reading a cut-off source would be false of this complete file.
+        extra = {k: v for k, v in meta.extra.items() if k != "truncated_tail_bytes"}
+        header = {
+            "sensor": meta.sensor, "layout": meta.layout, "fps": meta.fps, "calibration": meta.calibration,
+            "subject": meta.subject, "created": meta.created, "extra": extra,
+            "joints": list(LAYOUTS[meta.layout].joints),
+        }
+        try:
+            header_json = json.dumps(header, allow_nan=False).encode()
+        except (TypeError, ValueError) as e:
+            raise FormatError(path, f"recording metadata is not plain JSON ({e})") from e
+        self.path = Path(path)
+        self.meta = meta
+        self.flush_seconds = flush_seconds
+        self.fsync = fsync
+        self._joints = LAYOUTS[meta.layout].n_joints
+        self._rows: list[tuple[float, int, np.ndarray, np.ndarray]] = []
+        self._chunk_start: float | None = None
+        self._last_time = -np.inf
+        try:
+            self._file: BinaryIO | None = open(self.path, "wb")  # closed by close()
+        except OSError as e:
+            raise FormatError(path, f"cannot create ({e.strerror or e})") from e
+        self._append(header_json, MAGIC + f"{VERSION}\n".encode())
+
+    def write(self, frame: Frame) -> None:
+        """Buffer one frame's bodies; write a chunk if the buffer now spans `flush_seconds`."""
+        if self._file is None:
+            raise FormatError(self.path, "write after close")
+        if frame.layout.name != self.meta.layout:
+            raise FormatError(self.path, f"frame in layout {frame.layout.name!r}, recording is {self.meta.layout!r}")
+        if not frame.time > self._last_time:
+            raise FormatError(self.path, f"frame time {frame.time} s does not follow {self._last_time} s")
+        rows = []  # checked whole before buffering, so a bad body never leaves half a frame
+        for body in frame.bodies:
+            if body.track is None:
+                raise FormatError(self.path, f"body without a track id at {frame.time} s "
+                                  "(assign tracks before recording)")
+            if any(body.track == row[1] for row in rows):
+                raise FormatError(self.path, f"track {body.track} twice in the frame at {frame.time} s")
+            joints = np.array(body.joints, dtype=np.float32)
+            if joints.shape != (self._joints, 3):
+                raise FormatError(self.path, f"track {body.track}: joints {joints.shape}, expected ({self._joints}, 3)")
+            states = (np.full(self._joints, JointState.TRACKED, np.int8) if body.states is None
+                      else np.array(body.states, dtype=np.int8))
+            if states.shape != (self._joints,):
+                raise FormatError(self.path, f"track {body.track}: states {states.shape}, expected ({self._joints},)")
+            states[np.isnan(joints).any(axis=1)] = JointState.MISSING
+            rows.append((frame.time, body.track, joints, states))
+        self._rows.extend(rows)
+        self._last_time = frame.time
+        if self._chunk_start is None:
+            self._chunk_start = frame.time
+        if frame.time - self._chunk_start >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered rows as one chunk now."""
+        if self._file is None:
+            return
+        if self._rows:
+            times, tracks, joints, states = zip(*self._rows)
+            self._append(b"".join((
+                _ROWS.pack(len(times), self._joints),
+                np.asarray(times, "<f8").tobytes(), np.asarray(tracks, "<i8").tobytes(),
+                np.stack(joints).astype("<f4").tobytes(), np.stack(states).tobytes(),
+            )))
+            self._rows.clear()
+        self._chunk_start = None
+
+    def close(self) -> None:
+        """Write what is buffered and close the file; safe to call twice."""
+        if self._file is not None:
+            self.flush()
+            self._file.close()
+            self._file = None
+
+    def _append(self, payload: bytes, prefix: bytes = b"") -> None:
+        """One record, on disk before returning (and durable with fsync)."""
+        assert self._file is not None
+        try:
+            self._file.write(prefix + _RECORD.pack(len(payload), zlib.crc32(payload)) + payload)
+            self._file.flush()
+            if self.fsync:
+                os.fsync(self._file.fileno())
+        except OSError as e:
+            raise FormatError(self.path, f"cannot write ({e.strerror or e})") from e
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def write_native(rec: Recording, path: str | Path) -> None:
+    """A whole recording as `.gaitrec` (conversion: no fsync per chunk, one file write pass)."""
+    with RecordingWriter(path, rec.meta, fsync=False) as writer:
+        for frame in rec.frames():
+            writer.write(frame)
+
+
+def read_native(path: str | Path) -> Recording:
+    """Every complete chunk of a `.gaitrec` file; a cut-off tail is dropped with a warning.
+
+    The dropped byte count goes to `meta.extra["truncated_tail_bytes"]`. A bad magic, an
+    unsupported version or a broken header is a FormatError: nothing could be trusted.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise FormatError(path, f"cannot read file ({e.strerror or e})") from e
+    end = data.find(b"\n", 0, 32)
+    if not data.startswith(MAGIC) or end < 0:
+        raise FormatError(path, "not a gaitcam recording (bad magic)")
+    version = data[len(MAGIC):end].decode("ascii", "replace")
+    if version != str(VERSION):
+        raise FormatError(path, f"unsupported .gaitrec version {version!r} (this gaitcam reads {VERSION})")
+    header, pos = _next_record(data, end + 1)
+    if header is None:
+        raise FormatError(path, "truncated or corrupt header record")
+    meta, layout = _parse_header(path, header)
+
+    chunks: list[tuple[np.ndarray, ...]] = []
+    while pos < len(data):
+        payload, after = _next_record(data, pos)
+        if payload is None:
+            break
+        chunks.append(_parse_rows(path, payload, pos, layout.n_joints))
+        pos = after
+    if pos < len(data):
+        meta.extra["truncated_tail_bytes"] = len(data) - pos
+        log.warning("%s: dropped %d bytes of an unfinished or corrupt record at byte %d (recording cut off?); "
+                    "the %d chunks before it are kept", path, len(data) - pos, pos, len(chunks))
+    if chunks:
+        times, tracks, joints, states = (np.concatenate(parts) for parts in zip(*chunks))
+        found = tracks_from_rows(path, times, tracks, joints, states, layout)
+    else:
+        found = {}
+    return Recording(meta, found, path)
+
+
+def _next_record(data: bytes, pos: int) -> tuple[bytes | None, int]:
+    """(payload, position after it), or (None, pos) if the record there is cut off or corrupt."""
+    if pos + _RECORD.size > len(data):
+        return None, pos
+    length, crc = _RECORD.unpack_from(data, pos)
+    start = pos + _RECORD.size
+    payload = data[start:start + length]
+    if len(payload) != length or zlib.crc32(payload) != crc:
+        return None, pos
+    return payload, start + length
+
+
+def _parse_header(path: Path, payload: bytes) -> tuple[RecordingMeta, JointLayout]:
+    try:
+        h = json.loads(payload)
+        meta = RecordingMeta(
+            sensor=str(h["sensor"]), layout=str(h["layout"]), fps=float(h["fps"]), calibration=h.get("calibration"),
+            subject=h.get("subject"), created=h.get("created"), extra=dict(h.get("extra") or {}),
+        )
+        joints = tuple(h["joints"])
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise FormatError(path, f"corrupt header record ({type(e).__name__}: {e})") from e
+    layout = LAYOUTS.get(meta.layout)
+    if layout is None:
+        raise FormatError(path, f"unknown joint layout {meta.layout!r}; known: {', '.join(LAYOUTS)}")
+    if joints != layout.joints:
+        raise FormatError(path, f"joint names differ from this gaitcam's {meta.layout!r} layout")
+    return meta, layout
+
+
+def _parse_rows(path: Path, payload: bytes, offset: int, n_joints: int) -> tuple[np.ndarray, ...]:
+    """A chunk whose CRC matched: any inconsistency now is a writer bug, not a crash, so it fails."""
+    if len(payload) < _ROWS.size:
+        raise FormatError(path, f"chunk at byte {offset} is too short")
+    n, j = _ROWS.unpack_from(payload)
+    if j != n_joints or len(payload) != _ROWS.size + n * (8 + 8 + 12 * j + j):
+        raise FormatError(path, f"chunk at byte {offset}: {n} rows of {j} joints do not fit its {len(payload)} bytes")
+    arrays, pos = [], _ROWS.size
+    for dtype, shape in (("<f8", (n,)), ("<i8", (n,)), ("<f4", (n, j, 3)), ("i1", (n, j))):
+        count = int(np.prod(shape))
+        arrays.append(np.frombuffer(payload, dtype, count, pos).reshape(shape))
+        pos += count * np.dtype(dtype).itemsize
+    return tuple(arrays)

@@ -1,0 +1,1 @@
+"""Skeleton sources side by side, each one file behind `base.Source`."""

@@ -1,0 +1,96 @@
+"""The one small interface every skeleton source implements, and the frames it yields.
+
+A source owns its device or file and turns whatever its SDK gives into `Frame`s: bodies in the
+source's own joint layout, in metres, with per-joint tracking states and a timestamp. Everything
+after it (retargeting, calibration, tracking, windows) is shared code in `gaitcam.stream`, so
+a new backend is one file that fills `open`, `read` and `close`.
+"""
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from gaitcam.errors import GaitcamError
+from gaitcam.skeleton.layouts import JointLayout
+
+
+class SourceError(GaitcamError):
+    """A source cannot start: SDK or device missing, file unreadable. One line, names the device."""
+
+
+class SourceLost(SourceError):
+    """A running source vanished (unplugged, driver reset); the capture thread retries it."""
+
+
+@dataclass
+class Body:
+    """One person in one frame, in the source's layout.
+
+    `track` is the sensor's body id; None for sources without ids (the tracker assigns them).
+    `joints` [J, 3] float32 metres, NaN where missing; `states` [J] int8 `JointState` values.
+    """
+
+    track: int | None
+    joints: np.ndarray
+    states: np.ndarray | None = None
+
+
+@dataclass
+class Frame:
+    """Everything a source saw at one instant. `time` in seconds, increasing within a run."""
+
+    time: float
+    bodies: list[Body]
+    layout: JointLayout
+    image: np.ndarray | None = None  # BGR uint8, for sources with a camera image
+    index: int = 0  # the source's frame counter (gaps in it are dropped frames)
+    extras: dict = field(default_factory=dict)  # per-source facts, e.g. a sensor's floor plane
+
+
+class Source(ABC):
+    """A skeleton source. Use as a context manager; `read` until it returns None (files only).
+
+    `is_file` sources end the run when they end; live sources never return None and raise
+    `SourceLost` when the device disappears.
+    """
+
+    name: ClassVar[str]
+    is_file: ClassVar[bool] = False
+    layout: JointLayout
+    fps: float  # nominal frame rate (frames may still arrive irregularly)
+
+    def open(self) -> None:
+        """Acquire the device or file; raise SourceError with a one-line reason if impossible."""
+
+    @abstractmethod
+    def read(self) -> Frame | None:
+        """The next frame (blocking at the source's pace), or None when a file source ends."""
+
+    def close(self) -> None:
+        """Release the device or file; safe to call twice."""
+
+    def __enter__(self) -> Source:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# name -> "module:Class"; imported only when picked, so a missing SDK breaks only its backend.
+SENSORS: dict[str, str] = {
+    "demo": "gaitcam.sensors.demo:DemoSource",
+    "replay": "gaitcam.sensors.replay:ReplaySource",
+}
+
+
+def source_class(name: str) -> type[Source]:
+    """The Source class registered under `name`, or a SourceError listing the known names."""
+    if name not in SENSORS:
+        raise SourceError(f"unknown sensor {name!r}; known: {', '.join(SENSORS)}")
+    module, cls = SENSORS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
