@@ -1,0 +1,154 @@
+"""App settings from a TOML file, with command-line overrides on top.
+
+Precedence: command line > the config file > built-in defaults. The file is the one named,
+else `./gaitcam.toml`, else `$XDG_CONFIG_HOME/gaitcam/config.toml` (~/.config/...). Unknown
+keys and wrong types are errors naming the file and key: a typo must not silently fall back
+to a default. Relative paths are relative to the current folder, like the defaults.
+`gaitcam.example.toml` at the repository root documents every key.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from gaitcam.errors import FormatError, GaitcamError
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    """An XDG base folder; the spec says to ignore unset, empty or relative values."""
+    value = os.environ.get(var, "")
+    return Path(value) if os.path.isabs(value) else Path.home() / fallback
+
+
+def default_gallery() -> Path:
+    return _xdg("XDG_DATA_HOME", ".local/share") / "gaitcam" / "gallery.db"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting the app reads; frozen, so one stage cannot change it under another."""
+
+    threshold: float | None = None  # open-set match threshold; None: the weights'/matcher's own
+    f: int = 6  # frames per window; must match the weights
+    stride: int = 3  # live: frames between window starts
+    threads: int = 1  # torch CPU threads
+    device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
+    weights: Path = Path("weights/sgela")
+    gallery: Path = field(default_factory=default_gallery)
+    recordings: Path = Path("recordings")
+    calibration: Path = Path("calibration")
+    log_level: str = "INFO"
+    queue_size: int = 64  # capture queue, frames
+    source: Path | None = field(default=None, compare=False)  # the file read, if any
+
+
+class _Invalid(Exception):
+    """A value's problem, before we know whether it came from a file or the command line."""
+
+
+def _int_at_least(low: int) -> Callable[[Any], int]:
+    def parse(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise _Invalid(f"expected an integer >= {low}, got {v!r}")
+        return v
+    return parse
+
+
+def _threshold(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise _Invalid(f"expected a number, got {v!r}")
+    return float(v)
+
+
+def _path(v: Any) -> Path:
+    if not isinstance(v, str | Path) or not str(v):
+        raise _Invalid(f"expected a path (a string), got {v!r}")
+    return Path(v).expanduser()
+
+
+def _device(v: Any) -> str:
+    if not isinstance(v, str) or not DEVICE.fullmatch(v):
+        raise _Invalid(f"expected auto, cpu, cuda, cuda:N or mps, got {v!r}")
+    return v
+
+
+def _log_level(v: Any) -> str:
+    if not isinstance(v, str) or v.upper() not in LOG_LEVELS:
+        raise _Invalid(f"expected one of {', '.join(LOG_LEVELS)}, got {v!r}")
+    return v.upper()
+
+
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "threshold": _threshold,
+    "f": _int_at_least(2),
+    "stride": _int_at_least(1),
+    "threads": _int_at_least(1),
+    "device": _device,
+    "weights": _path,
+    "gallery": _path,
+    "recordings": _path,
+    "calibration": _path,
+    "log_level": _log_level,
+    "queue_size": _int_at_least(1),
+}
+
+
+def find_config() -> Path | None:
+    """The config file used when none is named, or None."""
+    for candidate in (Path("gaitcam.toml"), _xdg("XDG_CONFIG_HOME", ".config") / "gaitcam" / "config.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise FormatError(path, "config file not found") from None
+    except OSError as e:
+        raise FormatError(path, f"cannot read config ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise FormatError(path, f"invalid TOML ({e})") from None
+    values = {}
+    for key, value in data.items():
+        if key not in PARSERS:
+            close = difflib.get_close_matches(key, PARSERS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise FormatError(path, f"unknown key {key!r}{hint}")
+        try:
+            values[key] = PARSERS[key](value)
+        except _Invalid as e:
+            raise FormatError(path, f"{key}: {e}") from None
+    return values
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """The settings: defaults, updated by the config file, updated by `overrides`.
+
+    `overrides` come from the command line, keyed by field name; None values mean "not given".
+    """
+    source = Path(path).expanduser() if path is not None else find_config()
+    config = Config() if source is None else Config(**_read(source), source=source)
+    changes = {}
+    for key, value in (overrides or {}).items():
+        if key not in PARSERS:
+            raise ValueError(f"unknown config override {key!r}")  # a CLI bug, not the user's
+        if value is None:
+            continue
+        try:
+            changes[key] = PARSERS[key](value)
+        except _Invalid as e:
+            raise GaitcamError(f"--{key.replace('_', '-')}: {e}") from None
+    return replace(config, **changes)

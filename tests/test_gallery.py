@@ -1,0 +1,294 @@
+"""The gallery: enrolments round-trip, are atomic and durable, and removal leaves no bytes."""
+import hashlib
+import logging
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gaitcam.errors import GaitcamError
+from gaitcam.gallery import Gallery, RecordingRef, Template
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def vecs(seed: int, count: int = 4, dim: int = 8) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((count, dim)).astype(np.float32)
+
+
+def tpl(seed: int, kind: str = "age", version: str = "v1", sensor: str = "kinect", **kw) -> Template:
+    return Template(kind, version, sensor, vecs(seed, **kw))
+
+
+def rec(path: Path, content: bytes = b"walk", track: int | None = None) -> RecordingRef:
+    path.write_bytes(content)
+    return RecordingRef.from_file(path, "kinect", track)
+
+
+def pragma(path: Path, name: str) -> object:
+    """Read a PRAGMA through a connection of our own, as another process would see the file."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def gallery(tmp_path):
+    with Gallery(tmp_path / "g.db") as g:
+        yield g
+
+
+def test_enrolments_round_trip_append_and_replace(gallery):
+    gallery.enroll("Bo", [tpl(1), tpl(2, kind="shape", dim=3)])
+    assert gallery.enroll("Al", [tpl(3)]) == 1
+    assert gallery.enroll("Al", [tpl(4, count=2)]) == 2  # a second walk appends
+    names, arrays = gallery.templates("age", "v1")
+    assert names == ["Al", "Al", "Bo"]
+    for a, expected in zip(arrays, (vecs(3), vecs(4, count=2), vecs(1)), strict=True):
+        assert a.dtype == np.float32 and a.flags.writeable
+        np.testing.assert_array_equal(a, expected)
+    assert gallery.templates("shape", "v1")[0] == ["Bo"]
+    assert gallery.enroll("Al", [tpl(5)], replace=True) == 1
+    names, arrays = gallery.templates("age", "v1")
+    assert names == ["Al", "Bo"]
+    np.testing.assert_array_equal(arrays[0], vecs(5))
+
+
+def test_templates_never_print_their_vectors(caplog):
+    t = Template("age", "v1", "kinect", np.full((3, 5), 7777.25, dtype=np.float32))
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("test").info("enrolling %s %r", t, [t])
+    for text in (repr(t), str(t), caplog.text):
+        assert "7777" not in text
+    assert "3x5" in repr(t)
+
+
+def test_template_rejects_what_is_not_a_vector_matrix():
+    with pytest.raises(ValueError, match="matrix"):
+        Template("age", "v1", "kinect", np.zeros(8))
+    with pytest.raises(ValueError, match="finite"):
+        Template("age", "v1", "kinect", np.full((2, 2), np.nan))
+
+
+def test_people_and_recordings(gallery, tmp_path):
+    walk = rec(tmp_path / "walk.txt")
+    gallery.enroll("Al", [tpl(1)], walk)
+    gallery.enroll("Al", [tpl(2, version="v2", sensor="azure")], walk)  # same recording again
+    gallery.enroll("Bo", [tpl(3)], rec(tmp_path / "b.txt", b"other", track=2))
+    al, bo = gallery.people()
+    assert (al.name, al.n_templates, al.n_recordings) == ("Al", 2, 1)
+    assert al.sensors == ("azure", "kinect") and al.encoder_versions == ("v1", "v2")
+    assert al.created.tzinfo is not None
+    assert gallery.recordings("Al") == [walk]
+    assert gallery.recordings("Bo")[0].track == 2
+    assert walk.sha256 == hashlib.sha256(b"walk").hexdigest()
+
+
+def test_recording_paths_are_stored_absolute(gallery, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("w.txt").write_bytes(b"x")
+    gallery.enroll("Al", [tpl(1)], RecordingRef.from_file("w.txt", "kinect"))
+    assert gallery.recordings("Al")[0].path == tmp_path / "w.txt"
+
+
+def test_versions_and_stale(gallery):
+    gallery.enroll("Al", [tpl(1, version="old")])
+    gallery.enroll("Bo", [tpl(2, version="new")])
+    gallery.enroll("Cy", [tpl(3, version="new"), tpl(4, version="old")])
+    assert gallery.versions() == {"old", "new"}
+    assert gallery.stale("new") == ["Al", "Cy"]
+    assert gallery.templates("age", "new")[0] == ["Bo", "Cy"]
+    with pytest.raises(GaitcamError, match="several encoder versions"):
+        gallery.templates("age")
+    assert gallery.templates("none") == ([], [])
+
+
+def test_rename_and_user_errors(gallery):
+    gallery.enroll("Al", [tpl(1)])
+    gallery.enroll("Bo", [tpl(2)])
+    gallery.rename("Al", "Alice")
+    assert gallery.templates("age")[0] == ["Alice", "Bo"]
+    for call, match in [
+        (lambda: gallery.rename("Nobody", "X"), "no one named 'Nobody'"),
+        (lambda: gallery.rename("Alice", "Bo"), "already in the gallery"),
+        (lambda: gallery.rename("Alice", " Al"), "invalid name"),
+        (lambda: gallery.enroll("", [tpl(3)]), "invalid name"),
+        (lambda: gallery.enroll("Cy", []), "no templates"),
+        (lambda: gallery.remove("Nobody"), "no one named"),
+        (lambda: gallery.recordings("Nobody"), "no one named"),
+    ]:
+        with pytest.raises(GaitcamError, match=match) as e:
+            call()
+        assert "\n" not in str(e.value)
+
+
+def test_remove_returns_and_deletes_only_its_own_recordings(gallery, tmp_path):
+    own, shared = rec(tmp_path / "own.txt"), rec(tmp_path / "two.txt", b"two people", track=1)
+    gallery.enroll("Al", [tpl(1)], own)
+    gallery.enroll("Al", [tpl(2)], shared)
+    gallery.enroll("Bo", [tpl(3)], RecordingRef(shared.path, shared.sha256, "kinect", 2))
+    assert gallery.remove("Al", delete_recordings=True) == [own.path]
+    assert not own.path.exists() and shared.path.exists()
+    assert [p.name for p in gallery.people()] == ["Bo"]
+    assert gallery.remove("Bo") == [shared.path] and shared.path.exists()
+
+
+def file_windows(paths: list[Path]) -> set[bytes]:
+    """Every 16-byte run in the files, to look a blob's runs up in linear time."""
+    runs = set()
+    for p in paths:
+        data = p.read_bytes() if p.exists() else b""
+        runs.update(data[i:i + 16] for i in range(len(data) - 15))
+    return runs
+
+
+def leaks(blob: bytes, runs: set[bytes]) -> bool:
+    return any(blob[i:i + 16] in runs for i in range(len(blob) - 15))
+
+
+def test_remove_leaves_no_bytes_in_the_files(gallery, tmp_path):
+    al, bo = vecs(10, count=16, dim=32), vecs(11, count=16, dim=32)
+    gallery.enroll("Zebulon Quartermaine", [Template("age", "v1", "kinect", al)])
+    gallery.enroll("Bo", [Template("age", "v1", "kinect", bo)])
+    files = [tmp_path / n for n in ("g.db", "g.db-wal", "g.db-shm")]
+    assert leaks(al.tobytes(), file_windows(files))  # the search finds a stored blob
+    gallery.remove("Zebulon Quartermaine")
+    runs = file_windows(files)
+    assert not leaks(al.tobytes(), runs)
+    assert not any(b"Quartermaine" in p.read_bytes() for p in files if p.exists())
+    assert leaks(bo.tobytes(), runs)
+    assert gallery.templates("age")[0] == ["Bo"]
+    assert pragma(tmp_path / "g.db", "freelist_count") == 0  # no free pages kept
+
+
+def test_remove_says_when_another_reader_delays_the_scrub(tmp_path):
+    with Gallery(tmp_path / "g.db", timeout=0.1) as g:
+        g.enroll("Al", [tpl(1)])
+        g.enroll("Bo", [tpl(2)])
+        reader = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM templates").fetchone()  # holds a snapshot
+        with pytest.raises(GaitcamError, match="another process has the gallery open"):
+            g.remove("Al")
+        reader.close()
+        assert [p.name for p in g.people()] == ["Bo"]
+
+
+def test_writers_wait_for_each_other_then_give_up(tmp_path):
+    path = tmp_path / "g.db"
+    Gallery(path).close()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process writing
+    with Gallery(path, timeout=0.1) as g:
+        with pytest.raises(GaitcamError, match="busy"):
+            g.enroll("Al", [tpl(1)])
+    threading.Timer(0.2, other.commit).start()
+    with Gallery(path, timeout=5) as g:
+        g.enroll("Al", [tpl(1)])
+        assert g.templates("age")[0] == ["Al"]
+    other.close()
+
+
+def test_one_gallery_serves_several_threads(gallery):
+    gallery.enroll("Al", [tpl(1)])
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(gallery.templates("age")[0])) for _ in range(4)]
+    for t in threads:
+        t.start()
+    gallery.enroll("Bo", [tpl(2)])
+    for t in threads:
+        t.join()
+    assert len(seen) == 4 and all(names[0] == "Al" for names in seen)
+
+
+def test_files_are_private(tmp_path):
+    path = tmp_path / "new" / "g.db"
+    with Gallery(path) as g:
+        g.enroll("Al", [tpl(1)])
+        for p in (path, path.with_name("g.db-wal")):
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert pragma(path, "journal_mode") == "wal"
+
+
+def test_foreign_files_are_clear_errors(tmp_path):
+    (tmp_path / "text.db").write_text("hello, not a database " * 10)
+    with pytest.raises(GaitcamError, match="text.db: gallery file is not a database"):
+        Gallery(tmp_path / "text.db")
+    other = sqlite3.connect(tmp_path / "other.db")
+    other.execute("CREATE TABLE t (x)")
+    other.close()
+    with pytest.raises(GaitcamError, match="not a gaitcam gallery"):
+        Gallery(tmp_path / "other.db")
+    Gallery(tmp_path / "new.db").close()
+    newer = sqlite3.connect(tmp_path / "new.db")
+    newer.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    newer.commit()
+    newer.close()
+    with pytest.raises(GaitcamError, match="newer gaitcam"):
+        Gallery(tmp_path / "new.db")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(GaitcamError, match="cannot create gallery"):
+        Gallery(tmp_path / "file" / "g.db")
+    with pytest.raises(GaitcamError, match="cannot read recording"):
+        RecordingRef.from_file(tmp_path / "missing.txt", "kinect")
+
+
+# The child enrolls big templates person after person and reports each commit; for the last
+# person a trace hook pauses it inside the enrolment's transaction, where the test kills it.
+CHILD = """
+import sys, time
+import numpy as np
+from gaitcam.gallery import Gallery, RecordingRef, Template
+
+g = Gallery(sys.argv[1])
+def pause_in_template_insert(sql):
+    if sql.startswith("INSERT INTO templates"):
+        print("inside", flush=True)
+        time.sleep(60)
+for i in range(4):
+    if i == 3:
+        g._conn.set_trace_callback(pause_in_template_insert)
+    rng = np.random.default_rng(i)
+    big = [Template(k, "v1", "kinect", rng.standard_normal((600, 768))) for k in ("age", "shape")]
+    g.enroll(f"p{i}", big, RecordingRef(f"r{i}.txt", f"{i:064x}", "kinect"))
+    print("committed", i, flush=True)
+"""
+
+
+def test_a_killed_enrolment_loses_nothing_committed(tmp_path):
+    path = tmp_path / "g.db"
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(CHILD), str(path)],
+                             cwd=REPO, stdout=subprocess.PIPE, text=True)
+    committed = []
+    try:
+        for line in child.stdout:
+            if line.startswith("committed"):
+                committed.append(int(line.split()[1]))
+            elif line.strip() == "inside":
+                break
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+    assert committed == [0, 1, 2]
+    assert path.with_name("g.db-wal").stat().st_size > 0  # the commits still sit in the WAL
+    assert pragma(path, "integrity_check") == "ok"  # also replays the WAL
+    with Gallery(path) as g:
+        assert [p.name for p in g.people()] == ["p0", "p1", "p2"]
+        names, arrays = g.templates("shape", "v1")
+        assert names == ["p0", "p1", "p2"]
+        for i, a in enumerate(arrays):
+            rng = np.random.default_rng(i)
+            rng.standard_normal((600, 768))  # the "age" draw came first
+            np.testing.assert_array_equal(a, rng.standard_normal((600, 768)).astype(np.float32))
+        assert [r.sha256 for r in g.recordings("p1")] == [f"{1:064x}"]
