@@ -3,7 +3,8 @@
 Precedence: command line > the config file > built-in defaults. The file is the one named,
 else `./gaitcam.toml`, else `$XDG_CONFIG_HOME/gaitcam/config.toml` (~/.config/...). Unknown
 keys and wrong types are errors naming the file and key: a typo must not silently fall back
-to a default. Relative paths are relative to the current folder, like the defaults.
+to a default. Relative paths are relative to the current folder; the defaults for the shipped
+weights and calibration are absolute (the checkout), so the app runs from any folder.
 `gaitcam.example.toml` at the repository root documents every key.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from gaitcam.errors import FormatError, GaitcamError
 
+APP_ROOT = Path(__file__).resolve().parents[1]  # the checkout: shipped weights and calibration live here
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -43,10 +45,10 @@ class Config:
     stride: int = 3  # live: frames between window starts
     threads: int = 1  # torch CPU threads
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
-    weights: Path = Path("weights/sgela")
+    weights: Path = APP_ROOT / "weights" / "sgela"
     gallery: Path = field(default_factory=default_gallery)
     recordings: Path = Path("recordings")
-    calibration: Path = Path("calibration")
+    calibration: Path = APP_ROOT / "calibration"
     log_level: str = "INFO"
     queue_size: int = 64  # capture queue, frames
     source: Path | None = field(default=None, compare=False)  # the file read, if any

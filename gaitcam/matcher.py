@@ -12,7 +12,8 @@ the statistics and scales are label-free (`MatcherParams.fit`), the equal weight
 in advance, so Rank-k figures measure the encoder and the shape, not a tuned fusion.
 
 A track is named when its fused distance to the nearest enrolled walk of a person is at most
-`threshold` (calibrated on training walks only; see `MatcherParams.fit`). Tracks visible at
+`threshold` (calibrated on training walks only; see `MatcherParams.fit`), that is when its
+score is at least `min_score` = 0.5; users may raise or lower `min_score` in the config. Tracks visible at
 the same time are assigned jointly (Hungarian), so one name never goes to two people.
 """
 from __future__ import annotations
@@ -82,8 +83,9 @@ class MatcherParams:
     shape_std: np.ndarray
     age_scale: float  # median gait distance between two different walks
     shape_scale: float  # median shape distance between two different walks
-    threshold: float  # fused distance above which a track is unknown
+    threshold: float  # calibrated fused distance; the score is scaled so that it maps to 0.5
     min_windows: int = 10  # evidence before a track may be named (10 windows = 1 s at stride 3)
+    min_score: float = 0.5  # scores below this are "unknown" (0.5: exactly the calibrated threshold)
     notes: dict = field(default_factory=dict)
 
     @property
@@ -104,6 +106,10 @@ class MatcherParams:
         except (OSError, ValueError, TypeError, KeyError) as e:
             raise GaitcamError(f"{path}: cannot read matcher parameters ({e})") from e
 
+    def named(self, fused: np.ndarray | float) -> np.ndarray | bool:
+        """Whether a fused distance is close enough to give a name."""
+        return np.asarray(self.score(fused)) >= self.min_score
+
     @classmethod
     def fit(cls, encoder_version: str, ages: list[np.ndarray], shapes: list[np.ndarray],
             labels: list[str], target_fpir: float = 0.05, min_windows: int = 10,
@@ -120,7 +126,7 @@ class MatcherParams:
             raise GaitcamError("fitting the matcher needs walks of at least two people")
         params = cls(encoder_version, a.mean(0).astype(np.float32), (a.std(0) + 1e-6).astype(np.float32),
                      np.nanmean(s, 0).astype(np.float32), (np.nanstd(s, 0) + 1e-6).astype(np.float32),
-                     1.0, 1.0, np.inf, min_windows, notes or {})
+                     1.0, 1.0, np.inf, min_windows=min_windows, notes=notes or {})
         da, ds = params.component_distances(a, s, a, s)
         off = ~np.eye(len(a), dtype=bool)
         params.age_scale = float(np.median(da[off]))
@@ -227,7 +233,7 @@ class Matcher:
             out[t] = Decision(None, float(self.params.score(d[i, j])), self.index.people[j], ev[i].windows)
         rows, cols = linear_sum_assignment(d)  # ... and a name only through the joint assignment
         for i, j in zip(rows, cols):
-            if d[i, j] <= self.params.threshold:
+            if self.params.named(d[i, j]):
                 out[ready[i]] = Decision(self.index.people[j], float(self.params.score(d[i, j])),
                                          self.index.people[j], ev[i].windows)
         return out

@@ -36,3 +36,45 @@ def test_malformed_recording_is_one_line_error(tmp_path, capsys):
 def test_no_inputs_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path)]) == 2
     assert "no recordings" in capsys.readouterr().err
+
+
+@needs_kgbd
+def test_enroll_identify_and_manage_the_gallery(tmp_path, capsys):
+    db = str(tmp_path / "g.db")
+    walk = KGBD_ROOT / "Data" / "Person001"
+    assert main(["enroll", "Ann", str(walk / "1.txt.gz"), "--gallery", db]) == 0
+    assert "enrolled Ann" in capsys.readouterr().out
+    assert main(["identify", str(walk / "2.txt.gz"), "--json", "--gallery", db]) == 0
+    row = json.loads(capsys.readouterr().out.strip())
+    assert row["track"] == 0 and row["nearest"] == "Ann" and row["windows"] > 0
+    assert main(["gallery", "--gallery", db, "rename", "Ann", "Anna"]) == 0
+    assert main(["gallery", "--gallery", db, "list"]) == 0
+    assert "Anna: 1 recording(s)" in capsys.readouterr().out
+    assert main(["gallery", "--gallery", db, "remove", "Anna"]) == 0
+    assert main(["gallery", "--gallery", db, "remove", "Anna"]) == 2
+    assert "Anna" in capsys.readouterr().err
+
+
+def test_identify_reads_files_before_opening_the_gallery(tmp_path, capsys):
+    bad = tmp_path / "x.skeleton"
+    bad.write_text("3\n1\n")
+    db = tmp_path / "g.db"
+    assert main(["identify", str(bad), "--gallery", str(db)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "x.skeleton" in err[0]
+    assert not db.exists()
+
+
+@needs_kgbd
+def test_convert_between_formats(tmp_path, capsys):
+    src = KGBD_ROOT / "Data" / "Person001" / "1.txt.gz"
+    csv, native = tmp_path / "w.csv", tmp_path / "w.gaitrec"
+    assert main(["convert", str(src), str(csv)]) == 0
+    assert main(["convert", str(csv), str(native)]) == 0
+    assert "1 track(s)" in capsys.readouterr().out and native.stat().st_size > 0
+
+
+def test_unknown_sensor_is_one_line(capsys):
+    assert main(["--sensor", "nosuch", "--headless"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nosuch" in err[0] and "demo" in err[0]

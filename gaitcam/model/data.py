@@ -1,7 +1,6 @@
 """Training data for the encoder: skeleton sequences -> normalised windows, split by sequence."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,8 +9,6 @@ from gaitcam.skeleton.normalize import normalize_windows
 from gaitcam.skeleton.retarget import to_canonical
 from gaitcam.skeleton.sequence import SkeletonSequence
 from gaitcam.skeleton.windows import cut_windows, gather_windows
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,7 +46,8 @@ def windows_from_sequences(
     `trim` frames are dropped at both ends of each sequence first: the original preprocessing
     cut 10 (spec §1.5), where the sensor is still locking on. Windows with a missing joint, or
     with a joint moving faster than `max_speed` (a tracking glitch), are dropped and counted:
-    the model never trains on NaN, invented zeros or teleporting skeletons.
+    the model never trains on NaN, invented zeros or teleporting skeletons. The counts are in
+    the result; the caller says what they mean for its task.
     """
     parts, owners, skipped, jumps = [], [], 0, 0
     for i, seq in enumerate(sequences):
@@ -70,9 +68,6 @@ def windows_from_sequences(
         skipped += int((~complete).sum())
         parts.append(w[keep])
         owners.append(np.full(int(keep.sum()), i, dtype=np.int64))
-    if skipped or jumps:
-        log.warning("dropped %d windows with missing joints and %d with joint jumps over %s m/s",
-                    skipped, jumps, max_speed)
     if not parts:
         return WindowSet(np.zeros((0, f, 20, 3), np.float32), np.zeros(0, np.int64), skipped, jumps)
     windows = normalize_windows(np.concatenate(parts), normalization)

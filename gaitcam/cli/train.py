@@ -1,4 +1,4 @@
-"""Command line: `python main.py [COMMAND] ...` (contract in ../shared/docs/ARCHITECTURE.md)."""
+"""`train`: self-supervised SGE-LA training on unlabeled recordings."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from gaitcam import __version__
 from gaitcam.errors import GaitcamError
 
-log = logging.getLogger("gaitcam")
+log = logging.getLogger(__name__)
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
+def add(sub: argparse._SubParsersAction) -> None:
     from gaitcam.model.sgela import SGELAConfig
     from gaitcam.model.train import TrainConfig
     from gaitcam.skeleton.normalize import NORMALIZATIONS
@@ -26,7 +25,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "and/or --kgbd ROOT (training walks only, by the project's split rule), "
         "or --sgela-npy DIR for the original preprocessed windows.",
     )
-    p.add_argument("inputs", nargs="*", help="recording files or folders (KGBD .txt/.txt.gz)")
+    p.add_argument("inputs", nargs="*", help="recording files or folders (any supported format)")
     p.add_argument("--kgbd", metavar="ROOT", help="KGBD folder holding Data/ (probe walks are left out)")
     p.add_argument("--all-walks", action="store_true", help="with --kgbd: also train on the probe walks")
     p.add_argument("--sgela-npy", metavar="DIR", help="original SGE-LA preprocessed .npy folder")
@@ -100,7 +99,10 @@ def _load_training_data(args: argparse.Namespace):
         sequences.extend(read_recording(path).tracks.values())
     sources["sequences"] = len(sequences)
     stride = args.stride or max(1, args.f // 2)
-    return windows_from_sequences(sequences, args.f, stride, args.normalization, args.trim), sources
+    data = windows_from_sequences(sequences, args.f, stride, args.normalization, args.trim)
+    if data.skipped or data.jumps:
+        log.warning("dropped %d windows with missing joints and %d with tracking glitches", data.skipped, data.jumps)
+    return data, sources
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -131,79 +133,3 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{summary['epochs']:.2f} epochs in {summary['minutes']:.1f} min ({summary['stop']}); "
           f"weights: {Path(args.out) / 'sgela.safetensors'}; loss curve: {Path(args.out) / 'loss.png'}")
     return 0
-
-
-def _add_benchmark(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "benchmark",
-        help="the paper's numbers on a public dataset, beside an untrained network and raw windows",
-        description="Benchmark the encoder on KGBD with the project's split (per person the highest-numbered "
-        "walk is the probe). classifier: the paper's recognition network on frozen AGEs (Rank-1/5/10, CMC, "
-        "nAUC both ways); retrieval: cosine matching against all training-walk windows (Rank-1/5/10, mAP). "
-        "Query unit: one window; walk-level results are reported beside. Rates in the JSON are fractions.",
-    )
-    p.add_argument("dataset", choices=("kgbd",))
-    p.add_argument("--root", required=True, metavar="DIR", help="the folder that holds Data/")
-    p.add_argument("--protocol", required=True, choices=("classifier", "retrieval"))
-    p.add_argument("--weights", default="weights/sgela", help="encoder weights (NAME, NAME.json or NAME.safetensors)")
-    p.add_argument("--json", metavar="OUT", help="write the results here")
-    p.add_argument("--plot", metavar="PNG", help="CMC plot (default: beside --json, else runs/benchmark/)")
-    p.add_argument("--rn", metavar="DIR", help="classifier: reuse the RNs saved here when trained on exactly "
-                   "these features and training walks; otherwise train them and save them here")
-    p.add_argument("--threads", type=int, help="torch CPU threads (numpy's BLAS follows OPENBLAS_NUM_THREADS)")
-    p.add_argument("--limit-people", type=int, metavar="N", help="only the first N persons (a quick run)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the untrained encoder and the RNs")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
-    p.set_defaults(func=cmd_benchmark)
-
-
-def cmd_benchmark(args: argparse.Namespace) -> int:
-    import json
-
-    from gaitcam.evaluation.kgbd_benchmark import format_table, run_kgbd_benchmark, save_cmc_plot
-
-    result = run_kgbd_benchmark(
-        args.root, args.protocol, args.weights, threads=args.threads, limit_people=args.limit_people,
-        seed=args.seed, rn_dir=args.rn, device=args.device,
-    )
-    name = f"kgbd_{args.protocol}_cmc.png"
-    plot = Path(args.plot) if args.plot else (Path(args.json).parent if args.json else Path("runs/benchmark")) / name
-    result["plot"] = str(save_cmc_plot(result, plot))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    print(format_table(result))
-    print(f"CMC plot: {plot}" + (f"; JSON: {args.json}" if args.json else ""))
-    return 0
-
-
-def cmd_app(args: argparse.Namespace) -> int:
-    """The live app. Its sources, matcher and view are not built yet (issues #4-#6)."""
-    print(f"gaitcam {__version__}: the live app (demo, sensors, gallery, Qt view) is not built yet.\n"
-          "Working now: `python main.py train --help` (self-supervised SGE-LA training) and\n"
-          "`python main.py benchmark kgbd --help` (the paper's protocols on KGBD).")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python main.py", description="gaitcam: gait re-identification from 3-D skeletons")
-    parser.add_argument("--version", action="version", version=f"gaitcam {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    parser.set_defaults(func=cmd_app)
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    _add_train(sub)
-    _add_benchmark(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except GaitcamError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130

@@ -1,0 +1,76 @@
+"""What several commands load the same way: config, encoder, matcher parameters, gallery."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from gaitcam.config import Config, load_config
+from gaitcam.errors import GaitcamError
+
+log = logging.getLogger(__name__)
+
+
+def add_runtime_options(p: argparse.ArgumentParser, gallery: bool = True) -> None:
+    """Options that override the config file for commands that encode and match."""
+    if gallery:
+        p.add_argument("--gallery", metavar="DB", help="gallery database (default: the config's)")
+    p.add_argument("--weights", metavar="NAME", help="encoder weights (default: weights/sgela)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: the config's, 1)")
+    p.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
+
+
+def config_from(args: argparse.Namespace, **extra: object) -> Config:
+    """The config file updated by whatever of its keys the command line gave."""
+    keys = ("gallery", "weights", "threads", "device", "threshold", "stride", "log_level", "queue_size")
+    overrides = {k: getattr(args, k) for k in keys if hasattr(args, k)}
+    cfg = load_config(args.config, {**overrides, **extra})
+    if args.log_level is None:
+        logging.getLogger().setLevel(cfg.log_level)
+    return cfg
+
+
+def load_encoder(cfg: Config):
+    """The encoder of the configured weights, on the configured device and thread count."""
+    import torch
+
+    from gaitcam.model.encoder import GaitEncoder
+
+    torch.set_num_threads(cfg.threads)
+    encoder = GaitEncoder.from_weights(cfg.weights, device=cfg.device)
+    if encoder.f != cfg.f:
+        raise GaitcamError(f"{cfg.weights}: the weights use {encoder.f}-frame windows, the config says f = {cfg.f}")
+    return encoder
+
+
+def matcher_params_path(weights: Path) -> Path:
+    return Path(f"{weights}.matcher.json")
+
+
+def load_params(cfg: Config, encoder):
+    """The matcher parameters fitted for exactly this encoder (refused for any other)."""
+    from gaitcam.matcher import MatcherParams
+
+    path = matcher_params_path(cfg.weights)
+    if not path.is_file():
+        raise GaitcamError(f"{path}: no matcher parameters for these weights; "
+                           f"run `python main.py fit-matcher --train DIR --weights {cfg.weights}`")
+    params = MatcherParams.load(path)
+    if params.encoder_version != encoder.version:
+        raise GaitcamError(f"{path}: fitted for encoder {params.encoder_version}, the weights are "
+                           f"{encoder.version}; run fit-matcher again")
+    if cfg.threshold is not None:
+        params.min_score = cfg.threshold
+    return params
+
+
+def open_gallery(path: Path, encoder, params, rebuild: bool = True):
+    """The gallery, with templates of an older encoder rebuilt from their recordings first."""
+    from gaitcam.enrollment import reenroll_stale
+    from gaitcam.gallery import Gallery
+
+    gallery = Gallery(path)
+    if rebuild and gallery.stale(params.encoder_version):
+        names = reenroll_stale(gallery, encoder, params)
+        log.warning("re-enrolled %s for encoder %s", ", ".join(names), params.encoder_version)
+    return gallery

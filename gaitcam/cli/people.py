@@ -1,0 +1,106 @@
+"""`enroll`, `identify` and `gallery list|rename|remove`: who the app knows."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from gaitcam.cli.common import add_runtime_options, config_from, load_encoder, load_params, open_gallery
+
+log = logging.getLogger(__name__)
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("enroll", help="add a person to the gallery from recordings of them walking",
+                       description="Enrol NAME from one or more recordings (any supported format). A recording "
+                       "with several people needs --track. Refused: under 3 s of usable walking or over 20 %% "
+                       "missing joints. Warned: a close match to someone already enrolled.")
+    p.add_argument("name")
+    p.add_argument("recordings", nargs="+", metavar="RECORDING")
+    p.add_argument("--track", type=int, help="which person of a multi-person recording")
+    p.add_argument("--replace", action="store_true", help="replace NAME's templates instead of adding walks")
+    add_runtime_options(p)
+    p.set_defaults(func=cmd_enroll)
+
+    p = sub.add_parser("identify", help="name the people in recordings against the gallery",
+                       description="Each track of each recording is one query; the tracks of one recording are "
+                       "matched jointly (two people are never given one name). Files are read before the gallery.")
+    p.add_argument("recordings", nargs="+", metavar="RECORDING")
+    p.add_argument("--json", action="store_true", help="one JSON object per track on stdout")
+    p.add_argument("--threshold", type=float, help="lowest score that names someone (0.5 = calibrated)")
+    add_runtime_options(p)
+    p.set_defaults(func=cmd_identify)
+
+    p = sub.add_parser("gallery", help="list, rename or remove enrolled people")
+    p.add_argument("--gallery", metavar="DB", help="gallery database (default: the config's)")
+    gsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    gsub.add_parser("list", help="enrolled people, their walks, sensors and encoder versions")
+    r = gsub.add_parser("rename", help="rename a person")
+    r.add_argument("old")
+    r.add_argument("new")
+    r = gsub.add_parser("remove", help="delete a person's templates for good (secure delete, vacuum)")
+    r.add_argument("name")
+    r.add_argument("--delete-recordings", action="store_true", help="also delete the recordings they came from")
+    p.set_defaults(func=cmd_gallery)
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from gaitcam.enrollment import enroll_recording
+
+    cfg = config_from(args)
+    encoder = load_encoder(cfg)
+    params = load_params(cfg, encoder)
+    with open_gallery(cfg.gallery, encoder, params) as gallery:
+        for i, path in enumerate(args.recordings):
+            r = enroll_recording(gallery, encoder, params, args.name, path, args.track,
+                                 replace=args.replace and i == 0)
+            print(f"enrolled {r.name} from {path} (track {r.track}): {r.windows} windows, {r.seconds:.1f} s of walking")
+            for w in r.warnings:
+                print(f"warning: {w}")
+    return 0
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from gaitcam.enrollment import identify_recording, load_index
+    from gaitcam.recording.formats import read_recording
+
+    recordings = [read_recording(p) for p in args.recordings]  # bad files fail before the gallery opens
+    cfg = config_from(args)
+    encoder = load_encoder(cfg)
+    params = load_params(cfg, encoder)
+    with open_gallery(cfg.gallery, encoder, params) as gallery:
+        index = load_index(gallery, params)
+    if not len(index):
+        log.warning("%s: the gallery is empty; everyone will be unknown", cfg.gallery)
+    for path, rec in zip(args.recordings, recordings):
+        for track, d in identify_recording(rec, encoder, params, index).items():
+            row = {"recording": str(path), "track": track, "identity": d.identity,
+                   "score": None if d.pending else round(d.score, 4), "nearest": d.candidate, "windows": d.windows}
+            if args.json:
+                print(json.dumps(row))
+            else:
+                said = d.identity or ("too short to tell" if d.pending else "unknown")
+                extra = "" if d.pending else f" (score {d.score:.2f}, nearest {d.candidate})"
+                print(f"{path} track {track}: {said}{extra}")
+    return 0
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from gaitcam.gallery import Gallery
+
+    cfg = config_from(args)
+    with Gallery(cfg.gallery) as gallery:
+        if args.action == "list":
+            people = gallery.people()
+            for p in people:
+                print(f"{p.name}: {p.n_recordings} recording(s), {p.n_templates} template(s), "
+                      f"sensors {', '.join(p.sensors) or '-'}, encoder {', '.join(p.encoder_versions) or '-'}, "
+                      f"enrolled {p.created:%Y-%m-%d %H:%M}")
+            print(f"{len(people)} people in {cfg.gallery}")
+        elif args.action == "rename":
+            gallery.rename(args.old, args.new)
+            print(f"renamed {args.old} to {args.new}")
+        else:
+            deleted = gallery.remove(args.name, delete_recordings=args.delete_recordings)
+            print(f"removed {args.name}" + (f" and deleted {len(deleted)} recording(s)" if deleted else ""))
+    return 0

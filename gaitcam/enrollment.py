@@ -1,0 +1,178 @@
+"""Recordings -> evidence -> gallery entries and identities: the offline side of matching.
+
+Enrolment, `identify`, `evaluate` and fitting the matcher all turn a recorded track into
+evidence here, with the same windows, stride and encoder the live stream uses, so a template
+enrolled from a file means the same as the evidence a live track gathers.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gaitcam.errors import GaitcamError
+from gaitcam.gallery import Gallery, RecordingRef, Template
+from gaitcam.matcher import Decision, Evidence, GalleryIndex, Matcher, MatcherParams, window_descriptors
+from gaitcam.model.data import windows_from_sequences
+from gaitcam.model.encoder import GaitEncoder
+from gaitcam.recording.formats import read_recording
+from gaitcam.recording.recording import Recording
+from gaitcam.skeleton.retarget import to_canonical
+from gaitcam.skeleton.sequence import SkeletonSequence
+from gaitcam.skeleton.shape import N_BONES, bone_lengths, body_shape
+
+log = logging.getLogger(__name__)
+
+STRIDE = 3  # windows every 3 frames, as the live stream's default
+MIN_WALK_SECONDS = 3.0  # enrolment needs at least this much usable walking (about 3 strides)
+MAX_MISSING = 0.2  # ... and at most this share of missing joints
+
+
+@dataclass
+class TrackEvidence:
+    """One recorded track as the matcher sees it, with what enrolment checks."""
+
+    track: int
+    descriptors: np.ndarray  # [n, D] window descriptors (mean frame-level AGE per window)
+    lengths: np.ndarray  # [n, 19] bone lengths of each window's last frame
+    seconds: float  # time covered by usable windows
+    missing: float  # share of missing joint positions in the track
+    dropped: int  # windows left out: missing joints or tracking glitches
+
+    @property
+    def windows(self) -> int:
+        return len(self.descriptors)
+
+    @property
+    def age(self) -> np.ndarray:
+        return self.descriptors.mean(axis=0) if self.windows else np.full(self.descriptors.shape[1], np.nan)
+
+    @property
+    def shape(self) -> np.ndarray:
+        return body_shape(self.lengths)
+
+    def evidence(self) -> Evidence:
+        ev = Evidence(self.descriptors.shape[1], self.descriptors.sum(axis=0, dtype=np.float64), self.windows)
+        ev.lengths.extend(self.lengths)
+        return ev
+
+
+def track_evidence(seq: SkeletonSequence, track: int, encoder: GaitEncoder, stride: int = STRIDE) -> TrackEvidence:
+    """Encode one track's gap-free, complete windows (dropped ones counted)."""
+    canonical = to_canonical(seq)
+    ws = windows_from_sequences([canonical], encoder.f, stride, normalization="raw")
+    ages = encoder.encode(ws.windows, level="frame")
+    fps = 1.0 / np.median(np.diff(seq.timestamps)) if len(seq) > 1 else 30.0
+    return TrackEvidence(track, window_descriptors(ages, encoder.model.cfg.age_dim),
+                         bone_lengths(ws.windows[:, -1]), len(ws.windows) * stride / fps,
+                         canonical.missing_fraction, ws.skipped + ws.jumps)
+
+
+def recording_evidence(rec: Recording, encoder: GaitEncoder, stride: int = STRIDE) -> dict[int, TrackEvidence]:
+    return {tid: track_evidence(seq, tid, encoder, stride) for tid, seq in rec.tracks.items()}
+
+
+def pick_track(rec: Recording, track: int | None) -> int:
+    """The track to enrol: the only one, or the one named; several without a choice is an error."""
+    where = rec.path or "recording"
+    if track is not None:
+        if track not in rec.tracks:
+            raise GaitcamError(f"{where}: no track {track}; tracks: {_describe_tracks(rec)}")
+        return track
+    if len(rec.tracks) == 1:
+        return next(iter(rec.tracks))
+    if not rec.tracks:
+        raise GaitcamError(f"{where}: holds no skeletons")
+    raise GaitcamError(f"{where}: holds {len(rec.tracks)} people; pick one with --track ID ({_describe_tracks(rec)})")
+
+
+def _describe_tracks(rec: Recording) -> str:
+    return ", ".join(f"{t} ({len(s)} frames)" for t, s in sorted(rec.tracks.items()))
+
+
+@dataclass
+class EnrollResult:
+    name: str
+    track: int
+    windows: int
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_index(gallery: Gallery, params: MatcherParams) -> GalleryIndex:
+    """The gallery's templates for this encoder version, as the matcher's index."""
+    names, ages = gallery.templates("age", params.encoder_version)
+    shape_names, lengths = gallery.templates("shape", params.encoder_version)
+    if names != shape_names:
+        raise GaitcamError(f"{gallery.path}: gait and shape templates do not pair up; re-enrol")
+    age_rows = [a.mean(axis=0) for a in ages]
+    shape_rows = [body_shape(x) for x in lengths]
+    dim = params.age_dim
+    return GalleryIndex(names, np.array(age_rows, np.float32).reshape(-1, dim),
+                        np.array(shape_rows, np.float32).reshape(-1, N_BONES), params)
+
+
+def enroll_recording(gallery: Gallery, encoder: GaitEncoder, params: MatcherParams, name: str,
+                     path: str | Path, track: int | None = None, replace: bool = False) -> EnrollResult:
+    """Enrol one track of one recording under `name`, after quality checks.
+
+    Too little walking or too many missing joints refuse the enrolment (the template would be
+    noise); a close match to another enrolled person is a warning (a duplicate identity).
+    """
+    rec = read_recording(path)
+    tid = pick_track(rec, track)
+    ev = track_evidence(rec.tracks[tid], tid, encoder)
+    if ev.missing > MAX_MISSING:
+        raise GaitcamError(f"{path}: track {tid} misses {100 * ev.missing:.0f} % of its joints "
+                           f"(at most {100 * MAX_MISSING:.0f} %); record again with the person in full view")
+    if ev.seconds < MIN_WALK_SECONDS:
+        raise GaitcamError(f"{path}: track {tid} has {ev.seconds:.1f} s of usable walking "
+                           f"(need {MIN_WALK_SECONDS:.0f} s)")
+    warnings = []
+    index = load_index(gallery, params)
+    if len(index):
+        d = index.distances(ev.age[None], ev.shape[None])[0]
+        for j in np.flatnonzero(params.named(d)):
+            other = index.people[j]
+            if other != name:
+                warnings.append(f"{name} looks like already enrolled {other} "
+                                f"(score {float(params.score(d[j])):.2f}): the same person twice?")
+    sensor = rec.meta.sensor
+    templates = [Template("age", params.encoder_version, sensor, ev.descriptors),
+                 Template("shape", params.encoder_version, sensor, ev.lengths)]
+    gallery.enroll(name, templates, RecordingRef.from_file(path, sensor, tid), replace=replace)
+    for w in warnings:
+        log.warning(w)
+    return EnrollResult(name, tid, ev.windows, ev.seconds, warnings)
+
+
+def reenroll_stale(gallery: Gallery, encoder: GaitEncoder, params: MatcherParams) -> list[str]:
+    """Rebuild the templates of people enrolled with another encoder from their recordings.
+
+    Templates of two encoders are never mixed: a person whose recordings are gone cannot be
+    rebuilt, and the caller must refuse to match until they are removed or re-enrolled.
+    """
+    rebuilt = []
+    for name in gallery.stale(params.encoder_version):
+        refs = gallery.recordings(name)
+        missing = [str(r.path) for r in refs if not Path(r.path).is_file()]
+        if not refs or missing:
+            raise GaitcamError(f"{name} was enrolled with another encoder and the recordings to rebuild the "
+                               f"templates are gone ({', '.join(missing) or 'none stored'}); "
+                               f"`gallery remove {name}` or enrol again")
+        for i, ref in enumerate(refs):
+            enroll_recording(gallery, encoder, params, name, ref.path, ref.track, replace=(i == 0))
+        rebuilt.append(name)
+        log.info("re-enrolled %s from %d recording(s) for encoder %s", name, len(refs), params.encoder_version)
+    return rebuilt
+
+
+def identify_recording(rec: Recording, encoder: GaitEncoder, params: MatcherParams, index: GalleryIndex
+                       ) -> dict[int, Decision]:
+    """Decisions for every track of a recording, the tracks matched jointly as simultaneous people."""
+    matcher = Matcher(index, params)
+    for tid, ev in recording_evidence(rec, encoder).items():
+        matcher.tracks[tid] = ev.evidence()
+    return matcher.decide(0.0, sorted(rec.tracks))

@@ -1,0 +1,124 @@
+"""The encoder worker: windows of every track in, AGEs out, in batches, on its own thread.
+
+The network is the slowest stage and gains most from batching (one call for many windows,
+on CUDA when the encoder picked it), so windows wait in one bounded queue and the worker
+takes whatever has gathered at each turn. A full queue drops the new window and counts it:
+capture and tracking never wait for the model.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class WindowEncoder(Protocol):
+    """What the worker needs of `gaitcam.model.encoder.GaitEncoder`."""
+
+    def encode(self, windows: np.ndarray, level: str = ...) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class EncodedWindow:
+    track: int
+    time: float  # time of the window's last frame
+    window: np.ndarray  # [f, 20, 3]
+    age: np.ndarray  # window-level AGE [f * 768]
+
+
+@dataclass
+class EncodeStats:
+    submitted: int = 0
+    encoded: int = 0
+    batches: int = 0
+    dropped: int = 0  # refused: queue full
+    errors: int = 0  # windows lost to a failed encode or result callback
+
+    @property
+    def done(self) -> int:
+        """Windows taken from the queue and finished with (results delivered, or counted lost)."""
+        return self.encoded + self.errors
+
+
+_STOP = object()
+
+
+class EncodeWorker:
+    """Use as a context manager, or `start` and `close`; `close` encodes what is still queued."""
+
+    def __init__(
+        self,
+        encoder: WindowEncoder,
+        on_result: Callable[[list[EncodedWindow]], None],
+        max_batch: int = 256,
+        queue_size: int = 1024,
+    ) -> None:
+        self.encoder = encoder
+        self.on_result = on_result
+        self.max_batch = max_batch
+        self.stats = EncodeStats()
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._thread = threading.Thread(target=self._run, name="gaitcam-encode", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, track: int, time: float, window: np.ndarray) -> bool:
+        """Queue one window; False (and counted) when the queue is full."""
+        try:
+            self._queue.put_nowait((track, time, window))
+        except queue.Full:
+            self.stats.dropped += 1
+            return False
+        self.stats.submitted += 1
+        return True
+
+    def close(self) -> None:
+        """Encode everything queued, then stop the thread."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    def __enter__(self) -> EncodeWorker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._encode(batch)
+
+    def _encode(self, batch: list[tuple[int, float, np.ndarray]]) -> None:
+        windows = np.stack([w for _, _, w in batch])
+        try:
+            ages = self.encoder.encode(windows, level="window")
+            self.on_result([EncodedWindow(k, t, w, a) for (k, t, w), a in zip(batch, ages)])
+        except Exception:  # one bad batch must not stop the live loop; it is counted and logged
+            self.stats.errors += len(batch)
+            log.exception("encoding %d windows failed", len(batch))
+            return
+        self.stats.batches += 1
+        self.stats.encoded += len(batch)

@@ -1,0 +1,337 @@
+"""The live pipeline: a source's frames in, identity decisions per tracked person out.
+
+    Capture thread ─► retarget ─► calibrate ─► track ─► resample ─► ring buffer ─► EncodeWorker
+    (owns source)     (canonical   (floor       (app     (30 fps)    (f frames,     (thread: one
+                       20 joints)   frame)       ids)                 every stride)  batch, all tracks)
+                                                                                         │ AGEs
+                              on_frame / on_decision ◄── matcher.decide ◄── matcher.observe
+
+Three threads: capture (paced by the source), this loop (everything cheap, vectorised per
+frame), the encoder (batched). Queues between them are bounded and what they drop is counted,
+so a slow screen or model never stalls the sensor. Bad input never stops the loop: a body with
+the wrong joint count, a layout that cannot be retargeted, or a frame with a missing joint is
+skipped and counted; a lost source is reopened by the capture thread.
+
+The matcher is only ever called from this loop's thread, so it needs no locking.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+import time as clock
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from gaitcam.sensors.base import Body, Frame, Source
+from gaitcam.skeleton.layouts import CANONICAL
+from gaitcam.skeleton.retarget import to_canonical
+from gaitcam.skeleton.sequence import SkeletonSequence
+from gaitcam.skeleton.windows import DEFAULT_F
+from gaitcam.stream.calibration import Calibration, CalibrationError
+from gaitcam.stream.capture import Capture
+from gaitcam.stream.encode import EncodedWindow, EncodeWorker, WindowEncoder
+from gaitcam.stream.resample import MODEL_FPS, Resampler, default_max_gap
+from gaitcam.stream.ring import RingBuffer
+from gaitcam.stream.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+LIVE_STRIDE = 3  # frames between live windows: a fresh AGE every 0.1 s per person at 30 fps
+_HIP = CANONICAL.index("HipCenter")
+_POLL = 0.05  # seconds the loop waits for a frame before checking results and stop again
+
+
+class Decision(Protocol):
+    """A matcher's current verdict on one track."""
+
+    @property
+    def identity(self) -> str | None: ...  # a gallery name, or None for unknown
+
+    @property
+    def score(self) -> float: ...
+
+
+def _pending(decision: Decision | None) -> bool:
+    """Not a verdict yet: too little evidence (the matcher gives no score)."""
+    return decision is None or not np.isfinite(decision.score)
+
+
+def _verdict(decision: Decision | None) -> tuple[bool, str | None]:
+    """What a decision says, for telling when it changes: pending, or a name / unknown."""
+    return (True, None) if _pending(decision) else (False, decision.identity)
+
+
+class TrackMatcher(Protocol):
+    """What the pipeline needs of the matcher (gallery search, per-track voting, open set)."""
+
+    def observe(self, track: int, time: float, ages: np.ndarray, windows: np.ndarray) -> None:
+        """New window AGEs [n, D] of one track, with their windows [n, f, 20, 3] (canonical metres)."""
+
+    def decide(self, time: float, tracks: list[int]) -> dict[int, Decision]:
+        """Decisions for the tracks now in view."""
+
+    def forget(self, track: int) -> None:
+        """The track ended; drop what is kept for it."""
+
+
+class FrameRecorder(Protocol):
+    def write(self, frame: Frame) -> None: ...
+
+
+@dataclass
+class Stats:
+    frames: int = 0  # read from the source
+    frames_with_pose: int = 0  # processed with at least one usable body
+    windows: int = 0  # encoded
+    tracks: int = 0  # people tracked (app track ids handed out)
+    dropped: int = 0  # frames and windows dropped by full queues
+    skipped: int = 0  # bodies unused: wrong joint count, unknown layout, missing joints
+    gaps: int = 0  # track segments restarted after a gap in time
+    errors: int = 0  # source read/reopen failures and failed encodes
+    source_restarts: int = 0
+
+
+@dataclass
+class Snapshot:
+    """What a view draws for one frame. Joints are canonical, in the calibrated frame."""
+
+    time: float
+    tracks: dict[int, np.ndarray]  # track -> joints [20, 3], NaN where missing
+    decisions: dict[int, Decision]
+    stats: Stats
+    image: np.ndarray | None = None
+
+
+@dataclass
+class _Track:
+    """Per-track stream state."""
+
+    resampler: Resampler
+    ring: RingBuffer
+    started: bool = False  # has had a segment (a later restart is a gap)
+
+
+class Pipeline:
+    """Run a source through the model and a matcher. The live default stride is `LIVE_STRIDE`
+    (3 frames): overlapping windows, a new AGE per person every 0.1 s.
+
+    `calibration` maps camera to floor coordinates; without one, a floor plane the source
+    reports (`Frame.extras["floor"]`) is used from the first frame that has it, else camera
+    coordinates. `on_frame(snapshot)` is called for every processed frame and must return at
+    once (hand the snapshot to the view's thread); `on_decision(track, time, decision)` when a
+    track's verdict changes (a first verdict once it has enough evidence, then every change of
+    name or to unknown; pending decisions are not reported). `recorder.write` gets each frame
+    with app track ids, in the source's own layout.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        encoder: WindowEncoder,
+        matcher: TrackMatcher,
+        *,
+        calibration: Calibration | None = None,
+        stride: int = LIVE_STRIDE,
+        queue_size: int = 64,
+        recorder: FrameRecorder | None = None,
+        on_frame: Callable[[Snapshot], None] | None = None,
+        on_decision: Callable[[int, float, Decision], None] | None = None,
+    ) -> None:
+        self.source, self.encoder, self.matcher = source, encoder, matcher
+        self.calibration = calibration
+        self.stride = stride
+        self.recorder, self.on_frame, self.on_decision = recorder, on_frame, on_decision
+        self.stats = Stats()
+        self.tracker = Tracker()
+        self._capture = Capture(source, queue_size)
+        self._results: queue.SimpleQueue[list[EncodedWindow]] = queue.SimpleQueue()
+        self._worker = EncodeWorker(encoder, self._results.put)
+        self._f = getattr(encoder, "f", DEFAULT_F)
+        self._max_gap = 0.0  # set once the source is open and knows its rate
+        self._tracks: dict[int, _Track] = {}
+        self._ending: dict[int, int] = {}  # ended track -> windows submitted when it ended
+        self._decisions: dict[int, Decision] = {}
+        self._visible: dict[int, np.ndarray] = {}  # tracks in the latest frame -> their joints
+        self._time = 0.0
+        self._warned: set[str] = set()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """End `run` soon (from any thread, e.g. the view's close button)."""
+        self._stop.set()
+
+    def run(self, duration: float | None = None) -> Stats:
+        """Process until the source ends, `duration` seconds (wall clock) pass, or `stop`."""
+        deadline = None if duration is None else clock.monotonic() + duration
+        self._capture.start()
+        self._max_gap = default_max_gap(self.source.fps)
+        self._worker.start()
+        try:
+            while not self._stop.is_set() and not self._capture.done:
+                if deadline is not None and clock.monotonic() >= deadline:
+                    break
+                frame = self._capture.get(timeout=_POLL)
+                if frame is not None:
+                    self._process(frame)
+                self._collect()
+                if frame is not None and self.on_frame is not None:
+                    self.on_frame(self._snapshot(frame))
+        finally:
+            self._capture.stop()
+            self._worker.close()
+        self._collect()  # the last windows, and decisions on whoever is still in view
+        for track in list(self._tracks):
+            self._end(track)
+        self._collect()  # the worker has finished: every ended track is forgotten here
+        self._sync_stats()
+        return self.stats
+
+    def _process(self, frame: Frame) -> None:
+        self._time = frame.time
+        if self.calibration is None and "floor" in frame.extras:
+            self._sensor_floor(frame.extras["floor"])
+        bodies, joints = self._canonical(frame)
+        # Track by the hip centre, or by the mean of the joints seen when it is missing.
+        finite = ~np.isnan(joints).any(axis=2)  # [n, 20]
+        seen = finite.sum(axis=1)
+        mean = np.where(finite[..., None], joints, 0.0).sum(axis=1) / np.maximum(seen, 1)[:, None]
+        centre = np.where(finite[:, _HIP, None], joints[:, _HIP], mean)
+        placed = seen > 0
+        self.stats.skipped += int((~placed).sum())
+        bodies = [b for b, p in zip(bodies, placed) if p]
+        joints, complete, centre = joints[placed], finite[placed].all(axis=1), centre[placed]
+        if bodies:
+            self.stats.frames_with_pose += 1
+        update = self.tracker.update(frame.time, centre, [b.track for b in bodies], self.source.name)
+        for track in update.ended:
+            self._end(track)
+        self._visible = dict(zip(update.ids, joints))
+        if self.recorder is not None:
+            self.recorder.write(dataclasses.replace(
+                frame, bodies=[Body(i, b.joints, b.states) for i, b in zip(update.ids, bodies)]))
+        for track_id, body_joints, ok in zip(update.ids, joints, complete):
+            self._advance(track_id, frame.time, body_joints, ok)
+
+    def _sensor_floor(self, plane: tuple[float, float, float, float]) -> None:
+        """Calibrate from the floor plane the sensor reports; Kinect reports zeros until it
+        has seen the floor, so an unusable plane just means: not yet."""
+        try:
+            self.calibration = Calibration.from_floor_plane(plane, self.source.name)
+        except CalibrationError:
+            if "floor" not in self._warned:
+                self._warned.add("floor")
+                log.info("the sensor reports no usable floor plane yet: camera coordinates until it does")
+            return
+        log.info("using the floor plane the sensor reports")
+
+    def _canonical(self, frame: Frame) -> tuple[list[Body], np.ndarray]:
+        """The frame's usable bodies and their canonical, calibrated joints [n, 20, 3].
+
+        All bodies of a frame are retargeted in one call, as the frames of one sequence."""
+        shape = (frame.layout.n_joints, 3)
+        bodies = []
+        for b in frame.bodies:
+            if np.shape(b.joints) == shape and (b.states is None or np.shape(b.states) == shape[:1]):
+                bodies.append(b)
+            else:
+                self._skip("body", f"bodies with {np.shape(b.joints)} joints (layout {frame.layout.name} has {shape})")
+        if not bodies:
+            return [], np.zeros((0, CANONICAL.n_joints, 3), np.float32)
+        states = None if any(b.states is None for b in bodies) else np.stack([b.states for b in bodies])
+        seq = SkeletonSequence(np.stack([b.joints for b in bodies]), np.full(len(bodies), frame.time),
+                               frame.layout, states)
+        try:
+            joints = to_canonical(seq).joints
+        except ValueError as e:
+            self._skip("layout", str(e), len(bodies))
+            return [], np.zeros((0, CANONICAL.n_joints, 3), np.float32)
+        return bodies, joints if self.calibration is None else self.calibration.apply(joints)
+
+    def _skip(self, kind: str, why: str, n: int = 1) -> None:
+        """Count skipped bodies; say why once per kind (a bad source repeats itself every frame)."""
+        self.stats.skipped += n
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning("skipping %s (counted in stats.skipped; said once)", why)
+
+    def _advance(self, track_id: int, time: float, joints: np.ndarray, complete: bool) -> None:
+        """One body's frame through its track's resampler and ring buffer to the encoder."""
+        state = self._tracks.get(track_id)
+        if state is None:
+            state = self._tracks[track_id] = _Track(
+                Resampler(MODEL_FPS, self._max_gap), RingBuffer(self._f, self.stride, max_step=1.5 / MODEL_FPS))
+        if not complete:  # the model must not see a made-up joint: restart after it
+            self.stats.skipped += 1
+            state.started = False  # the restart that follows is not a gap in time
+            state.resampler.reset()
+            state.ring.reset()
+            return
+        out = state.resampler.push(time, joints)
+        if out.restart:
+            self.stats.gaps += state.started
+            state.started = True
+            state.ring.reset()
+        for t, j in zip(out.times, out.joints):
+            window = state.ring.push(float(t), j)
+            if window is not None:
+                self._worker.submit(track_id, float(t), window)
+
+    def _collect(self) -> None:
+        """Hand encoded windows to the matcher, pass on changed decisions, and let the matcher
+        forget ended tracks once their last windows are through."""
+        done = self._worker.stats.done  # read first: these windows' results are already queued
+        by_track: dict[int, list[EncodedWindow]] = {}
+        while True:
+            try:
+                results = self._results.get_nowait()
+            except queue.Empty:
+                break
+            self.stats.windows += len(results)
+            for r in results:
+                by_track.setdefault(r.track, []).append(r)
+        for track, results in by_track.items():
+            self.matcher.observe(track, results[-1].time, np.stack([r.age for r in results]),
+                                 np.stack([r.window for r in results]))
+        visible = [t for t in self._visible if t in self._tracks]
+        if by_track:
+            # People in view are decided jointly (one name, one person); a track whose windows
+            # were encoded after it left the view (replay outruns the encoder) on its own.
+            groups = [visible] if visible else []
+            groups += [[t] for t in by_track if t not in visible]
+            for group in groups:
+                for track, decision in self.matcher.decide(self._time, group).items():
+                    self._publish(track, decision)
+        for track, submitted in list(self._ending.items()):
+            if submitted <= done:
+                del self._ending[track]
+                self.matcher.forget(track)
+                self._decisions.pop(track, None)
+
+    def _publish(self, track: int, decision: Decision) -> None:
+        before = self._decisions.get(track)
+        self._decisions[track] = decision
+        if self.on_decision is not None and _verdict(decision) != _verdict(before) and not _pending(decision):
+            self.on_decision(track, self._time, decision)
+
+    def _end(self, track: int) -> None:
+        """The tracker ended a track: stop feeding it; forget it after its queued windows."""
+        if self._tracks.pop(track, None) is not None:
+            self._ending[track] = self._worker.stats.submitted
+
+    def _sync_stats(self) -> None:
+        capture, worker = self._capture.stats, self._worker.stats
+        self.stats.frames = capture.frames
+        self.stats.dropped = capture.dropped + worker.dropped
+        self.stats.errors = capture.errors + worker.errors
+        self.stats.source_restarts = capture.source_restarts
+        self.stats.tracks = self.tracker.created
+
+    def _snapshot(self, frame: Frame) -> Snapshot:
+        self._sync_stats()
+        decisions = {t: self._decisions[t] for t in self._visible if t in self._decisions}
+        return Snapshot(frame.time, self._visible, decisions, dataclasses.replace(self.stats), frame.image)

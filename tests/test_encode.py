@@ -1,0 +1,100 @@
+"""Encoder worker: batches what has queued, hands each result back with its track and time,
+drops (and counts) when full instead of blocking, and survives a failing batch."""
+import threading
+
+import numpy as np
+import pytest
+
+from gaitcam.model.encoder import GaitEncoder
+from gaitcam.model.sgela import SGELA, SGELAConfig
+from gaitcam.stream.encode import EncodeWorker
+
+
+class GatedEncoder:
+    """Says when a batch has come (`entered`), then waits for `gate`; the 'AGE' of a window is
+    its per-frame sums."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.batches: list[int] = []
+
+    def encode(self, windows, level="frame"):
+        assert level == "window"
+        self.entered.set()
+        assert self.gate.wait(5)
+        self.batches.append(len(windows))
+        return windows.reshape(len(windows), windows.shape[1], -1).sum(axis=2)
+
+
+def _window(k: float) -> np.ndarray:
+    return np.full((6, 20, 3), k, dtype=np.float32)
+
+
+def test_batches_drops_and_results_keep_track_and_time():
+    encoder, results = GatedEncoder(), []
+    with EncodeWorker(encoder, results.extend, max_batch=4, queue_size=10) as worker:
+        worker.submit(0, 0.0, _window(0))  # taken at once, held at the gate
+        assert encoder.entered.wait(5)
+        accepted = [worker.submit(k % 3, k / 30, _window(k)) for k in range(1, 16)]
+        encoder.gate.set()
+    assert accepted == [True] * 10 + [False] * 5  # full queue: refused, never waited on
+    assert worker.stats.dropped == 5 and worker.stats.submitted == 11 and worker.stats.encoded == 11
+    assert encoder.batches == [1, 4, 4, 2]
+    assert [(r.track, r.time) for r in results] == [(0, 0.0)] + [(k % 3, k / 30) for k in range(1, 11)]
+    for r in results:
+        np.testing.assert_array_equal(r.age, r.window.reshape(6, -1).sum(1))
+        assert r.window[0, 0, 0] == round(r.time * 30)
+
+
+def test_a_failing_batch_is_counted_and_the_worker_goes_on(one_thread):
+    encoder = GaitEncoder(SGELA(SGELAConfig(hidden=8)), "body", device="cpu")
+    results = []
+    bad = _window(1.0)
+    bad[2, 5] = np.nan  # the encoder refuses windows with missing joints
+    worker = EncodeWorker(encoder, results.extend)
+    worker.start()
+    worker.submit(1, 0.1, bad)
+    worker.close()
+    assert worker.stats.errors == 1 and results == []
+    worker = EncodeWorker(encoder, results.extend)
+    with worker:
+        good = np.random.default_rng(0).normal(size=(6, 20, 3)).astype(np.float32)
+        worker.submit(2, 0.2, good)
+    assert worker.stats.encoded == 1 and results[0].age.shape == (6 * 3 * 8,)
+    np.testing.assert_allclose(results[0].age, encoder.encode(good[None], level="window")[0], rtol=1e-5)
+
+
+def test_a_failing_callback_is_counted():
+    def broken(results):
+        raise RuntimeError("view gone")
+
+    encoder = GatedEncoder()
+    encoder.gate.set()
+    with EncodeWorker(encoder, broken) as worker:
+        worker.submit(0, 0.0, _window(0))
+    assert worker.stats.errors == 1 and worker.stats.done == 1
+
+
+def test_close_encodes_everything_queued():
+    encoder, results = GatedEncoder(), []
+    worker = EncodeWorker(encoder, results.extend, max_batch=3)
+    for k in range(7):
+        worker.submit(0, k, _window(k))
+    encoder.gate.set()
+    worker.start()
+    worker.close()
+    assert len(results) == 7 and encoder.batches == [3, 3, 1]
+    worker.close()  # twice is fine
+
+
+@pytest.mark.parametrize("n", [1, 50])
+def test_real_encoder_in_the_worker_matches_a_direct_call(one_thread, n):
+    encoder = GaitEncoder(SGELA(SGELAConfig(hidden=8)), "body", device="cpu")
+    windows = np.random.default_rng(n).normal(size=(n, 6, 20, 3)).astype(np.float32)
+    results = []
+    with EncodeWorker(encoder, results.extend) as worker:
+        for k, w in enumerate(windows):
+            worker.submit(k, k, w)
+    ages = np.stack([r.age for r in sorted(results, key=lambda r: r.track)])
+    np.testing.assert_allclose(ages, encoder.encode(windows, level="window"), rtol=1e-4, atol=1e-6)

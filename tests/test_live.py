@@ -1,0 +1,71 @@
+"""The app as `python main.py` runs it: the demo names its enrolled walkers, not the stranger."""
+import json
+from contextlib import ExitStack
+
+import pytest
+
+from gaitcam.cli import main
+from gaitcam.cli.live import _demo_gallery
+from gaitcam.enrollment import load_index
+from gaitcam.matcher import Matcher, MatcherParams
+from gaitcam.model.encoder import GaitEncoder
+from gaitcam.sensors.demo import DEMO_PEOPLE, DEMO_STRANGER, DemoSource
+from gaitcam.stream.pipeline import Pipeline
+
+
+class _TruthDemo(DemoSource):
+    """The demo, remembering who each body is by its joints array (which the stream passes on)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.names: dict[int, tuple] = {}
+
+    def read(self):
+        frame = super().read()
+        if frame is not None:
+            for b in frame.bodies:
+                self.names[id(b.joints)] = (b.joints, frame.extras["who"][b.track])
+        return frame
+
+
+def test_demo_names_the_enrolled_walkers_and_not_the_stranger(one_thread):
+    encoder = GaitEncoder.from_weights("weights/sgela")
+    params = MatcherParams.load("weights/sgela.matcher.json")
+    source = _TruthDemo(duration=30, realtime=False)
+    truth: dict[int, str] = {}
+    verdicts: dict[int, list] = {}
+
+    class Recorder:
+        def write(self, frame):
+            for b in frame.bodies:
+                truth[b.track] = source.names[id(b.joints)][1]
+
+    with ExitStack() as stack:
+        index = load_index(_demo_gallery(stack, encoder, params), params)
+        assert index.people == sorted(DEMO_PEOPLE)
+        pipeline = Pipeline(source, encoder, Matcher(index, params), recorder=Recorder(),
+                            on_decision=lambda t, time, d: verdicts.setdefault(t, []).append(d.identity))
+        stats = pipeline.run()
+    assert stats.dropped == 0 and stats.windows > 300
+    named = {t: v[-1] for t, v in verdicts.items()}
+    strangers = [t for t in named if truth[t] == DEMO_STRANGER]
+    enrolled = [t for t in named if truth[t] != DEMO_STRANGER]
+    assert len(strangers) >= 3 and len(enrolled) >= 10
+    assert all(named[t] is None for t in strangers)
+    assert sum(named[t] == truth[t] for t in enrolled) >= 0.9 * len(enrolled)
+    assert all(named[t] in (truth[t], None) for t in enrolled)  # never the wrong name
+
+
+def test_headless_prints_decisions_and_a_summary(capsys):
+    assert main(["--headless", "--duration", "6", "--speed", "0"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert set(lines[-1]["summary"]) >= {"frames", "frames_with_pose", "windows", "tracks", "dropped"}
+    assert lines[-1]["summary"]["frames"] > 0
+    decisions = lines[:-1]
+    assert decisions and all(set(d) == {"time", "track", "identity", "score", "sensor"} for d in decisions)
+    assert {d["identity"] for d in decisions} & set(DEMO_PEOPLE)
+
+
+def test_list_sensors_says_what_is_usable(capsys):
+    assert main(["--list-sensors"]) == 0
+    assert "demo: available" in capsys.readouterr().out

@@ -1,0 +1,224 @@
+"""The live pipeline end to end with a tiny untrained encoder: windows reach the matcher exactly as
+a recording would cut them, stats add up, decisions are passed on when they change, a file
+source ends the run, a lost source is retried, bad bodies are skipped, and nothing stops it."""
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from gaitcam.model.encoder import GaitEncoder
+from gaitcam.model.sgela import SGELA, SGELAConfig
+from gaitcam.recording.recording import Recording, RecordingMeta
+from gaitcam.sensors.base import Body, Source, SourceLost
+from gaitcam.sensors.demo import DEMO_FLOOR, DemoSource, demo_walk
+from gaitcam.sensors.replay import ReplaySource
+from gaitcam.skeleton.layouts import CANONICAL, KINECT_V2
+from gaitcam.skeleton.sequence import SkeletonSequence
+from gaitcam.skeleton.windows import cut_windows, gather_windows
+from gaitcam.stream.calibration import Calibration
+from gaitcam.stream.pipeline import LIVE_STRIDE, Pipeline
+from gaitcam.stream.resample import default_max_gap, resample
+
+HIDDEN = 16
+
+
+@pytest.fixture
+def encoder(one_thread):
+    return GaitEncoder(SGELA(SGELAConfig(hidden=HIDDEN)), "body", device="cpu")
+
+
+@dataclass
+class Verdict:
+    identity: str | None
+    score: float
+
+
+class FakeMatcher:
+    """Records what it is told; names a track "A" once it has 5 windows, "B" from 10 on."""
+
+    def __init__(self):
+        self.windows: dict[int, list[np.ndarray]] = {}
+        self.ages: dict[int, list[np.ndarray]] = {}
+        self.times: dict[int, list[float]] = {}
+        self.forgotten: list[int] = []
+        self.decided: list[dict[int, Verdict]] = []
+
+    def observe(self, track, time, ages, windows):
+        assert track not in self.forgotten and len(ages) == len(windows)
+        self.windows.setdefault(track, []).extend(windows)
+        self.ages.setdefault(track, []).extend(ages)
+        self.times.setdefault(track, []).append(time)
+
+    def decide(self, time, tracks):
+        n = {t: len(self.windows.get(t, [])) for t in tracks}
+        self.decided.append({t: Verdict(None if n[t] < 5 else "A" if n[t] < 10 else "B", float(n[t])) for t in tracks})
+        return self.decided[-1]
+
+    def forget(self, track):
+        self.forgotten.append(track)
+
+    @property
+    def observed(self) -> int:
+        return sum(len(w) for w in self.windows.values())
+
+
+class Faulty(Source):
+    """Wraps a source: loses it at read `lose_at` (once), adds a 19-joint body every `bad_every`."""
+
+    def __init__(self, inner, lose_at=None, bad_every=None):
+        self.inner, self.lose_at, self.bad_every = inner, lose_at, bad_every
+        self.name, self.layout, self.fps, self.is_file = "faulty", inner.layout, inner.fps, inner.is_file
+        self.reads = self.opens = 0
+
+    def open(self):
+        self.opens += 1
+        if self.opens == 1:
+            self.inner.open()
+
+    def read(self):
+        self.reads += 1
+        if self.reads == self.lose_at:
+            raise SourceLost("faulty: unplugged")
+        frame = self.inner.read()
+        if frame is not None and self.bad_every and frame.index % self.bad_every == 0:
+            frame.bodies.append(Body(None, np.zeros((19, 3), np.float32)))
+        return frame
+
+
+def test_demo_end_to_end(encoder):
+    matcher, snapshots, decisions = FakeMatcher(), [], []
+    pipeline = Pipeline(DemoSource(realtime=False, duration=6), encoder, matcher,
+                        on_frame=snapshots.append, on_decision=lambda *d: decisions.append(d))
+    stats = pipeline.run()
+    assert stats.frames == 180 and len(snapshots) == 180 and stats.dropped == 0 and stats.errors == 0
+    assert 100 < stats.frames_with_pose <= 180 and stats.tracks >= 3
+    assert stats.windows == matcher.observed > 50  # every encoded window reached the matcher
+    assert sorted(matcher.forgotten) == list(range(1, stats.tracks + 1))  # each track once, at the end
+    assert stats.skipped > 0  # the demo loses the odd joint
+    for track, ages in matcher.ages.items():
+        assert np.stack(ages).shape[1] == 6 * 3 * HIDDEN
+        assert np.stack(matcher.windows[track]).shape[1:] == (6, 20, 3)
+        assert not np.isnan(np.stack(matcher.windows[track])).any()
+    # The sensor's floor plane was used: feet are on the floor in what the matcher saw.
+    feet = np.concatenate([np.stack(w)[:, :, [15, 19], 1].min(axis=2).ravel() for w in matcher.windows.values()])
+    assert abs(np.median(feet)) < 0.08
+    # on_decision reports exactly the changes of identity in what the matcher decided.
+    changes, last = [], {}
+    for decided in matcher.decided:
+        for track, verdict in decided.items():
+            if track not in last or last[track] != verdict.identity:
+                changes.append((track, verdict.identity))
+            last[track] = verdict.identity
+    assert [(track, d.identity) for track, _, d in decisions] == changes and changes
+    assert all(j.shape == (20, 3) for s in snapshots for j in s.tracks.values())
+
+
+def test_windows_are_those_of_the_recording(encoder):
+    """One walk replayed: the matcher gets exactly the windows cut_windows cuts from it."""
+    seq = demo_walk("Chloe", 4, 12)
+    rec = Recording(RecordingMeta("demo", CANONICAL.name, 30.0, calibration={"floor": list(DEMO_FLOOR)}), {5: seq})
+    matcher = FakeMatcher()
+    stats = Pipeline(ReplaySource(rec, speed=0), encoder, matcher).run()
+    joints = Calibration.from_floor_plane(DEMO_FLOOR).apply(seq.joints)
+    complete = ~np.isnan(joints).any(axis=(1, 2))
+    j, t = joints[complete], seq.timestamps[complete]
+    expected = gather_windows(j, cut_windows(j, t, f=6, stride=LIVE_STRIDE, max_gap=1.5 / 30), 6)
+    got = np.stack([w for track in sorted(matcher.windows) for w in matcher.windows[track]])
+    assert len(got) == len(expected) == stats.windows
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert stats.frames == len(seq) and stats.skipped == (~complete).sum()
+    assert stats.tracks == len(matcher.windows) > 1  # out of view between passes: new tracks
+
+
+def _longest_complete_run(seq):
+    """The longest stretch of a walk with every joint and no gap in time: (joints, times)."""
+    ok = ~np.isnan(seq.joints).any(axis=(1, 2))
+    ok[1:] &= np.isclose(np.diff(seq.timestamps), 1 / 30)
+    best, start = (0, 0), 0
+    for k in range(1, len(ok) + 1):
+        if k == len(ok) or not ok[k]:
+            best = max(best, (k - start, start))
+            start = k
+    n, first = best
+    return seq.joints[first:first + n], seq.timestamps[first:first + n]
+
+
+def test_a_15_fps_kinect_v2_source_gives_30_fps_canonical_windows(encoder):
+    joints, times = _longest_complete_run(demo_walk("Ben", 6, 12))
+    joints, times = joints[::2], times[::2]  # 15 fps
+    same = {"SpineBase": "HipCenter", "SpineMid": "Spine", "SpineShoulder": "ShoulderCenter", "Neck": "ShoulderCenter",
+            "HandTipLeft": "HandLeft", "ThumbLeft": "HandLeft", "HandTipRight": "HandRight", "ThumbRight": "HandRight"}
+    v2 = joints[:, [CANONICAL.index(same.get(name, name)) for name in KINECT_V2.joints]]
+    rec = Recording(RecordingMeta("kinect", KINECT_V2.name, 15.0), {1: SkeletonSequence(v2, times, KINECT_V2)})
+    matcher = FakeMatcher()
+    stats = Pipeline(ReplaySource(rec, speed=0), encoder, matcher).run()
+    t30, j30, _ = resample(times, joints, 30.0, default_max_gap(15.0))
+    expected = gather_windows(j30, cut_windows(j30, t30, f=6, stride=LIVE_STRIDE), 6)
+    assert stats.windows == len(expected) > 10 and stats.gaps == 0
+    np.testing.assert_allclose(np.stack(matcher.windows[1]), expected, atol=1e-5)
+
+
+def test_lost_source_is_retried_and_counted(encoder):
+    source = Faulty(DemoSource(realtime=False, duration=3), lose_at=40)
+    matcher = FakeMatcher()
+    stats = Pipeline(source, encoder, matcher).run()
+    assert stats.errors == 1 and stats.source_restarts == 1 and source.opens == 2
+    assert stats.frames == 90 and stats.windows == matcher.observed > 0
+
+
+def test_bodies_with_the_wrong_joint_count_are_skipped_and_counted(encoder, caplog):
+    matcher = FakeMatcher()
+    clean = Pipeline(DemoSource(realtime=False, duration=3), encoder, FakeMatcher()).run()
+    stats = Pipeline(Faulty(DemoSource(realtime=False, duration=3), bad_every=10), encoder, matcher).run()
+    assert stats.skipped == clean.skipped + 9
+    assert stats.windows == clean.windows > 0 and stats.tracks == clean.tracks
+    assert sum("(19, 3) joints" in r.message for r in caplog.records) == 1  # said once
+
+
+def test_a_floor_plane_is_used_once_the_sensor_has_one(encoder):
+    class FloorLater(Faulty):
+        def read(self):
+            frame = self.inner.read()
+            if frame is not None and frame.index < 30:
+                frame.extras["floor"] = (0.0, 0.0, 0.0, 0.0)  # Kinect: floor not seen yet
+            return frame
+
+    snapshots = []
+    Pipeline(FloorLater(DemoSource(realtime=False, duration=2)), encoder, FakeMatcher(),
+             on_frame=snapshots.append).run()
+    feet = [np.nanmin(j[[15, 19], 1]) for s in snapshots for j in s.tracks.values()]
+    assert len(feet) == sum(len(s.tracks) for s in snapshots) > 40
+    early, late = np.array(feet[:20]), np.array(feet[-20:])
+    assert (early < -0.5).all() and (np.abs(late) < 0.1).all()  # camera frame, then floor frame
+
+
+def test_recorder_gets_tracked_frames_in_the_source_layout(encoder):
+    class Recorder:
+        frames = []
+
+        def write(self, frame):
+            self.frames.append(frame)
+
+    recorder = Recorder()
+    Pipeline(DemoSource(realtime=False, duration=2), encoder, FakeMatcher(), recorder=recorder).run()
+    assert len(recorder.frames) == 60 and recorder.frames[0].layout == CANONICAL
+    bodies = [b for f in recorder.frames for b in f.bodies]
+    assert bodies and all(isinstance(b.track, int) and b.joints.shape == (20, 3) for b in bodies)
+    # Before calibration: camera coordinates, the feet well below the (tilted) camera.
+    assert np.nanmedian([b.joints[15, 1] for b in bodies]) < -0.5
+
+
+def test_duration_and_stop_end_a_live_run(encoder):
+    matcher, snapshots, start = FakeMatcher(), [], time.monotonic()
+    stats = Pipeline(DemoSource(), encoder, matcher, on_frame=snapshots.append).run(duration=0.5)
+    assert 0.45 < time.monotonic() - start < 2.0 and 8 < stats.frames <= 18  # 30 fps, 0.5 s
+    # At the live pace, decisions come while people are in view, and the view is shown them.
+    shown = [s for s in snapshots if s.decisions]
+    assert shown and all(set(s.decisions) <= set(s.tracks) for s in shown)
+    pipeline = Pipeline(DemoSource(), encoder, FakeMatcher())
+    threading.Timer(0.3, pipeline.stop).start()
+    start = time.monotonic()
+    pipeline.run()
+    assert time.monotonic() - start < 2.0
