@@ -3,6 +3,8 @@ import gzip
 import json
 import shutil
 
+import numpy as np
+
 import pytest
 
 from conftest import KGBD_ROOT
@@ -78,3 +80,27 @@ def test_unknown_sensor_is_one_line(capsys):
     assert main(["--sensor", "nosuch", "--headless"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nosuch" in err[0] and "demo" in err[0]
+
+
+def test_calibrate_recovers_the_demo_floor(tmp_path, capsys):
+    from gaitcam.sensors.demo import DEMO_CAMERA_TILT
+    from gaitcam.stream.calibration import Calibration
+
+    out = tmp_path / "demo.json"
+    assert main(["calibrate", "recordings/demo/Ada.gaitrec", "recordings/demo/Ben.gaitrec", "--out", str(out)]) == 0
+    assert "floor for demo" in capsys.readouterr().out
+    cal = Calibration.load(out)
+    tilt = np.arccos(cal.rotation[1, 1])
+    assert abs(tilt - DEMO_CAMERA_TILT) < np.radians(1) and 0.9 < cal.translation[1] < 1.0  # feet ~4 cm up
+
+
+def test_record_writes_a_replayable_recording(tmp_path, capsys):
+    from gaitcam.recording.formats import read_recording
+
+    out = tmp_path / "r.gaitrec"
+    assert main(["record", "--headless", "--duration", "4", "--out", str(out)]) == 0
+    rec = read_recording(out)
+    assert rec.meta.sensor == "demo" and rec.tracks and rec.duration > 2
+    assert main(["--sensor", "replay", "--source", str(out), "--headless", "--speed", "0"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
+    assert summary["frames"] > 60 and summary["tracks"] >= 1
