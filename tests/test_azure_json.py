@@ -41,7 +41,8 @@ def test_reads_offline_processor_output(tmp_path):
     assert list(rec.tracks) == [1, 2]
     one = rec.tracks[1]
     np.testing.assert_allclose(one.timestamps, [1.0, 1.066666])
-    np.testing.assert_allclose(one.joints[1, 4], [0.004, 0.010, 2.004], rtol=1e-6)  # mm -> m
+    # mm -> m, depth camera axes (y down) -> Kinect camera space (x left, y up)
+    np.testing.assert_allclose(one.joints[1, 4], [-0.004, -0.010, 2.004], rtol=1e-6)
     assert (one.states == JointState.TRACKED).all()
 
 
@@ -71,6 +72,7 @@ def test_round_trip_with_a_missing_joint(tmp_path):
     frames = json.loads((tmp_path / "out.json").read_text())["frames"]
     assert [b["body_id"] for b in frames[1]["bodies"]] == [1, 2]  # the empty frame is not kept
     assert frames[1]["bodies"][1]["joint_positions"][5] is None
+    assert frames[0]["bodies"][0]["joint_positions"][4] == pytest.approx([4.0, 0.0, 2004.0])  # the SDK's axes again
 
     synthetic = synthetic_recording(AZURE_KINECT)  # random float32 metres survive mm and back
     for seq in synthetic.tracks.values():

@@ -51,15 +51,19 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def make_source(args: argparse.Namespace):
-    """The named sensor's Source, built from --source/--speed/--duration."""
-    from gaitcam.sensors.base import source_class
+    """The named sensor's Source, built from --source/--speed (each backend's first argument is
+    what --source names: a file, a camera index or a device)."""
+    from gaitcam.sensors.base import SourceError, sensor_problem, source_class
 
     cls = source_class(args.sensor)
+    problem = sensor_problem(args.sensor) if args.source is None else None  # a device, not a file
+    if problem is not None:
+        raise SourceError(problem)  # before loading the model: the one line is all the user sees
     if args.sensor == "demo":
         return cls(realtime=args.speed != 0)
-    if args.sensor == "replay":
+    if args.sensor in ("replay", "video"):
         if not args.source:
-            raise GaitcamError("replay: name the recording with --source FILE")
+            raise GaitcamError(f"{args.sensor}: name the file with --source FILE")
         return cls(args.source, speed=args.speed)
     return cls(args.source) if args.source is not None else cls()
 
@@ -152,14 +156,10 @@ def _writer(out: Path, source, sensor: str, calibration):
 
 
 def _list_sensors() -> int:
-    from gaitcam.sensors.base import SENSORS, source_class
+    from gaitcam.sensors.base import sensor_status
 
-    for name in SENSORS:
-        try:
-            source_class(name)
-            print(f"{name}: available")
-        except (GaitcamError, ImportError) as e:
-            print(f"{name}: not usable here ({e})")
+    for name, reason in sensor_status().items():
+        print(f"{name}: " + ("available" if reason is None else f"not usable here: {reason}"))
     return 0
 
 

@@ -8,10 +8,12 @@
 
 Joints are matched to `layouts.AZURE_KINECT` by name (case-insensitive; the samples spell them
 exactly as the layout does), so a file listing them in another order still reads right.
-Positions become metres, timestamps seconds; axes stay the depth camera's (y down), as
-retargeting expects of every source. The file carries no confidence, so every joint reads as
-TRACKED; a `null` position (gaitcam's writer, for a missing joint) reads as MISSING. The frame
-rate is inferred from the timestamps (the device runs at 5, 15 or 30 fps), 30 when it cannot be.
+Positions become metres in Kinect camera space (x left, y up), the depth camera's optical axes
+(y down) turned by `sensors.camera.optical_to_kinect` as the live azure source turns them, so a
+recording and a live run agree; timestamps become seconds. The writer turns them back. The file
+carries no confidence, so every joint reads as TRACKED; a `null` position (gaitcam's writer, for
+a missing joint) reads as MISSING. The frame rate is inferred from the timestamps (the device
+runs at 5, 15 or 30 fps), 30 when it cannot be.
 Orientations are not read, and the writer leaves them out.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from gaitcam.errors import FormatError
 from gaitcam.recording.recording import Recording, RecordingMeta, tracks_from_rows
+from gaitcam.sensors.camera import optical_to_kinect
 from gaitcam.skeleton.layouts import AZURE_KINECT
 from gaitcam.skeleton.sequence import JointState
 
@@ -67,7 +70,7 @@ def read_azure_json(path: str | Path) -> Recording:
     meta = RecordingMeta(sensor="azure", layout=AZURE_KINECT.name, fps=_infer_fps(np.array(frame_times)))
     if not times:
         return Recording(meta, {}, path)
-    xyz = np.stack(joints) / 1000.0
+    xyz = optical_to_kinect(np.stack(joints) / 1000.0)
     states = np.where(np.isnan(xyz).any(axis=2), JointState.MISSING, JointState.TRACKED).astype(np.int8)
     return Recording(meta, tracks_from_rows(path, np.array(times), np.array(tracks), xyz, states, AZURE_KINECT), path)
 
@@ -119,7 +122,7 @@ def write_azure_json(rec: Recording, path: str | Path) -> None:
     for frame in rec.frames():
         bodies = [{"body_id": body.track,
                    "joint_positions": [None if np.isnan(p).any() else [float(v) * 1000.0 for v in p]
-                                       for p in body.joints]}
+                                       for p in optical_to_kinect(body.joints)]}
                   for body in frame.bodies]
         frames.append({"timestamp_usec": round(frame.time * 1e6), "num_bodies": len(bodies), "bodies": bodies})
     doc = {"joint_names": list(AZURE_KINECT.joints), "frames": frames}

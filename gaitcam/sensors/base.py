@@ -85,6 +85,12 @@ class Source(ABC):
 SENSORS: dict[str, str] = {
     "demo": "gaitcam.sensors.demo:DemoSource",
     "replay": "gaitcam.sensors.replay:ReplaySource",
+    "video": "gaitcam.sensors.video:VideoSource",
+    "webcam": "gaitcam.sensors.webcam:WebcamSource",
+    "kinect": "gaitcam.sensors.kinect:KinectSource",
+    "azure": "gaitcam.sensors.azure:AzureSource",
+    "realsense": "gaitcam.sensors.realsense:RealSenseSource",
+    "orbbec": "gaitcam.sensors.orbbec:OrbbecSource",
 }
 
 
@@ -94,3 +100,20 @@ def source_class(name: str) -> type[Source]:
         raise SourceError(f"unknown sensor {name!r}; known: {', '.join(SENSORS)}")
     module, cls = SENSORS[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def sensor_problem(name: str) -> str | None:
+    """Why sensor `name` cannot run here (one line), or None if it can.
+
+    A backend module may define `status() -> str | None` that checks its SDK and devices
+    without opening one; a backend without it (demo, replay) always runs.
+    """
+    if name not in SENSORS:
+        return f"unknown sensor {name!r}; known: {', '.join(SENSORS)}"
+    probe = getattr(importlib.import_module(SENSORS[name].split(":")[0]), "status", None)
+    return probe() if probe is not None else None
+
+
+def sensor_status() -> dict[str, str | None]:
+    """Every sensor -> None if it can run here, else the one-line reason (`--list-sensors`)."""
+    return {name: sensor_problem(name) for name in SENSORS}
