@@ -1,0 +1,153 @@
+"""How long the view takes to draw a busy scene, and whether drawing ever costs capture a frame.
+
+`bench_view` runs the real pipeline (shipped encoder, matcher, a demo gallery) on a
+`CrowdSource`: `people` demo walkers, every one in view in every frame, paced like a camera
+at `fps`. The window is shown (offscreen without a display) and redrawn at `fps` by the
+benchmark itself instead of its timer, so each redraw can be timed from the moment it starts
+until Qt has painted it (`processEvents`). Capture losses are reported two ways: `dropped`,
+frames and windows the pipeline's queues threw away, and `source_skipped`, frames the
+camera-paced source had to skip because its thread was not scheduled in time (a real
+camera's driver would drop those).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gaitcam.config import APP_ROOT
+from gaitcam.enrollment import enroll_recording, load_index
+from gaitcam.gallery import Gallery
+from gaitcam.matcher import Matcher, MatcherParams
+from gaitcam.model.encoder import GaitEncoder
+from gaitcam.sensors.base import Body, Frame, Source
+from gaitcam.sensors.demo import DEMO_FLOOR, DEMO_PEOPLE, DEMO_STRANGER, demo_walk
+from gaitcam.skeleton.layouts import CANONICAL
+from gaitcam.stream.pipeline import Pipeline
+from gaitcam.ui.app import application
+from gaitcam.ui.view import LiveView
+
+DEMO_RECORDINGS = APP_ROOT / "recordings" / "demo"
+WARMUP = 1.0  # seconds of redraws not counted: the first paints load fonts and caches once
+IMAGE_SIZE = (480, 640)  # rows, columns: a VGA camera
+FOCAL = 525.0  # pixels: a Kinect v1-like colour camera at VGA
+
+
+def project(joints: np.ndarray, size: tuple[int, int] = IMAGE_SIZE, focal: float = FOCAL) -> np.ndarray:
+    """Camera-space joints [..., 3] (Kinect axes: x left, y up, z ahead, metres) to pixels
+    [..., 2] (x right, y down) of a pinhole camera at the sensor, looking along z."""
+    rows, cols = size
+    z = joints[..., 2]
+    return np.stack([cols / 2 - focal * joints[..., 0] / z, rows / 2 - focal * joints[..., 1] / z], axis=-1)
+
+
+class CrowdSource(Source):
+    """`people` demo walks played side by side, everyone in every frame, paced like a camera.
+
+    Each walk is the in-view frames of one demo identity's walk, played round and round. With
+    `image`, frames carry a VGA image and every body's projected joints as image points, as
+    the MediaPipe-based sources do.
+    """
+
+    name = "crowd"
+
+    def __init__(self, people: int = 6, fps: float = 30.0, image: bool = False, seconds: float = 30.0) -> None:
+        names = [*DEMO_PEOPLE, DEMO_STRANGER]
+        self.fps = float(fps)
+        self.layout = CANONICAL
+        self.skipped = 0  # frames skipped because the reader came late
+        self._walks = [demo_walk(names[k % len(names)], 100 + k, seconds, fps) for k in range(people)]
+        rows, cols = IMAGE_SIZE
+        self._image = None
+        if image:
+            ramp = np.linspace(40, 200, cols, dtype=np.uint8)
+            self._image = np.repeat(np.repeat(ramp[None, :, None], rows, axis=0), 3, axis=2)
+        self._index = 0
+        self._start: float | None = None
+
+    def open(self) -> None:
+        self._start = None
+
+    def read(self) -> Frame:
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now - self._index / self.fps
+        due = int((now - self._start) * self.fps)
+        if due > self._index:  # late: the frames in between are gone, as from a camera
+            self.skipped += due - self._index
+            self._index = due
+        else:
+            time.sleep(max(self._start + self._index / self.fps - now, 0.0))
+        bodies = []
+        for k, walk in enumerate(self._walks):
+            i = self._index % len(walk)
+            bodies.append(Body(k + 1, walk.joints[i], walk.states[i]))
+        extras: dict = {"floor": DEMO_FLOOR}
+        if self._image is not None:
+            extras["image_points"] = project(np.stack([b.joints for b in bodies]))
+        frame = Frame(self._index / self.fps, bodies, self.layout, self._image, self._index, extras)
+        self._index += 1
+        return frame
+
+
+def bench_view(people: int = 6, fps: float = 30.0, seconds: float = 10.0, *, image: bool = False,
+               weights: Path = APP_ROOT / "weights" / "sgela") -> dict:
+    """Redraw the window at `fps` for `seconds` with `people` in view; draw times and losses.
+
+    `draw_ms_*` time a whole redraw, items updated and painted, after the first `WARMUP`
+    seconds; `update_ms_p50` the item updates alone. Loads the encoder and enrols the demo
+    gallery first (about 2 s). Without a display it draws offscreen (Qt would abort trying to
+    reach one), which paints the same pixels in the same way.
+    """
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = application()
+    encoder = GaitEncoder.from_weights(weights)
+    params = MatcherParams.load(f"{weights}.matcher.json")
+    with ExitStack() as stack:
+        stack.callback(torch.set_num_threads, torch.get_num_threads())
+        torch.set_num_threads(1)  # as live: one thread for batch-1 inference
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gaitcam-bench-")))
+        gallery = stack.enter_context(Gallery(folder / "bench.db"))
+        for recording in sorted(DEMO_RECORDINGS.glob("*.gaitrec")):
+            enroll_recording(gallery, encoder, params, recording.stem, recording)
+        source = CrowdSource(people, fps, image)
+        pipeline = Pipeline(source, encoder, Matcher(load_index(gallery, params), params))
+        view = LiveView(pipeline, gallery=gallery, encoder=encoder, params=params, sensor_name=source.name,
+                        recordings_dir=folder)
+        view.show()
+        view.start()
+        view.timer.stop()  # the benchmark redraws, on a steady clock
+        draws, shown = [], []
+        step = 1.0 / fps
+        start = next_draw = time.monotonic()
+        while time.monotonic() - start < seconds:
+            began = time.perf_counter()
+            drew = view.tick()
+            app.processEvents()
+            if drew and time.monotonic() - start >= WARMUP:
+                draws.append(time.perf_counter() - began)
+                shown.append(len(view.drawn()["tracks"]))
+            next_draw += step
+            time.sleep(max(next_draw - time.monotonic(), 0.0))
+        view.close()
+        stats, error = view.runner.stats, view.runner.error
+        updates = np.array(view.draw_seconds) * 1000
+        view.deleteLater()
+    if stats is None:
+        raise RuntimeError(f"the pipeline failed: {error}")
+    ms = np.array(draws) * 1000
+    return {
+        "people": people, "fps": fps, "seconds": seconds, "image": image, "draws": len(draws),
+        "draw_ms_p50": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
+        "draw_ms_p99": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
+        "update_ms_p50": round(float(np.percentile(updates, 50)), 2) if len(updates) else None,
+        "people_drawn_mean": round(float(np.mean(shown)), 2) if shown else 0.0,
+        "frames": stats.frames, "expected_frames": int(seconds * fps), "dropped": stats.dropped,
+        "source_skipped": source.skipped, "windows": stats.windows,
+    }
