@@ -69,3 +69,20 @@ def test_headless_prints_decisions_and_a_summary(capsys):
 def test_list_sensors_says_what_is_usable(capsys):
     assert main(["--list-sensors"]) == 0
     assert "demo: available" in capsys.readouterr().out
+
+
+def test_screenshot_saves_the_window_and_what_it_drew(tmp_path, monkeypatch):
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    shot = tmp_path / "app.png"
+    assert main(["--duration", "4", "--speed", "0", "--screenshot", str(shot)]) == 0
+    drawn = json.loads((tmp_path / "app.png.json").read_text())
+    assert shot.stat().st_size > 10_000 and drawn["status"]["source"] == "demo"
+    assert all({"track", "label", "joints"} <= set(t) for t in drawn["tracks"])
+
+
+def test_without_a_display_the_app_says_so_and_runs_headless(monkeypatch, capsys, caplog):
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["--duration", "2", "--speed", "0"]) == 0
+    assert "running headless" in caplog.text
+    assert "summary" in capsys.readouterr().out.strip().splitlines()[-1]

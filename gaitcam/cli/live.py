@@ -34,6 +34,8 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--source", metavar="PATH_OR_INDEX", help="file or device for the sensor (replay/video: a file)")
     g.add_argument("--gallery", metavar="DB", help="gallery database (default: the config's; demo: its own)")
     g.add_argument("--headless", action="store_true", help="no window: JSON lines on stdout")
+    g.add_argument("--screenshot", metavar="PNG", help="save the window (and PNG.json: what was drawn) at exit; "
+                   "implies the window, also under QT_QPA_PLATFORM=offscreen")
     g.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     g.add_argument("--speed", type=float, default=1.0, help="replay speed (0: as fast as possible)")
     g.add_argument("--stride", type=int, help="frames between windows (default: the config's, 3)")
@@ -50,9 +52,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_record)
 
 
-def make_source(args: argparse.Namespace):
+def make_source(args: argparse.Namespace, gui: bool):
     """The named sensor's Source, built from --source/--speed (each backend's first argument is
-    what --source names: a file, a camera index or a device)."""
+    what --source names: a file, a camera index or a device). A replay in the window gets the
+    play/pause, seek and speed controls."""
     from gaitcam.sensors.base import SourceError, sensor_problem, source_class
 
     cls = source_class(args.sensor)
@@ -64,19 +67,25 @@ def make_source(args: argparse.Namespace):
     if args.sensor in ("replay", "video"):
         if not args.source:
             raise GaitcamError(f"{args.sensor}: name the file with --source FILE")
+        if gui and args.sensor == "replay":
+            from gaitcam.ui.transport import PlayableReplay
+
+            return PlayableReplay(args.source, speed=args.speed)
         return cls(args.source, speed=args.speed)
     return cls(args.source) if args.source is not None else cls()
 
 
-def _headless_fallback(args: argparse.Namespace) -> bool:
-    """Headless if asked, or (saying so) when there is no display to open a window on."""
+def wants_window(args: argparse.Namespace) -> bool:
+    """The window unless --headless; without a display (and no QT_QPA_PLATFORM) headless, saying so."""
     if args.headless:
+        return False
+    if args.screenshot or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") \
+            or os.environ.get("QT_QPA_PLATFORM"):
+        if args.screenshot and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
         return True
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("QT_QPA_PLATFORM")):
-        log.warning("no display (DISPLAY/WAYLAND_DISPLAY unset, no QT_QPA_PLATFORM): running headless")
-        return True
-    log.warning("the Qt view is not part of this version yet; running headless")
-    return True
+    log.warning("no display (DISPLAY/WAYLAND_DISPLAY unset, no QT_QPA_PLATFORM): running headless")
+    return False
 
 
 def _demo_gallery(stack: ExitStack, encoder, params):
@@ -110,8 +119,8 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
     if args.list_sensors:
         return _list_sensors()
     cfg = config_from(args)
-    source = make_source(args)
-    _headless_fallback(args)
+    gui = wants_window(args)
+    source = make_source(args, gui)
     encoder = load_encoder(cfg)
     params = load_params(cfg, encoder)
     lock = threading.Lock()
@@ -134,8 +143,16 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
                          "score": round(float(decision.score), 4), "sensor": args.sensor}, lock)
 
         pipeline = Pipeline(source, encoder, Matcher(index, params), calibration=calibration,
-                            stride=cfg.stride, queue_size=cfg.queue_size, recorder=recorder, on_decision=on_decision)
-        stats = pipeline.run(duration=args.duration)
+                            stride=cfg.stride, queue_size=cfg.queue_size, recorder=recorder,
+                            on_decision=None if gui else on_decision)
+        if gui:
+            from gaitcam.ui import run_gui
+
+            stats = run_gui(pipeline, gallery=gallery, encoder=encoder, params=params, sensor_name=args.sensor,
+                            recordings_dir=cfg.recordings,
+                            screenshot=Path(args.screenshot) if args.screenshot else None, duration=args.duration)
+        else:
+            stats = pipeline.run(duration=args.duration)
     _print_line({"summary": {"frames": stats.frames, "frames_with_pose": stats.frames_with_pose,
                              "windows": stats.windows, "tracks": stats.tracks, "dropped": stats.dropped,
                              "skipped": stats.skipped, "errors": stats.errors}}, lock)
