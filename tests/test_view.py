@@ -110,9 +110,10 @@ def _skeleton_curves(plot) -> list:
 
 
 def _pixels(image: QImage) -> np.ndarray:
+    """The image as an RGB array, copied: the converted QImage owns the buffer and dies here."""
     image = image.convertToFormat(QImage.Format.Format_RGB888)
     rows = np.frombuffer(image.constBits(), np.uint8, image.sizeInBytes()).reshape(image.height(), -1)
-    return rows[:, : image.width() * 3].reshape(image.height(), image.width(), 3)
+    return rows[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()
 
 
 def _colour_pixels(pixels: np.ndarray, rgb) -> int:
