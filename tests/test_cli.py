@@ -1,10 +1,7 @@
 """The command line end to end: train on a real KGBD slice; bad input is one line, exit 2."""
-import gzip
 import json
-import shutil
 
 import numpy as np
-
 import pytest
 
 from conftest import KGBD_ROOT
@@ -104,3 +101,20 @@ def test_record_writes_a_replayable_recording(tmp_path, capsys):
     assert main(["--sensor", "replay", "--source", str(out), "--headless", "--speed", "0"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
     assert summary["frames"] > 60 and summary["tracks"] >= 1
+
+
+def test_options_before_the_command_are_kept():
+    from gaitcam.cli import build_parser
+
+    args = build_parser().parse_args(["--gallery", "x.db", "gallery", "list"])
+    assert args.gallery == "x.db"
+    args = build_parser().parse_args(["--sensor", "replay", "record"])
+    assert args.sensor == "replay"
+    assert build_parser().parse_args(["evaluate", "--gallery", "G", "--probe", "P"]).gallery_dir == "G"
+
+
+def test_recordings_are_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "w.csv"
+    out.write_text("precious")
+    assert main(["convert", "recordings/demo/Ada.gaitrec", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_text() == "precious"

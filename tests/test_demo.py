@@ -134,3 +134,14 @@ def test_a_late_reader_gets_the_current_frame_not_a_burst():
         following = [source.read().index for _ in range(5)]
     assert late.index >= 9 and following == list(range(late.index + 1, late.index + 6))
     assert time.monotonic() - start > 0.06  # back at the camera's pace: 5 frames take ~100 ms
+
+
+def test_the_shipped_demo_recordings_are_what_the_code_writes(tmp_path):
+    from pathlib import Path
+
+    from gaitcam.config import APP_ROOT
+    from gaitcam.sensors.demo import write_demo_recordings
+
+    for path in write_demo_recordings(tmp_path):
+        shipped = Path(APP_ROOT / "recordings" / "demo" / path.name)
+        assert shipped.read_bytes() == path.read_bytes(), path.name

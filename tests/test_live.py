@@ -2,7 +2,6 @@
 import json
 from contextlib import ExitStack
 
-import pytest
 
 from gaitcam.cli import main
 from gaitcam.cli.live import _demo_gallery

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gaitcam.config import APP_ROOT
+
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -17,7 +19,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", choices=("kgbd",))
     p.add_argument("--root", required=True, metavar="DIR", help="the folder that holds Data/")
     p.add_argument("--protocol", required=True, choices=("classifier", "retrieval"))
-    p.add_argument("--weights", default="weights/sgela", help="encoder weights (NAME, NAME.json or NAME.safetensors)")
+    p.add_argument("--weights", default=str(APP_ROOT / "weights" / "sgela"),
+                   help="encoder weights (NAME, NAME.json or NAME.safetensors)")
     p.add_argument("--json", metavar="OUT", help="write the results here")
     p.add_argument("--plot", metavar="PNG", help="CMC plot (default: beside --json, else runs/benchmark/)")
     p.add_argument("--rn", metavar="DIR", help="classifier: reuse the RNs saved here when trained on exactly "

@@ -14,7 +14,9 @@ log = logging.getLogger(__name__)
 def add_runtime_options(p: argparse.ArgumentParser, gallery: bool = True) -> None:
     """Options that override the config file for commands that encode and match."""
     if gallery:
-        p.add_argument("--gallery", metavar="DB", help="gallery database (default: the config's)")
+        # SUPPRESS: the main parser has --gallery too, and a subparser default would overwrite it.
+        p.add_argument("--gallery", default=argparse.SUPPRESS, metavar="DB",
+                       help="gallery database (default: the config's)")
     p.add_argument("--weights", metavar="NAME", help="encoder weights (default: weights/sgela)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: the config's, 1)")
     p.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
@@ -37,6 +39,8 @@ def load_encoder(cfg: Config):
     from gaitcam.model.encoder import GaitEncoder
 
     torch.set_num_threads(cfg.threads)
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise GaitcamError(f"device {cfg.device}: no CUDA device here (torch {torch.__version__}); use auto or cpu")
     encoder = GaitEncoder.from_weights(cfg.weights, device=cfg.device)
     if encoder.f != cfg.f:
         raise GaitcamError(f"{cfg.weights}: the weights use {encoder.f}-frame windows, the config says f = {cfg.f}")

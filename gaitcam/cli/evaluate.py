@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from gaitcam.cli.common import add_runtime_options, config_from, load_encoder, load_params, matcher_params_path
@@ -14,13 +15,14 @@ def add(sub: argparse._SubParsersAction) -> None:
                        "identity is enrolled in a fresh temporary gallery; every probe recording is one query. "
                        "Reports gait only, body shape only, the shipped fusion and a bone-length 1-NN baseline "
                        "(closed set), then FPIR/DIR with the last --unknown identities left out of the gallery.")
-    p.add_argument("--gallery", required=True, metavar="DIR", help="gallery folder")
+    p.add_argument("--gallery", dest="gallery_dir", required=True, metavar="DIR", help="gallery folder")
     p.add_argument("--probe", required=True, metavar="DIR", help="probe folder")
     p.add_argument("--json", metavar="OUT", help="write the results here")
     p.add_argument("--plot", metavar="PNG", help="CMC plot (default: beside --json, else runs/evaluate/)")
     p.add_argument("--unknown", type=int, default=20, metavar="N",
                    help="identities left out for the open-set figures (default 20; 0: none)")
-    p.add_argument("--threshold", type=float, help="lowest score that names someone (0.5 = calibrated)")
+    p.add_argument("--threshold", type=float, default=argparse.SUPPRESS,
+                   help="lowest score that names someone (0.5 = calibrated)")
     add_runtime_options(p, gallery=False)
     p.set_defaults(func=cmd_evaluate)
 
@@ -50,8 +52,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     encoder = load_encoder(cfg)
     params = load_params(cfg, encoder)
-    result = evaluate_folders(args.gallery, args.probe, encoder, params, unknown=args.unknown)
-    result["command"] = "python main.py evaluate " + f"--gallery {args.gallery} --probe {args.probe}"
+    result = evaluate_folders(args.gallery_dir, args.probe, encoder, params, unknown=args.unknown)
+    result["command"] = "python main.py " + " ".join(sys.argv[1:])
     plot = Path(args.plot) if args.plot else (Path(args.json).parent if args.json else Path("runs/evaluate")) / "cmc.png"
     result["plot"] = str(save_cmc_plot(result, plot))
     if args.json:

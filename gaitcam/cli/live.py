@@ -26,28 +26,38 @@ log = logging.getLogger(__name__)
 DEMO_RECORDINGS = APP_ROOT / "recordings" / "demo"
 
 
-def add_live_options(p: argparse.ArgumentParser) -> None:
+def add_live_options(p: argparse.ArgumentParser, subcommand: bool = False) -> None:
+    """The live options, on the main parser and on `record`. On a subcommand they default to
+    SUPPRESS: argparse would otherwise overwrite `--gallery X record` with the subparser's None."""
     from gaitcam.sensors.base import SENSORS
 
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if subcommand else value
+
     g = p.add_argument_group("live")
-    g.add_argument("--sensor", default="demo", help=f"skeleton source: {', '.join(SENSORS)} (default: demo)")
-    g.add_argument("--source", metavar="PATH_OR_INDEX", help="file or device for the sensor (replay/video: a file)")
-    g.add_argument("--gallery", metavar="DB", help="gallery database (default: the config's; demo: its own)")
-    g.add_argument("--headless", action="store_true", help="no window: JSON lines on stdout")
-    g.add_argument("--screenshot", metavar="PNG", help="save the window (and PNG.json: what was drawn) at exit; "
-                   "implies the window, also under QT_QPA_PLATFORM=offscreen")
-    g.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    g.add_argument("--speed", type=float, default=1.0, help="replay speed (0: as fast as possible)")
-    g.add_argument("--stride", type=int, help="frames between windows (default: the config's, 3)")
-    g.add_argument("--threshold", type=float, help="lowest score that names someone (0.5 = calibrated)")
-    g.add_argument("--list-sensors", action="store_true", help="say which sensors are usable here, and exit")
+    g.add_argument("--sensor", default=default("demo"), help=f"skeleton source: {', '.join(SENSORS)} (default: demo)")
+    g.add_argument("--source", default=default(None), metavar="PATH_OR_INDEX",
+                   help="file or device for the sensor (replay/video: a file)")
+    g.add_argument("--gallery", default=default(None), metavar="DB",
+                   help="gallery database (default: the config's; demo: its own)")
+    g.add_argument("--headless", action="store_true", default=default(False), help="no window: JSON lines on stdout")
+    g.add_argument("--screenshot", default=default(None), metavar="PNG",
+                   help="save the window (and PNG.json: what was drawn) at exit; implies the window, also under "
+                   "QT_QPA_PLATFORM=offscreen")
+    g.add_argument("--duration", type=float, default=default(None), metavar="S", help="stop after S seconds")
+    g.add_argument("--speed", type=float, default=default(1.0), help="replay speed (0: as fast as possible)")
+    g.add_argument("--stride", type=int, default=default(None), help="frames between windows (default: the config's, 3)")
+    g.add_argument("--threshold", type=float, default=default(None),
+                   help="lowest score that names someone (0.5 = calibrated)")
+    g.add_argument("--list-sensors", action="store_true", default=default(False),
+                   help="say which sensors are usable here, and exit")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("record", help="record a sensor to a file (crash-safe native format) while identifying",
                        description="Writes OUT (default recordings/<sensor>-<time>.gaitrec); the file stays "
                        "readable up to the last second if the process dies.")
-    add_live_options(p)
+    add_live_options(p, subcommand=True)
     p.add_argument("--out", metavar="FILE", help="recording to write (.gaitrec)")
     p.set_defaults(func=cmd_record)
 
@@ -78,6 +88,8 @@ def make_source(args: argparse.Namespace, gui: bool):
 def wants_window(args: argparse.Namespace) -> bool:
     """The window unless --headless; without a display (and no QT_QPA_PLATFORM) headless, saying so."""
     if args.headless:
+        if args.screenshot:
+            raise GaitcamError("--screenshot needs the window; leave out --headless")
         return False
     if args.screenshot or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") \
             or os.environ.get("QT_QPA_PLATFORM"):
@@ -152,7 +164,11 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
                             recordings_dir=cfg.recordings,
                             screenshot=Path(args.screenshot) if args.screenshot else None, duration=args.duration)
         else:
-            stats = pipeline.run(duration=args.duration)
+            try:
+                stats = pipeline.run(duration=args.duration)
+            except KeyboardInterrupt:  # Ctrl-C ends a live run: stop, and still say what happened
+                pipeline.stop()
+                stats = pipeline.stats
     _print_line({"summary": {"frames": stats.frames, "frames_with_pose": stats.frames_with_pose,
                              "windows": stats.windows, "tracks": stats.tracks, "dropped": stats.dropped,
                              "skipped": stats.skipped, "errors": stats.errors}}, lock)
@@ -185,7 +201,8 @@ def cmd_live(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    from gaitcam.recording.native import new_recording_path
+
     cfg = config_from(args)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out) if args.out else cfg.recordings / f"{args.sensor}-{stamp}.gaitrec"
+    out = Path(args.out) if args.out else new_recording_path(cfg.recordings, args.sensor)
     return run_live(args, out)

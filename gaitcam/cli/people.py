@@ -27,12 +27,13 @@ def add(sub: argparse._SubParsersAction) -> None:
                        "matched jointly (two people are never given one name). Files are read before the gallery.")
     p.add_argument("recordings", nargs="+", metavar="RECORDING")
     p.add_argument("--json", action="store_true", help="one JSON object per track on stdout")
-    p.add_argument("--threshold", type=float, help="lowest score that names someone (0.5 = calibrated)")
+    p.add_argument("--threshold", type=float, default=argparse.SUPPRESS,
+                   help="lowest score that names someone (0.5 = calibrated)")
     add_runtime_options(p)
     p.set_defaults(func=cmd_identify)
 
     p = sub.add_parser("gallery", help="list, rename or remove enrolled people")
-    p.add_argument("--gallery", metavar="DB", help="gallery database (default: the config's)")
+    p.add_argument("--gallery", default=argparse.SUPPRESS, metavar="DB", help="gallery database (default: the config's)")
     gsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     gsub.add_parser("list", help="enrolled people, their walks, sensors and encoder versions")
     r = gsub.add_parser("rename", help="rename a person")
@@ -54,9 +55,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         for i, path in enumerate(args.recordings):
             r = enroll_recording(gallery, encoder, params, args.name, path, args.track,
                                  replace=args.replace and i == 0)
-            print(f"enrolled {r.name} from {path} (track {r.track}): {r.windows} windows, {r.seconds:.1f} s of walking")
-            for w in r.warnings:
-                print(f"warning: {w}")
+            print(f"enrolled {r.name} from {path} (track {r.track}): {r.windows} windows, {r.seconds:.1f} s of walking"
+                  + (f" ({len(r.warnings)} warning(s) above)" if r.warnings else ""))
     return 0
 
 

@@ -112,6 +112,8 @@ def convert(src: str | Path, dst: str | Path) -> Recording:
     """Read src in any format and write it as dst's suffix says; returns what was read."""
     dst = Path(dst)
     write = _writer(dst)  # fail on an unwritable name before reading anything
+    if dst.exists():
+        raise FormatError(dst, "already exists; remove it first (recordings are never overwritten)")
     rec = read_recording(src)
     write(rec, dst)
     return rec

@@ -74,7 +74,10 @@ class RecordingWriter:
         self._chunk_start: float | None = None
         self._last_time = -np.inf
         try:
-            self._file: BinaryIO | None = open(self.path, "wb")  # closed by close()
+            # "x": a recording is never overwritten (someone may be enrolled from it).
+            self._file: BinaryIO | None = open(self.path, "xb")  # closed by close()
+        except FileExistsError as e:
+            raise FormatError(path, "already exists; recordings are never overwritten") from e
         except OSError as e:
             raise FormatError(path, f"cannot create ({e.strerror or e})") from e
         self._append(header_json, MAGIC + f"{VERSION}\n".encode())
@@ -242,3 +245,17 @@ def _parse_rows(path: Path, payload: bytes, offset: int, n_joints: int) -> tuple
         arrays.append(np.frombuffer(payload, dtype, count, pos).reshape(shape))
         pos += count * np.dtype(dtype).itemsize
     return tuple(arrays)
+
+
+def new_recording_path(folder: str | Path, stem: str) -> Path:
+    """A file name for a new recording in `folder`, by what and when, never an existing one."""
+    from datetime import datetime
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, n = folder / f"{base}{SUFFIX}", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{base}-{n}{SUFFIX}"
+    return path

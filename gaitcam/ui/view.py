@@ -37,7 +37,7 @@ from gaitcam.gallery import Gallery
 from gaitcam.matcher import GalleryIndex, Matcher, MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording
-from gaitcam.recording.native import RecordingWriter
+from gaitcam.recording.native import RecordingWriter, new_recording_path
 from gaitcam.recording.recording import RecordingMeta
 from gaitcam.stream.pipeline import Pipeline, Snapshot
 from gaitcam.ui.camera import CameraPanel
@@ -391,7 +391,7 @@ class LiveView(QMainWindow):
             if self.tap.stop_recording() is not None:
                 self.note(f"recorded {path}")
         else:
-            path = self._new_path(self.sensor_name)
+            path = new_recording_path(self.recordings_dir, self.sensor_name)
             try:
                 writer = RecordingWriter(path, self._meta())
             except GaitcamError as e:
@@ -415,7 +415,7 @@ class LiveView(QMainWindow):
         name = name.strip()
         if not ok or not name:
             return
-        path = self._new_path(f"enroll-{_file_safe(name)}")
+        path = new_recording_path(self.recordings_dir, f"enroll-{_file_safe(name)}")
         try:
             writer = RecordingWriter(path, self._meta(subject=name))
         except GaitcamError as e:
@@ -538,16 +538,6 @@ class LiveView(QMainWindow):
 
     def _speed_chosen(self, index: int) -> None:
         self.replay.set_speed(SPEEDS[index] if index < len(SPEEDS) else 0.0)
-
-    def _new_path(self, stem: str) -> Path:
-        """A fresh file in the recordings folder, named by what and when."""
-        self.recordings_dir.mkdir(parents=True, exist_ok=True)
-        base = f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        path, n = self.recordings_dir / f"{base}.gaitrec", 1
-        while path.exists():
-            n += 1
-            path = self.recordings_dir / f"{base}-{n}.gaitrec"
-        return path
 
     def _meta(self, subject: str | None = None) -> RecordingMeta:
         source, calibration = self.pipeline.source, self.pipeline.calibration
