@@ -1,5 +1,6 @@
 """Replay: a recording's frames in order at its pace (or flat out), its layout, rate and floor;
 an end like a file; loops that never reuse ids or go back in time; files read by any format."""
+import threading
 import time
 
 import numpy as np
@@ -87,3 +88,13 @@ def test_bad_input_is_a_one_line_error(tmp_path):
         ReplaySource(empty)
     with pytest.raises(GaitcamError, match="missing.gaitrec"):
         ReplaySource(tmp_path / "missing.gaitrec")
+
+
+def test_interrupt_ends_a_long_pacing_wait():
+    seq = SkeletonSequence(np.zeros((2, 20, 3)), [0.0, 60.0], CANONICAL)  # a minute of nobody in view
+    source = ReplaySource(Recording(RecordingMeta("demo", CANONICAL.name, 30.0), {1: seq}))
+    source.open()
+    assert source.read() is not None
+    threading.Timer(0.2, source.interrupt).start()
+    started = time.monotonic()
+    assert source.read() is None and time.monotonic() - started < 5

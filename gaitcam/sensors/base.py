@@ -73,6 +73,10 @@ class Source(ABC):
     def close(self) -> None:
         """Release the device or file; safe to call twice."""
 
+    def interrupt(self) -> None:
+        """Called from another thread that is stopping the run: a `read` blocked in pacing
+        should return soon (None is fine). Device reads time out on their own: nothing to do."""
+
     def __enter__(self) -> Source:
         self.open()
         return self

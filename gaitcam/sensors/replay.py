@@ -9,6 +9,7 @@ restart for the same people carrying on.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,10 +37,15 @@ class ReplaySource(Source):
         self.speed = speed
         self.loop = loop
         self._frames: Iterator[Frame] | None = None
+        self._wake = threading.Event()  # set by interrupt(): pacing waits end at once
 
     def open(self) -> None:
         """Start from the first frame."""
+        self._wake.clear()
         self._frames = self._play(self.recording)
+
+    def interrupt(self) -> None:
+        self._wake.set()
 
     def read(self) -> Frame | None:
         if self._frames is None:
@@ -64,8 +70,8 @@ class ReplaySource(Source):
                 t = frame.time + offset
                 if paced:
                     wait = wall + (t - start) / self.speed - time.monotonic()
-                    if wait > 0:
-                        time.sleep(wait)
+                    if wait > 0 and self._wake.wait(wait):
+                        return  # interrupted: the run is stopping (a recording's pauses can be long)
                 bodies = [Body(None if b.track is None else b.track + loop * id_step, b.joints, b.states)
                           for b in frame.bodies]
                 yield Frame(t, bodies, frame.layout, frame.image, index, {**frame.extras, **extras})

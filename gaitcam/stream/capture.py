@@ -51,6 +51,7 @@ class Capture:
 
     def stop(self) -> None:
         self._stop.set()
+        self.source.interrupt()
         if self._thread.is_alive():
             self._thread.join()
 

@@ -87,6 +87,9 @@ class PlayableReplay(ReplaySource):
             self._released = True
             self._cond.notify_all()
 
+    def interrupt(self) -> None:
+        self.release()
+
     def open(self) -> None:
         """Start from the first frame."""
         with self._cond:
