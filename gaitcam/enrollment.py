@@ -101,6 +101,15 @@ class EnrollResult:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass
+class PreparedEnrolment:
+    """One checked enrolment, built but not yet written: what `write_enrolments` stores."""
+
+    templates: list[Template]
+    recording: RecordingRef
+    result: EnrollResult
+
+
 def load_index(gallery: Gallery, params: MatcherParams) -> GalleryIndex:
     """The gallery's templates for this encoder version, as the matcher's index."""
     names, ages = gallery.templates("age", params.encoder_version)
@@ -114,15 +123,21 @@ def load_index(gallery: Gallery, params: MatcherParams) -> GalleryIndex:
                         np.array(shape_rows, np.float32).reshape(-1, N_BONES), params)
 
 
-def enroll_recording(gallery: Gallery, encoder: GaitEncoder, params: MatcherParams, name: str,
-                     path: str | Path, track: int | None = None, replace: bool = False) -> EnrollResult:
-    """Enrol one track of one recording under `name`, after quality checks.
+def prepare_enrolment(index: GalleryIndex, encoder: GaitEncoder, params: MatcherParams, name: str,
+                      path: str | Path, track: int | None = None, sha256: str | None = None) -> PreparedEnrolment:
+    """Build the templates of one track of one recording after the quality checks; writes nothing.
 
     Too little walking or too many missing joints refuse the enrolment (the template would be
-    noise); a close match to another enrolled person is a warning (a duplicate identity).
+    noise); a close match to another person in `index` is a warning (a duplicate identity).
+    `sha256`, when given, is the hash the recording had when it was first enrolled: a file that
+    changed since is refused, as its templates would no longer be the person's enrolled walk.
     """
     rec = read_recording(path)
     tid = pick_track(rec, track)
+    ref = RecordingRef.from_file(path, rec.meta.sensor, tid)
+    if sha256 is not None and ref.sha256 != sha256:
+        raise GaitcamError(f"{path}: changed since {name} was enrolled from it (sha256 differs); "
+                           f"restore it, or `gallery remove {name}` and enrol again")
     ev = track_evidence(rec.tracks[tid], tid, encoder)
     if ev.missing > MAX_MISSING:
         raise GaitcamError(f"{path}: track {tid} misses {100 * ev.missing:.0f} % of its joints "
@@ -131,7 +146,6 @@ def enroll_recording(gallery: Gallery, encoder: GaitEncoder, params: MatcherPara
         raise GaitcamError(f"{path}: track {tid} has {ev.seconds:.1f} s of usable walking "
                            f"(need {MIN_WALK_SECONDS:.0f} s)")
     warnings = []
-    index = load_index(gallery, params)
     if len(index):
         d = index.distances(ev.age[None], ev.shape[None])[0]
         for j in np.flatnonzero(params.named(d)):
@@ -139,22 +153,64 @@ def enroll_recording(gallery: Gallery, encoder: GaitEncoder, params: MatcherPara
             if other != name:
                 warnings.append(f"{name} looks like already enrolled {other} "
                                 f"(score {float(params.score(d[j])):.2f}): the same person twice?")
-    sensor = rec.meta.sensor
-    templates = [Template("age", params.encoder_version, sensor, ev.descriptors),
-                 Template("shape", params.encoder_version, sensor, ev.lengths)]
-    gallery.enroll(name, templates, RecordingRef.from_file(path, sensor, tid), replace=replace)
-    for w in warnings:
-        log.warning(w)
-    return EnrollResult(name, tid, ev.windows, ev.seconds, warnings)
+    templates = [Template("age", params.encoder_version, ref.sensor, ev.descriptors),
+                 Template("shape", params.encoder_version, ref.sensor, ev.lengths)]
+    return PreparedEnrolment(templates, ref, EnrollResult(name, tid, ev.windows, ev.seconds, warnings))
+
+
+def write_enrolments(gallery: Gallery, name: str, prepared: list[PreparedEnrolment],
+                     replace: bool = False) -> list[EnrollResult]:
+    """Store checked enrolments under `name`; `replace` drops the person's old templates first.
+
+    The gallery commits one enrolment per transaction, so everything that can be checked is
+    checked before (`prepare_enrolment`; the name by the first write, before it deletes
+    anything). What is left to fail is the database itself (busy past its timeout, disk full):
+    then the error names the recordings whose templates were not stored.
+    """
+    results = []
+    for i, p in enumerate(prepared):
+        try:
+            gallery.enroll(name, p.templates, p.recording, replace=replace and i == 0)
+        except GaitcamError as e:
+            if i == 0:
+                raise
+            lost = ", ".join(str(q.recording.path) for q in prepared[i:])
+            raise GaitcamError(f"{e}; {name} now lacks the templates of {lost}: enrol them again") from e
+        for w in p.result.warnings:
+            log.warning(w)
+        results.append(p.result)
+    return results
+
+
+def enroll_recordings(gallery: Gallery, encoder: GaitEncoder, params: MatcherParams, name: str,
+                      paths: list[str | Path], track: int | None = None, replace: bool = False
+                      ) -> list[EnrollResult]:
+    """Enrol several recordings under `name`: all are checked before any is written.
+
+    So a bad later file never leaves `replace` half done (the old templates gone, the new
+    ones incomplete).
+    """
+    index = load_index(gallery, params)
+    prepared = [prepare_enrolment(index, encoder, params, name, p, track) for p in paths]
+    return write_enrolments(gallery, name, prepared, replace)
+
+
+def enroll_recording(gallery: Gallery, encoder: GaitEncoder, params: MatcherParams, name: str,
+                     path: str | Path, track: int | None = None, replace: bool = False) -> EnrollResult:
+    """Enrol one track of one recording under `name`, after the checks of `prepare_enrolment`."""
+    return enroll_recordings(gallery, encoder, params, name, [path], track, replace)[0]
 
 
 def reenroll_stale(gallery: Gallery, encoder: GaitEncoder, params: MatcherParams) -> list[str]:
     """Rebuild the templates of people enrolled with another encoder from their recordings.
 
-    Templates of two encoders are never mixed: a person whose recordings are gone cannot be
-    rebuilt, and the caller must refuse to match until they are removed or re-enrolled.
+    Templates of two encoders are never mixed: a person whose recordings are gone or changed
+    cannot be rebuilt, and the caller must refuse to match until they are removed or
+    re-enrolled. Every recording of every stale person is read, hashed and encoded before the
+    gallery is touched, so one bad file leaves the whole gallery as it was.
     """
-    rebuilt = []
+    index = load_index(gallery, params)
+    plan: dict[str, list[PreparedEnrolment]] = {}
     for name in gallery.stale(params.encoder_version):
         refs = gallery.recordings(name)
         missing = [str(r.path) for r in refs if not Path(r.path).is_file()]
@@ -162,17 +218,40 @@ def reenroll_stale(gallery: Gallery, encoder: GaitEncoder, params: MatcherParams
             raise GaitcamError(f"{name} was enrolled with another encoder and the recordings to rebuild the "
                                f"templates are gone ({', '.join(missing) or 'none stored'}); "
                                f"`gallery remove {name}` or enrol again")
-        for i, ref in enumerate(refs):
-            enroll_recording(gallery, encoder, params, name, ref.path, ref.track, replace=(i == 0))
-        rebuilt.append(name)
-        log.info("re-enrolled %s from %d recording(s) for encoder %s", name, len(refs), params.encoder_version)
-    return rebuilt
+        plan[name] = [prepare_enrolment(index, encoder, params, name, r.path, r.track, r.sha256) for r in refs]
+    for name, prepared in plan.items():
+        write_enrolments(gallery, name, prepared, replace=True)
+        log.info("re-enrolled %s from %d recording(s) for encoder %s", name, len(prepared), params.encoder_version)
+    return list(plan)
+
+
+def _overlapping_groups(rec: Recording) -> list[list[int]]:
+    """Tracks grouped by overlapping time spans [first, last timestamp] (connected components).
+
+    Only tracks seen at the same time can be different people; one person walking through
+    twice gives two tracks one after the other, which must be free to get the same name.
+    """
+    spans = sorted((float(s.timestamps[0]), float(s.timestamps[-1]), tid)
+                   for tid, s in rec.tracks.items() if len(s))
+    groups: list[list[int]] = []
+    end = -np.inf
+    for first, last, tid in spans:
+        if groups and first <= end:
+            groups[-1].append(tid)
+            end = max(end, last)
+        else:
+            groups.append([tid])
+            end = last
+    return groups + [[tid] for tid, s in rec.tracks.items() if not len(s)]
 
 
 def identify_recording(rec: Recording, encoder: GaitEncoder, params: MatcherParams, index: GalleryIndex
                        ) -> dict[int, Decision]:
-    """Decisions for every track of a recording, the tracks matched jointly as simultaneous people."""
+    """Decisions for every track of a recording; tracks seen at the same time are matched jointly."""
     matcher = Matcher(index, params)
     for tid, ev in recording_evidence(rec, encoder).items():
         matcher.tracks[tid] = ev.evidence()
-    return matcher.decide(0.0, sorted(rec.tracks))
+    out: dict[int, Decision] = {}
+    for group in _overlapping_groups(rec):
+        out.update(matcher.decide(0.0, group))
+    return dict(sorted(out.items()))

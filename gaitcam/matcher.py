@@ -196,12 +196,13 @@ class Decision:
     """What the matcher says about one track now."""
 
     identity: str | None  # None: unknown, or not enough evidence yet
-    score: float  # similarity to `candidate` (0.5 = the threshold); NaN while pending
-    candidate: str | None  # the nearest enrolled person, named or not
+    score: float  # similarity to `candidate` (0.5 = the threshold); NaN while pending, 0 with no one enrolled
+    candidate: str | None  # the nearest enrolled person, named or not; None with no one enrolled
     windows: int  # windows of evidence behind the decision
 
     @property
     def pending(self) -> bool:
+        """Not enough evidence yet to say anything (a decided track always has a finite score)."""
         return not np.isfinite(self.score)
 
 
@@ -220,11 +221,17 @@ class Matcher:
         self.tracks.pop(track, None)
 
     def decide(self, time: float, tracks: list[int]) -> dict[int, Decision]:
-        """Decisions for the tracks visible now; tracks with too little evidence stay pending."""
+        """Decisions for the tracks visible now; tracks with too little evidence stay pending.
+
+        With no one enrolled a track with enough evidence is a stranger, not "too short to
+        tell": it gets an explicit unknown (score 0, no candidate)."""
         out = {t: Decision(None, float("nan"), None, self.tracks[t].windows if t in self.tracks else 0)
                for t in tracks}
         ready = [t for t in tracks if t in self.tracks and self.tracks[t].windows >= self.params.min_windows]
-        if not ready or not len(self.index):
+        if not len(self.index):
+            out.update({t: Decision(None, 0.0, None, self.tracks[t].windows) for t in ready})
+            return out
+        if not ready:
             return out
         ev = [self.tracks[t] for t in ready]
         d = self.index.distances(np.stack([e.age for e in ev]), np.stack([e.shape for e in ev]))

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from conftest import KGBD_ROOT
-from gaitcam.enrollment import (enroll_recording, identify_recording, load_index, pick_track, reenroll_stale,
-                                track_evidence)
+from gaitcam.enrollment import (enroll_recording, enroll_recordings, identify_recording, load_index, pick_track,
+                                reenroll_stale, track_evidence)
 from gaitcam.errors import GaitcamError
 from gaitcam.gallery import Gallery
 from gaitcam.matcher import MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording, write_recording
-from gaitcam.recording.recording import Recording, RecordingMeta
+from gaitcam.recording.recording import Recording
 from gaitcam.skeleton.sequence import SkeletonSequence
 
 pytestmark = pytest.mark.skipif(not KGBD_ROOT.exists(), reason="KGBD data not available")
@@ -107,6 +107,61 @@ def test_templates_of_another_encoder_are_rebuilt_from_their_recordings(gallery,
     copy.unlink()
     with pytest.raises(GaitcamError, match="gone"):
         reenroll_stale(gallery, encoder, params)
+
+
+def _later(seq, seconds):
+    return SkeletonSequence(seq.joints, seq.timestamps + seconds, seq.layout, seq.states)
+
+
+def test_one_person_passing_twice_gets_their_name_both_times(gallery, encoder, params):
+    for person in (1, 2, 3):
+        enroll_recording(gallery, encoder, params, f"P{person}", walk(person, 1))
+    index = load_index(gallery, params)
+    rec = read_recording(walk(1, 1))
+    seq = rec.tracks[0]
+    span = float(seq.timestamps[-1] - seq.timestamps[0])
+    twice = identify_recording(Recording(rec.meta, {0: seq, 1: _later(seq, span + 5.0)}), encoder, params, index)
+    assert [d.identity for d in twice.values()] == ["P1", "P1"]
+    together = identify_recording(Recording(rec.meta, {0: seq, 1: _later(seq, span / 2)}), encoder, params, index)
+    assert [d.candidate for d in together.values()] == ["P1", "P1"]
+    assert [d.identity for d in together.values()].count("P1") == 1
+
+
+def _snapshot(gallery):
+    return [(p.name, p.n_templates, p.n_recordings, p.encoder_versions) for p in gallery.people()]
+
+
+@pytest.mark.parametrize("damage", ["changed", "missing"])
+def test_rebuilding_from_a_changed_or_missing_recording_changes_nothing(gallery, encoder, params, tmp_path,
+                                                                        damage):
+    first, second = tmp_path / "1.txt.gz", tmp_path / "2.txt.gz"
+    shutil.copy(walk(1, 1), first)
+    shutil.copy(walk(1, 2), second)
+    old = MatcherParams(**{**params.__dict__, "encoder_version": "old"})
+    enroll_recording(gallery, encoder, old, "P1", first)
+    enroll_recording(gallery, encoder, old, "P1", second)
+    before = _snapshot(gallery)
+    if damage == "changed":
+        shutil.copy(walk(1, 3), second)
+    else:
+        second.unlink()
+    with pytest.raises(GaitcamError, match="2.txt.gz") as e:
+        reenroll_stale(gallery, encoder, params)
+    assert ("changed" if damage == "changed" else "gone") in str(e.value)
+    assert _snapshot(gallery) == before and before[0][1:3] == (4, 2)
+    assert gallery.stale(params.encoder_version) == ["P1"]
+
+
+def test_replacing_with_a_bad_later_recording_keeps_the_old_templates(gallery, encoder, params, tmp_path):
+    enroll_recording(gallery, encoder, params, "P1", walk(1, 1))
+    before = _snapshot(gallery)
+    short = _as_native(walk(1, 2), tmp_path / "short.gaitrec", keep=60)
+    with pytest.raises(GaitcamError, match="usable walking"):
+        enroll_recordings(gallery, encoder, params, "P1", [walk(1, 2), short], replace=True)
+    assert _snapshot(gallery) == before
+    results = enroll_recordings(gallery, encoder, params, "P1", [walk(1, 2), walk(1, 3)], replace=True)
+    assert [r.name for r in results] == ["P1", "P1"]
+    assert [r.path.name for r in gallery.recordings("P1")] == ["2.txt.gz", "3.txt.gz"]
 
 
 def test_track_evidence_counts_what_it_drops(encoder):

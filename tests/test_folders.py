@@ -1,4 +1,6 @@
 """`evaluate` on identity folders: layout errors, metric definitions, and a small real run."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,8 @@ from gaitcam.errors import FormatError
 from gaitcam.evaluation.folders import _closed_set, evaluate_folders, format_result, identity_folders
 from gaitcam.matcher import MatcherParams
 from gaitcam.model.encoder import GaitEncoder
+from gaitcam.recording.formats import read_recording, write_recording
+from gaitcam.recording.recording import Recording
 
 
 def test_closed_set_metrics_of_known_rankings():
@@ -37,10 +41,16 @@ def test_small_real_evaluation(tmp_path, one_thread):
             d.mkdir(parents=True)
             for k in walks:
                 (d / f"{k}.txt.gz").symlink_to(KGBD_ROOT / "Data" / f"Person{person:03d}" / f"{k}.txt.gz")
+    probe = tmp_path / "probe" / "Person001"
+    (probe / "broken.txt.gz").write_bytes(b"not gzip")  # a bad probe is skipped, not fatal
+    meta = read_recording(probe / "3.txt.gz").meta
+    write_recording(Recording(meta, {}), probe / "empty.gaitrec")
     encoder = GaitEncoder.from_weights("weights/sgela")
     params = MatcherParams.load("weights/sgela.matcher.json")
     r = evaluate_folders(tmp_path / "gallery", tmp_path / "probe", encoder, params, unknown=1, progress=False)
-    assert r["n_probe"] == 4 and r["n_identities"] == 4 and not r["skipped"]
+    assert r["n_probe"] == 4 and r["n_identities"] == 4
+    assert sorted(Path(s.split(":")[0]).name for s in r["skipped"]) == ["broken.txt.gz", "empty.gaitrec"]
+    assert "no skeletons" in " ".join(r["skipped"])
     for cue in ("age", "shape", "fused", "bone_1nn"):
         m = r["cues"][cue]
         assert 0 <= m["rank1"] <= m["rank5"] <= 1 and 0 < m["map"] <= 1 and len(m["cmc"]) == 4

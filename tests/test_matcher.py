@@ -124,3 +124,13 @@ def test_tracks_with_little_evidence_stay_pending_and_forget_clears():
     assert m.decide(0.0, [7])[7].pending
     m.forget(7)
     assert 7 not in m.tracks
+
+
+def test_an_empty_gallery_makes_ready_tracks_unknown_not_pending():
+    pa, sk, ps, params, _ = _fitted()
+    m = _matcher_with_tracks(pa, sk, ps, params, enrolled=[], tracks=[1])
+    m.observe(2, 0.0, np.tile(pa[2], (params.min_windows - 1, 6)), np.zeros((params.min_windows - 1, 6, 20, 3)))
+    out = m.decide(0.0, [0, 2])
+    assert not out[0].pending and out[0].identity is None and out[0].candidate is None and out[0].score == 0.0
+    assert out[0].windows == params.min_windows
+    assert out[2].pending

@@ -46,17 +46,18 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from gaitcam.enrollment import enroll_recording
+    from gaitcam.enrollment import enroll_recordings
 
     cfg = config_from(args)
     encoder = load_encoder(cfg)
     params = load_params(cfg, encoder)
     with open_gallery(cfg.gallery, encoder, params) as gallery:
-        for i, path in enumerate(args.recordings):
-            r = enroll_recording(gallery, encoder, params, args.name, path, args.track,
-                                 replace=args.replace and i == 0)
-            print(f"enrolled {r.name} from {path} (track {r.track}): {r.windows} windows, {r.seconds:.1f} s of walking"
-                  + (f" ({len(r.warnings)} warning(s) above)" if r.warnings else ""))
+        # All files are read and checked before anything is written (a bad one changes nothing).
+        results = enroll_recordings(gallery, encoder, params, args.name, args.recordings, args.track,
+                                    replace=args.replace)
+    for path, r in zip(args.recordings, results):
+        print(f"enrolled {r.name} from {path} (track {r.track}): {r.windows} windows, {r.seconds:.1f} s of walking"
+              + (f" ({len(r.warnings)} warning(s) above)" if r.warnings else ""))
     return 0
 
 
@@ -80,7 +81,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
                 print(json.dumps(row))
             else:
                 said = d.identity or ("too short to tell" if d.pending else "unknown")
-                extra = "" if d.pending else f" (score {d.score:.2f}, nearest {d.candidate})"
+                extra = "" if d.pending or d.candidate is None else f" (score {d.score:.2f}, nearest {d.candidate})"
                 print(f"{path} track {track}: {said}{extra}")
     return 0
 

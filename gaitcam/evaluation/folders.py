@@ -28,6 +28,7 @@ from gaitcam.matcher import MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import find_recordings, read_recording
 from gaitcam.skeleton.retarget import to_canonical
+from gaitcam.skeleton.sequence import SkeletonSequence
 from gaitcam.skeleton.shape import body_shape, bone_lengths
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,8 @@ def identity_folders(root: str | Path) -> dict[str, list[Path]]:
     return found
 
 
-def _median_bones(path: Path) -> np.ndarray:
-    """The baseline's descriptor: median bone lengths over the recording's longest track."""
-    rec = read_recording(path)
-    seq = max(rec.tracks.values(), key=len)
+def _median_bones(seq: SkeletonSequence) -> np.ndarray:
+    """The baseline's descriptor: median bone lengths over a whole track."""
     return body_shape(bone_lengths(to_canonical(seq).joints))
 
 
@@ -81,11 +80,11 @@ def evaluate_folders(gallery_dir: str | Path, probe_dir: str | Path, encoder: Ga
         for name, files in tqdm(gallery_files.items(), desc="enrolling", unit="identity", **bar):
             for path in files:
                 try:
-                    enroll_recording(gallery, encoder, params, name, path)
+                    r = enroll_recording(gallery, encoder, params, name, path)
                 except GaitcamError as e:
                     skipped.append(str(e))
                     continue
-                bones.setdefault(name, []).append(_median_bones(path))
+                bones.setdefault(name, []).append(_median_bones(read_recording(path).tracks[r.track]))
         index = load_index(gallery, params)
     people = index.people
     queries, truth, q_age, q_shape, q_bones = [], [], [], [], []
@@ -94,7 +93,14 @@ def evaluate_folders(gallery_dir: str | Path, probe_dir: str | Path, encoder: Ga
             if name not in people:
                 skipped.append(f"{path}: identity {name} has no enrolled walk")
                 continue
-            rec = read_recording(path)
+            try:  # a bad probe is one skipped query, like a bad gallery file, not a failed run
+                rec = read_recording(path)
+            except GaitcamError as e:
+                skipped.append(str(e))
+                continue
+            if not rec.tracks:
+                skipped.append(f"{path}: holds no skeletons")
+                continue
             tid = max(rec.tracks, key=lambda t: len(rec.tracks[t]))
             ev = track_evidence(rec.tracks[tid], tid, encoder)
             if ev.windows == 0:
@@ -104,7 +110,7 @@ def evaluate_folders(gallery_dir: str | Path, probe_dir: str | Path, encoder: Ga
             truth.append(people.index(name))
             q_age.append(ev.age)
             q_shape.append(ev.shape)
-            q_bones.append(_median_bones(path))
+            q_bones.append(_median_bones(rec.tracks[tid]))
     if not queries:
         raise GaitcamError(f"{probe_dir}: no probe recording could be matched")
     for s in skipped:
