@@ -7,17 +7,21 @@ enrolled from a file means the same as the evidence a live track gathers.
 from __future__ import annotations
 
 import logging
+import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from gaitcam.config import APP_ROOT
 from gaitcam.errors import GaitcamError
 from gaitcam.gallery import Gallery, RecordingRef, Template
 from gaitcam.matcher import Decision, Evidence, GalleryIndex, Matcher, MatcherParams, window_descriptors
 from gaitcam.model.data import windows_from_sequences
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording
+from gaitcam.recording.native import SUFFIX as NATIVE_SUFFIX
 from gaitcam.recording.recording import Recording
 from gaitcam.skeleton.retarget import to_canonical
 from gaitcam.skeleton.sequence import SkeletonSequence
@@ -255,3 +259,20 @@ def identify_recording(rec: Recording, encoder: GaitEncoder, params: MatcherPara
     for group in _overlapping_groups(rec):
         out.update(matcher.decide(0.0, group))
     return dict(sorted(out.items()))
+
+
+DEMO_RECORDINGS = APP_ROOT / "recordings" / "demo"
+
+
+def demo_gallery(stack: ExitStack, encoder: GaitEncoder, params: MatcherParams) -> Gallery:
+    """A temporary gallery of the demo people, enrolled from the shipped walks in
+    recordings/demo/ (one file per person, named after them); deleted when `stack` closes."""
+    files = sorted(DEMO_RECORDINGS.glob(f"*{NATIVE_SUFFIX}"))
+    if not files:
+        raise GaitcamError(f"{DEMO_RECORDINGS}: the demo gallery recordings are missing")
+    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="gaitcam-demo-"))
+    gallery = stack.enter_context(Gallery(Path(folder) / "demo.db"))
+    for f in files:
+        enroll_recording(gallery, encoder, params, f.stem, f)
+    log.info("demo gallery: enrolled %s from %s", ", ".join(f.stem for f in files), DEMO_RECORDINGS)
+    return gallery

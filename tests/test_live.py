@@ -4,7 +4,7 @@ from contextlib import ExitStack
 
 
 from gaitcam.cli import main
-from gaitcam.cli.live import _demo_gallery
+from gaitcam.enrollment import demo_gallery
 from gaitcam.enrollment import load_index
 from gaitcam.matcher import Matcher, MatcherParams
 from gaitcam.model.encoder import GaitEncoder
@@ -40,7 +40,7 @@ def test_demo_names_the_enrolled_walkers_and_not_the_stranger(one_thread):
                 truth[b.track] = source.names[id(b.joints)][1]
 
     with ExitStack() as stack:
-        index = load_index(_demo_gallery(stack, encoder, params), params)
+        index = load_index(demo_gallery(stack, encoder, params), params)
         assert index.people == sorted(DEMO_PEOPLE)
         pipeline = Pipeline(source, encoder, Matcher(index, params), recorder=Recorder(),
                             on_decision=lambda t, time, d: verdicts.setdefault(t, []).append(d.identity))

@@ -17,7 +17,8 @@ from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QFileDialog, QInputDialog  # noqa: E402
 
-from gaitcam.cli.live import DEMO_RECORDINGS, _demo_gallery  # noqa: E402
+from gaitcam.enrollment import DEMO_RECORDINGS  # noqa: E402
+from gaitcam.enrollment import demo_gallery as enrol_demo_gallery  # noqa: E402
 from gaitcam.enrollment import load_index  # noqa: E402
 from gaitcam.gallery import Gallery  # noqa: E402
 from gaitcam.matcher import Matcher, MatcherParams  # noqa: E402
@@ -53,7 +54,7 @@ def model():
 @pytest.fixture(scope="module")
 def demo_gallery(model):
     with ExitStack() as stack:
-        yield _demo_gallery(stack, *model)
+        yield enrol_demo_gallery(stack, *model)
 
 
 @pytest.fixture

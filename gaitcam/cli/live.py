@@ -11,20 +11,15 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
 from gaitcam.cli.common import config_from, load_encoder, load_params, open_gallery
-from gaitcam.config import APP_ROOT
 from gaitcam.errors import GaitcamError
 
 log = logging.getLogger(__name__)
-
-DEMO_RECORDINGS = APP_ROOT / "recordings" / "demo"
-
 
 def add_live_options(p: argparse.ArgumentParser, subcommand: bool = False) -> None:
     """The live options, on the main parser and on `record`. On a subcommand they default to
@@ -100,30 +95,13 @@ def wants_window(args: argparse.Namespace) -> bool:
     return False
 
 
-def _demo_gallery(stack: ExitStack, encoder, params):
-    """A temporary gallery holding the demo people, enrolled from the shipped recordings."""
-    from gaitcam.enrollment import enroll_recording
-    from gaitcam.gallery import Gallery
-
-    files = sorted(DEMO_RECORDINGS.glob("*.gaitrec"))
-    files = [f for f in files if f.stem != "scene"]
-    if not files:
-        raise GaitcamError(f"{DEMO_RECORDINGS}: the demo gallery recordings are missing")
-    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="gaitcam-demo-"))
-    gallery = stack.enter_context(Gallery(Path(folder) / "demo.db"))
-    for f in files:
-        enroll_recording(gallery, encoder, params, f.stem, f)
-    log.info("demo gallery: enrolled %s from %s", ", ".join(f.stem for f in files), DEMO_RECORDINGS)
-    return gallery
-
-
 def _print_line(obj: dict, lock: threading.Lock) -> None:
     with lock:
         print(json.dumps(obj), flush=True)
 
 
 def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
-    from gaitcam.enrollment import load_index
+    from gaitcam.enrollment import demo_gallery, load_index
     from gaitcam.matcher import Matcher
     from gaitcam.stream.calibration import Calibration, calibration_path
     from gaitcam.stream.pipeline import Pipeline
@@ -138,7 +116,7 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
     lock = threading.Lock()
     with ExitStack() as stack:
         if args.sensor == "demo" and args.gallery is None:
-            gallery = _demo_gallery(stack, encoder, params)
+            gallery = demo_gallery(stack, encoder, params)
         else:
             gallery = stack.enter_context(open_gallery(cfg.gallery, encoder, params))
         index = load_index(gallery, params)

@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from gaitcam.config import APP_ROOT
-from gaitcam.enrollment import enroll_recording, load_index
-from gaitcam.gallery import Gallery
+from gaitcam.enrollment import demo_gallery, load_index
 from gaitcam.matcher import Matcher, MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.sensors.base import Body, Frame, Source
@@ -32,7 +31,6 @@ from gaitcam.stream.pipeline import Pipeline
 from gaitcam.ui.app import application
 from gaitcam.ui.view import LiveView
 
-DEMO_RECORDINGS = APP_ROOT / "recordings" / "demo"
 WARMUP = 1.0  # seconds of redraws not counted: the first paints load fonts and caches once
 IMAGE_SIZE = (480, 640)  # rows, columns: a VGA camera
 FOCAL = 525.0  # pixels: a Kinect v1-like colour camera at VGA
@@ -113,9 +111,7 @@ def bench_view(people: int = 6, fps: float = 30.0, seconds: float = 10.0, *, ima
         stack.callback(torch.set_num_threads, torch.get_num_threads())
         torch.set_num_threads(1)  # as live: one thread for batch-1 inference
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gaitcam-bench-")))
-        gallery = stack.enter_context(Gallery(folder / "bench.db"))
-        for recording in sorted(DEMO_RECORDINGS.glob("*.gaitrec")):
-            enroll_recording(gallery, encoder, params, recording.stem, recording)
+        gallery = demo_gallery(stack, encoder, params)
         source = CrowdSource(people, fps, image)
         pipeline = Pipeline(source, encoder, Matcher(load_index(gallery, params), params))
         view = LiveView(pipeline, gallery=gallery, encoder=encoder, params=params, sensor_name=source.name,
