@@ -11,10 +11,10 @@ import logging
 import sys
 
 from gaitcam import __version__
-from gaitcam.cli import benchmark, evaluate, files, live, people, train
+from gaitcam.cli import bench, benchmark, evaluate, files, live, people, train
 from gaitcam.errors import GaitcamError
 
-COMMANDS = (live, people, files, evaluate, train, benchmark)
+COMMANDS = (live, people, files, evaluate, train, benchmark, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

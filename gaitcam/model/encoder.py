@@ -2,33 +2,54 @@
 
 This is what the app, the evaluation and the benchmarks call; they never touch the network
 or the normalisation directly, so all of them encode exactly the same way.
+
+AGEs come from `gaitcam.model.fast.FastAGE` (the same numbers, faster: BENCHMARKS.md) whenever
+it reproduces the model's own `SGELA.age` on probe windows, checked at every construction;
+otherwise, or with `fast=False`, from `SGELA.age` itself.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 
+from gaitcam.model.fast import FastAGE, matches_reference
 from gaitcam.model.sgela import SGELA, pick_device
 from gaitcam.model.weights import load_weights
 from gaitcam.skeleton.normalize import normalize_windows
 
+log = logging.getLogger(__name__)
+
 
 class GaitEncoder:
-    """Canonical-layout windows [N, f, 20, 3] (metres, camera or floor frame) -> AGEs."""
+    """Canonical-layout windows [N, f, 20, 3] (metres, camera or floor frame) -> AGEs.
 
-    def __init__(self, model: SGELA, normalization: str, version: str = "", device: str = "auto") -> None:
+    The fast path copies the model's weights here: change `model` afterwards and build a new
+    encoder.
+    """
+
+    def __init__(
+        self, model: SGELA, normalization: str, version: str = "", device: str = "auto", fast: bool = True,
+    ) -> None:
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.normalization = normalization
         self.version = version
+        self.fast: FastAGE | None = None
+        if fast:
+            candidate = FastAGE(self.model)
+            if matches_reference(self.model, candidate):
+                self.fast = candidate
+            else:
+                log.warning("the fast encoder path differs from the model here; using the model itself")
 
     @classmethod
-    def from_weights(cls, path: str | Path, device: str = "auto") -> GaitEncoder:
+    def from_weights(cls, path: str | Path, device: str = "auto", fast: bool = True) -> GaitEncoder:
         model, meta = load_weights(path)
-        return cls(model, meta["normalization"], meta["version"], device)
+        return cls(model, meta["normalization"], meta["version"], device, fast)
 
     @property
     def f(self) -> int:
@@ -52,7 +73,8 @@ class GaitEncoder:
         with torch.inference_mode():
             for i in range(0, len(windows), batch_size):
                 batch = torch.from_numpy(windows[i : i + batch_size]).to(self.device)
-                out.append(self.model.age(batch, level).float().cpu().numpy())
+                ages = self.model.age(batch) if self.fast is None else self.fast(batch)
+                out.append((ages if level == "frame" else ages.flatten(1)).float().cpu().numpy())
         if not out:
             dim = self.model.cfg.age_dim
             shape = (0, self.f, dim) if level == "frame" else (0, self.f * dim)

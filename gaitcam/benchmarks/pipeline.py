@@ -1,0 +1,293 @@
+"""The live pipeline under load: a crowd replayed like a sensor, through stream, encoder and
+matcher (no view), with the latency from each frame's capture to the decision that used it.
+
+Three small wrappers around the pipeline's public interfaces measure it, so the pipeline
+itself runs unchanged:
+
+- `TimedReplay`, the source: a looping replay that behaves like a live sensor (frames the app
+  cannot take in time are dropped and counted, as for a camera) and notes when each frame was
+  captured (when `read` handed it over);
+- `LatencyProbe`, the matcher: after each `decide`, every frame whose window it has just
+  judged, for every track, gets `now - captured`. A track's newest window (the `time` given to
+  `observe`) ends at the newest frame it used; the frames since its previous decision are
+  the ones first used now. At a stride s > 1 a frame also waits for the s - 1 frames that
+  complete its window, so the window latency (its newest frame to the decision) is kept too:
+  that is the processing delay, and what says whether a stride keeps up. It also times how
+  long the newest AGEs waited between the encoder finishing them and the decision;
+- `CountingEncoder`: encoder calls, batch sizes, encode time, when the last call finished.
+"""
+from __future__ import annotations
+
+import bisect
+import resource
+import threading
+import time as clock
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gaitcam.benchmarks.scene import crowd_recording
+from gaitcam.benchmarks.timing import Histogram, ms
+from gaitcam.config import APP_ROOT
+from gaitcam.enrollment import track_evidence
+from gaitcam.errors import GaitcamError
+from gaitcam.matcher import Decision, GalleryIndex, Matcher, MatcherParams
+from gaitcam.model.encoder import GaitEncoder
+from gaitcam.recording.formats import read_recording
+from gaitcam.recording.recording import Recording
+from gaitcam.sensors.base import Frame, Source
+from gaitcam.sensors.replay import ReplaySource
+from gaitcam.stream.pipeline import Pipeline
+
+DEMO_RECORDINGS = APP_ROOT / "recordings" / "demo"
+SCENE_SECONDS = 60.0  # the crowd recording's length; the replay loops it (new people each time)
+MAX_LATENCY = 0.1  # seconds: window to decision, p99, for a stride to count as keeping up
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (Linux), else its peak so far, in MiB."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * resource.getpagesize() / 2**20
+    except (OSError, IndexError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class CaptureLog:
+    """Capture wall times by frame time (increasing), trimmed to the last `keep` source seconds."""
+
+    def __init__(self, keep: float = 60.0) -> None:
+        self.keep = keep
+        self._times: list[float] = []
+        self._walls: list[float] = []
+        self._lock = threading.Lock()
+
+    def add(self, t: float, wall: float) -> None:
+        with self._lock:
+            self._times.append(t)
+            self._walls.append(wall)
+            if len(self._times) > 4096 and self._times[0] < t - self.keep:
+                cut = bisect.bisect_left(self._times, t - self.keep)
+                del self._times[:cut], self._walls[:cut]
+
+    def walls(self, after: float, upto: float) -> list[float]:
+        """Capture times of the frames with after < time <= upto (both within 1e-6 s)."""
+        with self._lock:
+            lo = bisect.bisect_right(self._times, after + 1e-6)
+            hi = bisect.bisect_right(self._times, upto + 1e-6)
+            return self._walls[lo:hi]
+
+
+class TimedReplay(Source):
+    """A recording looped like a live sensor, noting each frame's capture time."""
+
+    name = "replay"
+    is_file = False  # the capture thread drops frames rather than wait, as for a camera
+
+    def __init__(self, recording: Recording, speed: float = 1.0) -> None:
+        self._replay = ReplaySource(recording, speed=speed, loop=True)
+        self.layout, self.fps = self._replay.layout, self._replay.fps
+        self.captured = CaptureLog(keep=60.0 * max(speed, 1.0))
+
+    def open(self) -> None:
+        self._replay.open()
+
+    def read(self) -> Frame | None:
+        frame = self._replay.read()
+        if frame is not None:
+            self.captured.add(frame.time, clock.monotonic())
+        return frame
+
+    def close(self) -> None:
+        self._replay.close()
+
+
+class LatencyProbe:
+    """A `TrackMatcher` that passes everything to `matcher` and times capture -> decision."""
+
+    def __init__(self, matcher: Matcher, captured: CaptureLog, stride: int, fps: float,
+                 encoded: Callable[[], float | None] = lambda: None,
+                 now: Callable[[], float] = clock.monotonic) -> None:
+        self.matcher, self.captured, self.now = matcher, captured, now
+        self.encoded = encoded  # when the encoder last finished a batch
+        self.stride = stride
+        self.window_step = stride / fps  # source seconds between a track's windows
+        self.latency = Histogram()  # every frame
+        self.window_latency = Histogram()  # the newest frame of every window
+        self.result_wait = Histogram()  # encoder finished -> decision, per decision
+        self._decided: dict[int, float] = {}  # track -> newest window time decided on
+        self._observed: dict[int, tuple[float, float]] = {}  # track -> frames (after, upto) not yet decided
+
+    def observe(self, track: int, time: float, ages: np.ndarray, windows: np.ndarray) -> None:
+        self.matcher.observe(track, time, ages, windows)
+        after = self._decided.get(track, time - len(ages) * self.window_step)
+        self._observed[track] = (self._observed.get(track, (after, time))[0], time)
+
+    def decide(self, time: float, tracks: list[int]) -> dict[int, Decision]:
+        decisions = self.matcher.decide(time, tracks)
+        now = self.now()
+        finished = self.encoded()
+        if finished is not None and any(track in self._observed for track in tracks):
+            self.result_wait.add(now - finished)
+        for track in tracks:
+            if track in self._observed:
+                after, upto = self._observed.pop(track)
+                latencies = [now - wall for wall in self.captured.walls(after, upto)]
+                self.latency.add(latencies)
+                self.window_latency.add(latencies[::-1][:: self.stride])
+                self._decided[track] = upto
+        return decisions
+
+    def forget(self, track: int) -> None:
+        self.matcher.forget(track)
+        self._decided.pop(track, None)
+        self._observed.pop(track, None)
+
+
+class CountingEncoder:
+    """The encoder, counting its calls and windows and timing each call."""
+
+    def __init__(self, encoder: GaitEncoder) -> None:
+        self.encoder = encoder
+        self.f = encoder.f
+        self.calls = 0
+        self.windows = 0
+        self.seconds = Histogram()
+        self.finished: float | None = None  # monotonic time the last call returned
+
+    def encode(self, windows: np.ndarray, level: str = "frame") -> np.ndarray:
+        start = clock.perf_counter()
+        out = self.encoder.encode(windows, level=level)
+        self.seconds.add(clock.perf_counter() - start)
+        self.finished = clock.monotonic()
+        self.calls += 1
+        self.windows += len(windows)
+        return out
+
+
+def demo_matcher(encoder: GaitEncoder, weights: str | Path) -> Matcher:
+    """A matcher over the demo gallery (the shipped walks in recordings/demo/), with the matcher
+    parameters fitted for `weights`, as the live demo uses."""
+    params = MatcherParams.load(Path(f"{weights}.matcher.json"))
+    if params.encoder_version != encoder.version:
+        raise GaitcamError(f"{weights}.matcher.json was fitted for encoder {params.encoder_version}, "
+                           f"the weights are {encoder.version}")
+    names, ages, shapes = [], [], []
+    for path in sorted(DEMO_RECORDINGS.glob("*.gaitrec")):
+        rec = read_recording(path)
+        for tid, seq in rec.tracks.items():
+            ev = track_evidence(seq, tid, encoder)
+            names.append(path.stem)
+            ages.append(ev.age)
+            shapes.append(ev.shape)
+    if not names:
+        raise GaitcamError(f"{DEMO_RECORDINGS}: the demo gallery recordings are missing")
+    return Matcher(GalleryIndex(names, np.stack(ages), np.stack(shapes), params), params)
+
+
+@dataclass
+class PipelineRun:
+    """What one or more runs of the same setting measured (`merge` adds runs up)."""
+
+    people: int
+    fps: float
+    stride: int
+    speed: float
+    encoder: str  # "fast" or "reference"
+    threads: int
+    wall: float = 0.0
+    cpu: float = 0.0
+    frames: int = 0
+    windows: int = 0
+    tracks: int = 0
+    dropped: int = 0
+    skipped: int = 0
+    errors: int = 0
+    calls: int = 0
+    latency: Histogram = field(default_factory=Histogram)
+    window_latency: Histogram = field(default_factory=Histogram)
+    result_wait: Histogram = field(default_factory=Histogram)
+    encode: Histogram = field(default_factory=Histogram)
+    rss_start: float = 0.0
+    rss_end: float = 0.0
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def keeps_up(self) -> bool:
+        """No frame or window dropped, and window-to-decision p99 under `MAX_LATENCY` (at
+        stride 1 the same as frame-to-decision)."""
+        p99 = self.window_latency.percentile(99)
+        return self.dropped == 0 and p99 is not None and p99 < MAX_LATENCY
+
+    @classmethod
+    def merge(cls, runs: list[PipelineRun]) -> PipelineRun:
+        first = runs[0]
+        out = replace(first, latency=Histogram(), window_latency=Histogram(), result_wait=Histogram(),
+                      encode=Histogram(), rss_samples=list(first.rss_samples), rss_end=runs[-1].rss_end)
+        for name in ("wall", "cpu", "frames", "windows", "tracks", "dropped", "skipped", "errors", "calls"):
+            setattr(out, name, sum(getattr(r, name) for r in runs))
+        for r in runs:
+            out.latency.merge(r.latency)
+            out.window_latency.merge(r.window_latency)
+            out.result_wait.merge(r.result_wait)
+            out.encode.merge(r.encode)
+        return out
+
+    def summary(self) -> dict:
+        out = {
+            "people": self.people, "fps": self.fps, "stride": self.stride, "speed": self.speed,
+            "encoder": self.encoder, "threads": self.threads, "duration_s": round(self.wall, 2),
+            "frames": self.frames, "windows": self.windows, "windows_per_s": round(self.windows / self.wall, 1),
+            "tracks": self.tracks, "dropped": self.dropped, "skipped": self.skipped, "errors": self.errors,
+            "latency_ms_p50": ms(self.latency.percentile(50), 1), "latency_ms_p99": ms(self.latency.percentile(99), 1),
+            "latency_ms_max": ms(self.latency.max, 1), "latency_samples": self.latency.count,
+            "window_latency_ms_p50": ms(self.window_latency.percentile(50), 1),
+            "window_latency_ms_p99": ms(self.window_latency.percentile(99), 1),
+            "encoder_calls": self.calls, "mean_batch": round(self.windows / max(self.calls, 1), 2),
+            "encode_ms_p50": ms(self.encode.percentile(50), 1), "encode_ms_p99": ms(self.encode.percentile(99), 1),
+            "result_wait_ms_p50": ms(self.result_wait.percentile(50), 1),
+            "result_wait_ms_p99": ms(self.result_wait.percentile(99), 1),
+            "cpu_percent": round(100 * self.cpu / self.wall, 1),
+            "rss_mb_start": round(self.rss_start, 1), "rss_mb_end": round(self.rss_end, 1),
+            "keeps_up": self.keeps_up,
+        }
+        if self.rss_samples:
+            out["rss_mb_samples"] = self.rss_samples
+        return out
+
+
+def run_pipeline(
+    encoder: GaitEncoder,
+    matcher: Matcher,
+    *,
+    people: int = 6,
+    fps: float = 30.0,
+    stride: int = 1,
+    seconds: float = 30.0,
+    speed: float = 1.0,
+    rss_every: float | None = None,
+) -> PipelineRun:
+    """Replay `people` walkers at `fps` x `speed` through the pipeline for `seconds` (wall);
+    every `rss_every` seconds, sample the resident memory (for soaks)."""
+    source = TimedReplay(crowd_recording(people, seconds=SCENE_SECONDS, fps=fps), speed)
+    counting = CountingEncoder(encoder)
+    probe = LatencyProbe(matcher, source.captured, stride, fps, encoded=lambda: counting.finished)
+    run = PipelineRun(people, fps, stride, speed, "reference" if encoder.fast is None else "fast",
+                      torch.get_num_threads(), rss_start=rss_mb(), latency=probe.latency,
+                      window_latency=probe.window_latency, result_wait=probe.result_wait, encode=counting.seconds)
+    start_wall, start_cpu = clock.monotonic(), clock.process_time()
+
+    def on_frame(_snapshot: object) -> None:
+        elapsed = clock.monotonic() - start_wall
+        if rss_every and (not run.rss_samples or elapsed - run.rss_samples[-1][0] >= rss_every):
+            run.rss_samples.append((round(elapsed, 1), round(rss_mb(), 1)))
+
+    stats = Pipeline(source, counting, probe, stride=stride, on_frame=on_frame).run(duration=seconds)
+    run.wall, run.cpu = clock.monotonic() - start_wall, clock.process_time() - start_cpu
+    run.frames, run.windows, run.tracks = stats.frames, stats.windows, stats.tracks
+    run.dropped, run.skipped, run.errors = stats.dropped, stats.skipped, stats.errors
+    run.calls, run.rss_end = counting.calls, rss_mb()
+    return run

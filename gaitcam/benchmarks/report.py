@@ -1,0 +1,168 @@
+"""`python main.py bench`: every benchmark of this package as one JSON result, and a summary.
+
+The top-level keys are the default case (the first thread count, 1 unless told otherwise;
+the live app runs the encoder on 1 thread); `by_threads` holds the full encoder results per
+thread count, `pipeline` the live runs. Reference and fast path are always measured in the
+same seconds, alternating, because other jobs share these cores (see BENCHMARKS.md).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from gaitcam.benchmarks.encoder import BATCHES, TRAIN_BATCH, bench_encoder
+from gaitcam.benchmarks.kernels import bench_kernels
+from gaitcam.benchmarks.pipeline import PipelineRun, demo_matcher, run_pipeline
+from gaitcam.benchmarks.scene import demo_windows
+from gaitcam.model.encoder import GaitEncoder
+from gaitcam.model.sgela import count_macs, pick_device
+from gaitcam.model.weights import load_weights
+from gaitcam.stream.pipeline import LIVE_STRIDE
+
+log = logging.getLogger(__name__)
+
+PIPELINE_PEOPLE = 6
+PIPELINE_FPS = 30.0
+PIPELINE_ROUNDS = 3  # reference and fast pipeline runs alternate this many times
+
+
+def machine(device: torch.device) -> dict:
+    """What the figures were measured on, including how busy it was."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    out = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+           "device": str(device)}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    if hasattr(os, "getloadavg"):
+        out["load_average_start"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def _alternating(encoders: dict[str, tuple[GaitEncoder, object]], seconds: float, rounds: int,
+                 **setting: object) -> dict[str, PipelineRun]:
+    """Pipeline runs of each encoder, `rounds` turns of seconds / rounds each, alternating."""
+    names = list(encoders)
+    runs: dict[str, list[PipelineRun]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            encoder, matcher = encoders[name]
+            runs[name].append(run_pipeline(encoder, matcher, seconds=seconds / rounds, **setting))
+    return {name: PipelineRun.merge(r) for name, r in runs.items()}
+
+
+def run_benchmarks(
+    weights: str | Path = "weights/sgela",
+    device: str = "auto",
+    threads: tuple[int, ...] = (1, 2),
+    pipeline_seconds: float = 20.0,
+    soak_minutes: float | None = None,
+    soak_speed: float = 4.0,
+    soak_stride: int = LIVE_STRIDE,
+    say: Callable[[str], None] = log.info,
+) -> dict:
+    """Encoder at each thread count, then the live pipeline (and the soak) at the first."""
+    dev = pick_device(device)
+    model, meta = load_weights(weights, dev)
+    windows = demo_windows(max(*BATCHES, TRAIN_BATCH), model.cfg.f, meta["normalization"])
+    counts = tuple(threads) if dev.type == "cpu" else (torch.get_num_threads(),)
+    result: dict = {"machine": machine(dev), "weights": str(weights), "encoder_version": meta["version"],
+                    "macs_per_window": count_macs(model.cfg), "by_threads": {}}
+    for n in counts:
+        torch.set_num_threads(n)
+        say(f"encoder, {n} thread(s) ...")
+        result["by_threads"][str(n)] = bench_encoder(model, windows, dev)
+    torch.set_num_threads(counts[0])
+    if dev.type == "cpu":
+        say("kernels ...")
+        result["kernels"] = bench_kernels(model.cfg)
+    top = result["by_threads"][str(counts[0])]
+    b256, b1 = top["batches"]["256"], top["batch1_latency"]
+    result.update({
+        "threads": counts[0], "peak_gflops": top["peak_gflops"],
+        "batch256_windows_per_s": b256["windows_per_s"], "batch256_gflops": b256["gflops"],
+        "batch256_peak_fraction": b256["peak_fraction"], "batch256_speedup": b256["speedup"],
+        "reference_batch256_windows_per_s": b256["reference_windows_per_s"],
+        "reference_batch256_gflops": b256["reference_gflops"],
+        "batch1_ms_p50": b1["ms_p50"], "batch1_ms_p99": b1["ms_p99"],
+        "reference_batch1_ms_p50": b1["reference_ms_p50"], "reference_batch1_ms_p99": b1["reference_ms_p99"],
+        "batch1_p50_speedup": b1["p50_speedup"], "training_windows_per_s": top["training_windows_per_s"],
+    })
+
+    fast = GaitEncoder(model, meta["normalization"], meta["version"], str(dev))
+    reference = GaitEncoder(model, meta["normalization"], meta["version"], str(dev), fast=False)
+    encoders = {"fast": (fast, demo_matcher(fast, weights)), "reference": (reference, demo_matcher(reference, weights))}
+    setting = {"people": PIPELINE_PEOPLE, "fps": PIPELINE_FPS}
+    say(f"pipeline, stride 1, {pipeline_seconds:g} s per encoder ...")
+    runs = _alternating(encoders, pipeline_seconds, PIPELINE_ROUNDS, stride=1, **setting)
+    pipeline = {"stride_1": runs["fast"].summary(), "stride_1_reference": runs["reference"].summary()}
+    keeping_up = 1 if runs["fast"].keeps_up else None
+    for stride in range(2, LIVE_STRIDE + 1):
+        if keeping_up is not None:
+            break
+        say(f"pipeline, stride {stride} ...")
+        run = run_pipeline(fast, encoders["fast"][1], stride=stride, seconds=pipeline_seconds, **setting)
+        pipeline[f"stride_{stride}"] = run.summary()
+        keeping_up = stride if run.keeps_up else None
+    s1 = pipeline["stride_1"]
+    result.update({
+        "pipeline_people": PIPELINE_PEOPLE, "pipeline_fps": PIPELINE_FPS, "pipeline_stride": 1,
+        "pipeline_duration_s": s1["duration_s"], "pipeline_windows": s1["windows"],
+        "pipeline_p50_ms": s1["latency_ms_p50"], "pipeline_p99_ms": s1["latency_ms_p99"],
+        "pipeline_encode_ms_p50": s1["encode_ms_p50"],
+        "pipeline_dropped": s1["dropped"], "pipeline_cpu_percent": s1["cpu_percent"],
+        "pipeline_rss_mb": s1["rss_mb_end"], "pipeline_keeps_up": s1["keeps_up"],
+        "pipeline_stride_keeping_up": keeping_up,
+        "reference_pipeline_p99_ms": pipeline["stride_1_reference"]["latency_ms_p99"],
+        "pipeline": pipeline,
+    })
+    if soak_minutes:
+        say(f"soak: {soak_minutes:g} min at {soak_speed:g}x, stride {soak_stride} ...")
+        soak = run_pipeline(fast, encoders["fast"][1], stride=soak_stride, speed=soak_speed,
+                            seconds=60 * soak_minutes, rss_every=60.0, **setting).summary()
+        result.update({"soak": soak, "soak_rss_mb_start": soak["rss_mb_start"], "soak_rss_mb_end": soak["rss_mb_end"]})
+    if hasattr(os, "getloadavg"):
+        result["machine"]["load_average_end"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def summary(result: dict) -> str:
+    """The headline figures, one per line."""
+    lines = [f"machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
+             f"torch {result['machine']['torch']}, device {result['machine']['device']}"]
+    for n, r in result["by_threads"].items():
+        lines.append(f"threads {n}: peak {r['peak_gflops']} GFLOP/s; training (reference) "
+                     f"{r.get('training_windows_per_s')} windows/s")
+        for b, row in r["batches"].items():
+            others = ", ".join(f"{k[:-len('_windows_per_s')]} {v}" for k, v in row.items()
+                               if k.endswith("_windows_per_s") and not k.startswith("reference"))
+            lines.append(f"  batch {b:>3}: fast {row['windows_per_s']:>8} w/s ({row['gflops']} GFLOP/s, "
+                         f"{100 * row['peak_fraction']:.0f} % of peak, {row['backend']}; {others})  reference "
+                         f"{row['reference_windows_per_s']:>8} w/s  x{row['speedup']}")
+        lat = r["batch1_latency"]
+        lines.append(f"  batch-1 latency: fast p50 {lat['ms_p50']} ms p99 {lat['ms_p99']} ms; reference "
+                     f"p50 {lat['reference_ms_p50']} ms p99 {lat['reference_ms_p99']} ms; x{lat['p50_speedup']}")
+    for kernel, rows in result.get("kernels", {}).items():
+        lines.append(f"kernel {kernel}: " + "; ".join(
+            f"batch {b}: {r['before_us']} -> {r['after_us']} us (x{r['speedup']})" for b, r in rows.items()))
+    for name, run in result["pipeline"].items():
+        lines.append(f"pipeline {name} ({run['encoder']}): {run['people']} people at {run['fps']:g} fps, "
+                     f"{run['windows']} windows in {run['duration_s']} s; frame-to-decision p50 "
+                     f"{run['latency_ms_p50']} ms p99 {run['latency_ms_p99']} ms (window: p99 "
+                     f"{run['window_latency_ms_p99']} ms); encode p50 {run['encode_ms_p50']} ms; AGEs wait for the "
+                     f"decision p50 {run['result_wait_ms_p50']} ms; dropped {run['dropped']}; "
+                     f"CPU {run['cpu_percent']} %; RSS {run['rss_mb_end']} MiB; keeps up: {run['keeps_up']}")
+    if "soak" in result:
+        s = result["soak"]
+        lines.append(f"soak: {s['duration_s']} s at {s['speed']:g}x, stride {s['stride']}: RSS {s['rss_mb_start']} -> "
+                     f"{s['rss_mb_end']} MiB; {s['windows']} windows, dropped {s['dropped']}, errors {s['errors']}")
+    return "\n".join(lines)

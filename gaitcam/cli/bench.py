@@ -1,0 +1,50 @@
+"""`bench`: encoder and live-pipeline speed, reference against fast path (BENCHMARKS.md)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="encoder and live-pipeline speed: reference model against the fast path",
+        description="Measures the encoder (throughput at batch 1, 8, 64, 256; batch-1 latency p50/p99; the "
+        "reference training step) for the reference model and the fast path, alternating them so both share "
+        "the same machine load, at each thread count; then 6 replayed people at 30 fps, stride 1, through the "
+        "whole live pipeline (frame-to-decision latency, drops, CPU, memory), with the reference encoder "
+        "alongside. On CUDA the encoder figures are the GPU's. The default run takes a few minutes.",
+    )
+    p.add_argument("--json", metavar="OUT", help="write the full results here")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], metavar="N",
+                   help="CPU thread counts to measure the encoder at; the first is the headline and the "
+                   "pipeline's (default: 1 2)")
+    p.add_argument("--weights", default="weights/sgela", help="encoder weights (default: weights/sgela)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--pipeline-seconds", type=float, default=20.0, metavar="S",
+                   help="live pipeline run per encoder and stride (default: 20)")
+    p.add_argument("--soak", action="store_true", help="also replay accelerated for --soak-minutes at the live "
+                   "stride (3) and report resident memory at the start, every minute and at the end")
+    p.add_argument("--soak-minutes", type=float, default=10.0, metavar="M", help="soak length (default: 10)")
+    p.add_argument("--soak-speed", type=float, default=4.0, metavar="X", help="soak replay speed (default: 4)")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from gaitcam.benchmarks.report import run_benchmarks, summary
+    from gaitcam.errors import GaitcamError
+
+    if any(n < 1 for n in args.threads):
+        raise GaitcamError("--threads: thread counts must be at least 1")
+    result = run_benchmarks(
+        args.weights, args.device, tuple(args.threads), args.pipeline_seconds,
+        soak_minutes=args.soak_minutes if args.soak else None, soak_speed=args.soak_speed,
+        say=lambda text: print(text, file=sys.stderr, flush=True),
+    )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(summary(result))
+    return 0

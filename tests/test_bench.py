@@ -1,0 +1,140 @@
+"""The benchmark code: fair interleaving, exact percentiles, a crowd that never thins out, a
+latency probe that times every frame once, and `bench` end to end on a tiny model."""
+import functools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import gaitcam.benchmarks.encoder as encoder_bench
+import gaitcam.benchmarks.report as report
+from gaitcam.benchmarks.pipeline import DEMO_RECORDINGS, CaptureLog, LatencyProbe, PipelineRun, run_pipeline
+from gaitcam.benchmarks.scene import crowd_recording
+from gaitcam.benchmarks.timing import Histogram, interleaved, peak_gflops
+from gaitcam.cli import build_parser, main
+from gaitcam.enrollment import track_evidence
+from gaitcam.matcher import MatcherParams
+from gaitcam.model.encoder import GaitEncoder
+from gaitcam.model.sgela import SGELA, SGELAConfig
+from gaitcam.model.weights import save_weights
+from gaitcam.recording.formats import read_recording
+
+CPU = torch.device("cpu")
+
+
+def test_interleaved_rotates_the_order_of_calls():
+    calls = []
+    times = interleaved({k: functools.partial(calls.append, k) for k in "abc"}, 4, CPU)
+    assert calls == list("abc" "bca" "cab" "abc")
+    assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4, "c": 4}
+
+
+def test_histogram_percentiles_to_a_tenth_of_a_millisecond():
+    h, other = Histogram(limit=1.0), Histogram(limit=1.0)
+    h.add((np.arange(1, 101) - 0.5) * 1e-3)  # 0.5, 1.5 .. 99.5 ms
+    other.add([5.0])  # beyond the limit: the overflow bin, and the maximum
+    assert 0.0495 <= h.percentile(50) <= 0.0496 + 1e-9  # the upper edge of the value's 0.1 ms bin
+    assert 0.0985 <= h.percentile(99) <= 0.0986 + 1e-9
+    h.merge(other)
+    assert h.count == 101 and h.max == 5.0 and h.percentile(100) == 5.0
+    assert Histogram().percentile(50) is None
+
+
+def test_peak_is_a_positive_rate():
+    assert peak_gflops(CPU, size=64, runs=2) > 0
+
+
+def test_crowd_keeps_everyone_in_view_with_complete_joints():
+    rec = crowd_recording(people=3, seconds=12.0, fps=30.0)
+    frames = list(rec.frames())
+    assert len(frames) == 360
+    assert all(len(f.bodies) == 3 for f in frames)
+    assert np.allclose(np.diff([f.time for f in frames]), 1 / 30)
+    assert not any(np.isnan(b.joints).any() for f in frames for b in f.bodies)
+    assert len(rec.tracks) > 3  # each pass across the view is a new person, as a sensor sees it
+
+
+class _Matcher:
+    def __init__(self):
+        self.decided, self.forgotten = [], []
+
+    def observe(self, track, time, ages, windows):
+        pass
+
+    def decide(self, time, tracks):
+        self.decided.append(tracks)
+        return {t: None for t in tracks}
+
+    def forget(self, track):
+        self.forgotten.append(track)
+
+
+def test_probe_times_each_frame_from_capture_to_the_decision_that_used_it():
+    log = CaptureLog()
+    for k in range(10):  # frame k at k / 10 s, captured at wall time 100 + k
+        log.add(k / 10, 100.0 + k)
+    clock, encoded = iter([105.5, 109.25]), iter([105.0, 109.0])
+    probe = LatencyProbe(_Matcher(), log, stride=1, fps=10.0, encoded=lambda: next(encoded), now=lambda: next(clock))
+    probe.observe(7, 0.3, np.zeros((2, 4)), np.zeros((2, 6, 20, 3)))  # windows ending at frames 2, 3
+    probe.observe(7, 0.4, np.zeros((1, 4)), np.zeros((1, 6, 20, 3)))  # ... and 4: all three first used now
+    probe.decide(0.4, [7, 8])
+    assert probe.latency.count == 3 and probe.latency.max == pytest.approx(3.5)  # frame 2: 105.5 - 102
+    probe.observe(7, 0.6, np.zeros((2, 4)), np.zeros((2, 6, 20, 3)))  # frames 5, 6, not 4 again
+    probe.decide(0.6, [7])
+    assert probe.latency.count == 5 and probe.latency.max == pytest.approx(4.25)  # frame 5: 109.25 - 105
+    assert probe.window_latency.count == 5  # at stride 1 every frame ends a window
+    assert probe.result_wait.count == 2 and probe.result_wait.max == pytest.approx(0.5)  # AGEs ready -> decided
+    probe.forget(7)
+    assert probe.matcher.forgotten == [7]
+
+
+@pytest.fixture
+def tiny(one_thread):
+    torch.manual_seed(0)
+    return GaitEncoder(SGELA(SGELAConfig(hidden=16)), "body", "tiny", device="cpu")
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pipeline_run_times_every_frame_of_every_window(tiny, stride):
+    run = run_pipeline(tiny, _Matcher(), people=2, stride=stride, seconds=1.5, speed=2.0, rss_every=0.5)
+    s = run.summary()
+    assert s["frames"] > 30 and s["windows"] > 0 and s["errors"] == 0
+    # Each window is the first to use `stride` frames (its newest, and those since the last).
+    assert s["latency_samples"] == stride * s["windows"] == stride * run.window_latency.count
+    assert s["encoder_calls"] > 0 and s["rss_mb_samples"] and s["cpu_percent"] > 0
+    both = PipelineRun.merge([run, run]).summary()
+    assert both["windows"] == 2 * s["windows"] and both["latency_samples"] == 2 * s["latency_samples"]
+
+
+def test_bench_command_end_to_end(tmp_path, monkeypatch, one_thread):
+    """`bench` on a tiny model with its own matcher parameters; cut down to seconds."""
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny"
+    meta = save_weights(SGELA(SGELAConfig(hidden=16)), weights, normalization="body")
+    enc = GaitEncoder.from_weights(weights, device="cpu")
+    evidence = [(p.stem, track_evidence(s, t, enc)) for p in sorted(DEMO_RECORDINGS.glob("*.gaitrec"))
+                for t, s in read_recording(p).tracks.items()]
+    MatcherParams.fit(meta["version"], [e.age for _, e in evidence], [e.shape for _, e in evidence],
+                      [name for name, _ in evidence]).save(f"{weights}.matcher.json")
+    monkeypatch.setattr(encoder_bench, "peak_gflops", lambda device: 100.0)
+    monkeypatch.setattr(report, "bench_encoder", functools.partial(
+        encoder_bench.bench_encoder, seconds_per_batch=0.01, latency_calls=3, train_steps=1))
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--weights", str(weights), "--device", "cpu", "--threads", "1", "--pipeline-seconds", "1.5",
+            "--json", str(out)]
+    assert build_parser().parse_args(argv).func.__name__ == "cmd_bench"
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    for key in ("threads", "peak_gflops", "batch256_windows_per_s", "batch256_gflops", "batch1_ms_p50",
+                "batch1_ms_p99", "reference_batch256_windows_per_s", "reference_batch1_ms_p50",
+                "training_windows_per_s", "pipeline_people", "pipeline_fps", "pipeline_stride",
+                "pipeline_duration_s", "pipeline_windows", "pipeline_p99_ms", "pipeline_dropped"):
+        assert result[key] is not None, key
+    assert result["threads"] == 1 and result["peak_gflops"] == 100.0
+    assert set(result["by_threads"]["1"]["batches"]) == {"1", "2", "3", "8", "64", "256"}
+    assert result["batch256_gflops"] == pytest.approx(
+        result["batch256_windows_per_s"] * 2 * result["macs_per_window"] / 1e9, rel=1e-2)
+    assert result["pipeline"]["stride_1"]["encoder"] == "fast"
+    assert result["pipeline"]["stride_1_reference"]["encoder"] == "reference"
+    assert main(["bench", "--threads", "0"]) == 2
