@@ -23,9 +23,11 @@ from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording
 from gaitcam.recording.native import SUFFIX as NATIVE_SUFFIX
 from gaitcam.recording.recording import Recording
+from gaitcam.skeleton.layouts import CANONICAL
 from gaitcam.skeleton.retarget import to_canonical
 from gaitcam.skeleton.sequence import SkeletonSequence
 from gaitcam.skeleton.shape import N_BONES, bone_lengths, body_shape
+from gaitcam.stream.resample import MODEL_FPS, default_max_gap, resample
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +66,18 @@ class TrackEvidence:
 
 
 def track_evidence(seq: SkeletonSequence, track: int, encoder: GaitEncoder, stride: int = STRIDE) -> TrackEvidence:
-    """Encode one track's gap-free, complete windows (dropped ones counted)."""
+    """Encode one track's gap-free, complete windows (dropped ones counted).
+
+    As the live stream does: resampled by timestamp to the encoder's 30 fps (a 15 or 60 fps
+    recording gives windows of the same duration as live ones), one dropped frame bridged.
+    """
     canonical = to_canonical(seq)
-    ws = windows_from_sequences([canonical], encoder.f, stride, normalization="raw")
+    source_fps = 1.0 / np.median(np.diff(seq.timestamps)) if len(seq) > 1 else MODEL_FPS
+    times, joints, _ = resample(canonical.timestamps, canonical.joints, MODEL_FPS, default_max_gap(source_fps))
+    ws = windows_from_sequences([SkeletonSequence(joints, times, CANONICAL)], encoder.f, stride, normalization="raw")
     ages = encoder.encode(ws.windows, level="frame")
-    fps = 1.0 / np.median(np.diff(seq.timestamps)) if len(seq) > 1 else 30.0
     return TrackEvidence(track, window_descriptors(ages, encoder.model.cfg.age_dim),
-                         bone_lengths(ws.windows[:, -1]), len(ws.windows) * stride / fps,
+                         bone_lengths(ws.windows[:, -1]), len(ws.windows) * stride / MODEL_FPS,
                          canonical.missing_fraction, ws.skipped + ws.jumps)
 
 

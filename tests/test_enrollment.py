@@ -173,3 +173,12 @@ def test_track_evidence_counts_what_it_drops(encoder):
     full = track_evidence(seq, 0, encoder)
     assert ev.dropped >= full.dropped + 1 and ev.windows < full.windows
     assert 0 < ev.missing < 0.01
+
+
+def test_a_15_fps_recording_gives_the_evidence_of_its_30_fps_original(encoder):
+    seq = read_recording(walk(1, 1)).tracks[0]
+    half = SkeletonSequence(seq.joints[::2], seq.timestamps[::2], seq.layout)  # every other frame
+    full, slow = track_evidence(seq, 0, encoder), track_evidence(half, 0, encoder)
+    assert abs(slow.windows - full.windows) <= 5 and abs(slow.seconds - full.seconds) < 0.5
+    cosine = slow.age @ full.age / np.linalg.norm(slow.age) / np.linalg.norm(full.age)
+    assert cosine > 0.999
