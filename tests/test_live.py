@@ -56,7 +56,7 @@ def test_demo_names_the_enrolled_walkers_and_not_the_stranger(one_thread):
 
 
 def test_headless_prints_decisions_and_a_summary(capsys):
-    assert main(["--headless", "--duration", "6", "--speed", "0"]) == 0
+    assert main(["--headless", "--duration", "6"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     assert set(lines[-1]["summary"]) >= {"frames", "frames_with_pose", "windows", "tracks", "dropped"}
     assert lines[-1]["summary"]["frames"] > 0
@@ -73,7 +73,7 @@ def test_list_sensors_says_what_is_usable(capsys):
 def test_screenshot_saves_the_window_and_what_it_drew(tmp_path, monkeypatch):
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     shot = tmp_path / "app.png"
-    assert main(["--duration", "4", "--speed", "0", "--screenshot", str(shot)]) == 0
+    assert main(["--duration", "4", "--screenshot", str(shot)]) == 0
     drawn = json.loads((tmp_path / "app.png.json").read_text())
     assert shot.stat().st_size > 10_000 and drawn["status"]["source"] == "demo"
     assert all({"track", "label", "joints"} <= set(t) for t in drawn["tracks"])
@@ -82,6 +82,6 @@ def test_screenshot_saves_the_window_and_what_it_drew(tmp_path, monkeypatch):
 def test_without_a_display_the_app_says_so_and_runs_headless(monkeypatch, capsys, caplog):
     for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
         monkeypatch.delenv(var, raising=False)
-    assert main(["--duration", "2", "--speed", "0"]) == 0
+    assert main(["--duration", "3"]) == 0
     assert "running headless" in caplog.text
     assert "summary" in capsys.readouterr().out.strip().splitlines()[-1]
