@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from gaitcam.cli.common import save_json
 from gaitcam.config import APP_ROOT
 
 
@@ -52,8 +52,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         say=lambda text: print(text, file=sys.stderr, flush=True),
     )
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        save_json(args.json, result)
     print(summary(result))
     return 0
 
@@ -64,8 +63,7 @@ def _bench_view(args: argparse.Namespace) -> int:
 
     result = bench_view(people=6, fps=30.0, seconds=args.view_seconds, weights=Path(args.weights))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        save_json(args.json, result)
     print(f"view, 6 people at 30 fps for {args.view_seconds:.0f} s: draw p50 {result['draw_ms_p50']:.1f} ms, "
           f"p99 {result['draw_ms_p99']:.1f} ms ({result['draws']} redraws); frames {result['frames']} of "
           f"{result['expected_frames']} expected, dropped {result['dropped']}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gaitcam.cli.common import save_json
 from gaitcam.config import APP_ROOT
 
 
@@ -33,8 +34,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    import json
-
+    
     from gaitcam.evaluation.kgbd_benchmark import format_table, run_kgbd_benchmark, save_cmc_plot
 
     result = run_kgbd_benchmark(
@@ -45,8 +45,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     plot = Path(args.plot) if args.plot else (Path(args.json).parent if args.json else Path("runs/benchmark")) / name
     result["plot"] = str(save_cmc_plot(result, plot))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        save_json(args.json, result)
     print(format_table(result))
     print(f"CMC plot: {plot}" + (f"; JSON: {args.json}" if args.json else ""))
     return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -78,3 +79,10 @@ def open_gallery(path: Path, encoder, params, rebuild: bool = True):
         names = reenroll_stale(gallery, encoder, params)
         log.warning("re-enrolled %s for encoder %s", ", ".join(names), params.encoder_version)
     return gallery
+
+
+def save_json(path: str | Path, result: dict) -> None:
+    """A command's results as indented JSON (the folder made if missing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from gaitcam.cli.common import add_runtime_options, config_from, load_encoder, load_params, matcher_params_path
+from gaitcam.cli.common import (add_runtime_options, config_from, load_encoder, load_params, matcher_params_path,
+                                save_json)
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -57,8 +57,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     plot = Path(args.plot) if args.plot else (Path(args.json).parent if args.json else Path("runs/evaluate")) / "cmc.png"
     result["plot"] = str(save_cmc_plot(result, plot))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        save_json(args.json, result)
     print(format_result(result))
     print(f"CMC plot: {plot}" + (f"; JSON: {args.json}" if args.json else ""))
     return 0
