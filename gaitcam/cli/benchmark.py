@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from gaitcam.cli.common import save_json
+from gaitcam.cli.common import plot_path, save_json
 from gaitcam.config import APP_ROOT
 
 
@@ -41,8 +40,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         args.root, args.protocol, args.weights, threads=args.threads, limit_people=args.limit_people,
         seed=args.seed, rn_dir=args.rn, device=args.device,
     )
-    name = f"kgbd_{args.protocol}_cmc.png"
-    plot = Path(args.plot) if args.plot else (Path(args.json).parent if args.json else Path("runs/benchmark")) / name
+    plot = plot_path(args, "runs/benchmark", f"kgbd_{args.protocol}_cmc.png")
     result["plot"] = str(save_cmc_plot(result, plot))
     if args.json:
         save_json(args.json, result)

@@ -86,3 +86,10 @@ def save_json(path: str | Path, result: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def plot_path(args: argparse.Namespace, fallback: str, name: str) -> Path:
+    """Where a command's plot goes: --plot, else beside --json, else the fallback folder."""
+    if args.plot:
+        return Path(args.plot)
+    return (Path(args.json).parent if args.json else Path(fallback)) / name

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from gaitcam.cli.common import (add_runtime_options, config_from, load_encoder, load_params, matcher_params_path,
-                                save_json)
+                                plot_path, save_json)
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +54,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     params = load_params(cfg, encoder)
     result = evaluate_folders(args.gallery_dir, args.probe, encoder, params, unknown=args.unknown)
     result["command"] = "python main.py " + " ".join(sys.argv[1:])
-    plot = Path(args.plot) if args.plot else (Path(args.json).parent if args.json else Path("runs/evaluate")) / "cmc.png"
+    plot = plot_path(args, "runs/evaluate", "cmc.png")
     result["plot"] = str(save_cmc_plot(result, plot))
     if args.json:
         save_json(args.json, result)
