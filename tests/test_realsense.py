@@ -1,8 +1,13 @@
-"""RealSense backend: a synthetic recording (real colour pixels, constant depth) written with
-pyrealsense2's software device and played back through the backend; a live camera through a
-fake pyrealsense2 (frames, then an unplugged camera); missing SDK, camera and files."""
+"""RealSense backend: recordings (real colour pixels, constant depth) written with pyrealsense2's
+software device, as ROS2 `.db3` (the pinned SDK's recorder) and ROS1 `.bag` (written by
+pyrealsense2 2.55, kept in tests/data: see tests/realsense_recording.py), played back through
+the backend; a live camera through a fake pyrealsense2 (frames, then an unplugged camera);
+missing SDK, camera and files."""
+import lzma
+import shutil
 import sys
 import types
+from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -14,11 +19,10 @@ from gaitcam.sensors.base import SourceError, SourceLost, source_class
 from gaitcam.sensors.realsense import NO_CAMERA, RealSenseSource, status
 from gaitcam.skeleton.layouts import MEDIAPIPE_POSE
 from gaitcam.skeleton.sequence import JointState
+from realsense_recording import DEPTH, FOOT_ROWS, FX, N_FRAMES, depth_image, intrinsics, write_recording
 
 MESSI = SHARED / "data" / "media" / "messi5.jpg"
-DEPTH = 2.5  # metres: a person a few steps from the camera
-FX = 400.0
-FOOT_ROWS = 290  # no depth from this image row down (a hole, as on a dark floor)
+ROS1_BAG = Path(__file__).parent / "data" / "messi-2.5m.bag.xz"
 needs_media = pytest.mark.skipif(not MESSI.is_file(), reason="needs ../shared/data/media")
 
 
@@ -26,77 +30,36 @@ def _sdk():
     return pytest.importorskip("pyrealsense2", reason="pyrealsense2 needs libusb-1.0 (apt-get install libusb-1.0-0)")
 
 
-def _intrinsics(rs, w: int, h: int):
-    """The recording's pinhole camera: focal length FX, centred, no distortion."""
-    k = rs.intrinsics()
-    k.width, k.height, k.fx, k.fy, k.ppx, k.ppy = w, h, FX, FX, w / 2, h / 2
-    k.model, k.coeffs = rs.distortion.none, [0.0] * 5
-    return k
-
-
-def write_recording(path, image: np.ndarray, depth_m: np.ndarray, n_frames: int, fps: int = 30) -> None:
-    """A colour + depth recording from a pyrealsense2 software device: two identical, aligned
-    pinhole streams (`_intrinsics`), depth in millimetre units."""
-    rs = _sdk()
-    h, w = image.shape[:2]
-    device = rs.software_device()
-    streams = {rs.stream.depth: (rs.format.z16, np.round(depth_m * 1000).astype(np.uint16)),
-               rs.stream.color: (rs.format.bgr8, np.ascontiguousarray(image))}
-    sensors, profiles, bpp = {}, {}, {}
-    for uid, (kind, (fmt, pixels)) in enumerate(streams.items()):
-        bpp[kind] = pixels.itemsize * (pixels.shape[2] if pixels.ndim == 3 else 1)
-        stream = rs.video_stream()
-        stream.type, stream.index, stream.uid, stream.fmt = kind, 0, uid, fmt
-        stream.width, stream.height, stream.fps, stream.bpp = w, h, fps, bpp[kind]
-        stream.intrinsics = _intrinsics(rs, w, h)
-        sensors[kind] = device.add_sensor(str(kind))
-        profiles[kind] = sensors[kind].add_video_stream(stream)
-    sensors[rs.stream.depth].add_read_only_option(rs.option.depth_units, 0.001)
-    same_place = rs.extrinsics()
-    same_place.rotation, same_place.translation = [1, 0, 0, 0, 1, 0, 0, 0, 1], [0, 0, 0]
-    profiles[rs.stream.depth].register_extrinsics_to(profiles[rs.stream.color], same_place)
-    recorder = rs.recorder(str(path), device)
-    queue = rs.frame_queue(16)
-    for kind, sensor in sensors.items():
-        sensor.open(profiles[kind])
-        sensor.start(queue)
-    for n in range(n_frames):
-        for kind, (_, pixels) in streams.items():
-            frame = rs.software_video_frame()
-            frame.pixels, frame.bpp, frame.stride = pixels, bpp[kind], w * bpp[kind]
-            frame.timestamp, frame.domain, frame.frame_number = 1000.0 * n / fps, rs.timestamp_domain.hardware_clock, n
-            frame.profile = profiles[kind].as_video_stream_profile()
-            sensors[kind].on_video_frame(frame)
-        while queue.poll_for_frame():
-            pass
-    for sensor in sensors.values():
-        sensor.stop()
-        sensor.close()
-    del recorder  # finishes the file
+def _recording(kind: str, tmp_path: Path) -> Path:
+    """The messi5.jpg recording as a `.db3` written here by the pinned SDK, or as the ROS1 `.bag`."""
+    if kind == "db3":
+        image = cv2.imread(str(MESSI))
+        write_recording(_sdk(), tmp_path / "walk.db3", image, depth_image(image.shape))
+        return tmp_path / "walk.db3"
+    with lzma.open(ROS1_BAG) as packed, open(tmp_path / "walk.bag", "wb") as bag:
+        shutil.copyfileobj(packed, bag)
+    return tmp_path / "walk.bag"
 
 
 @needs_media
-def test_recording_plays_back_as_bodies_in_metres(tmp_path):
+@pytest.mark.parametrize("kind", ["db3", "bag"])
+def test_recording_plays_back_as_bodies_in_metres(kind, tmp_path):
     rs = _sdk()
     image = cv2.imread(str(MESSI))
-    depth = np.full(image.shape[:2], DEPTH)
-    depth[FOOT_ROWS:] = 0.0
-    path = tmp_path / "walk.db3"
-    write_recording(path, image, depth, n_frames=4)
-    source = RealSenseSource(path, tiles=0)
+    source = RealSenseSource(_recording(kind, tmp_path), tiles=0)
     assert source_class("realsense") is RealSenseSource and source.is_file and source.layout == MEDIAPIPE_POSE
     frames = []
     with source:
         while (frame := source.read()) is not None:
             frames.append(frame)
-    assert len(frames) >= 3  # of 4: playback may drop the first frame set while it synchronises
+    assert len(frames) >= N_FRAMES - 1  # playback may drop the first frame set while it synchronises
     times = np.array([f.time for f in frames])
     np.testing.assert_allclose(np.diff(times), 1 / 30, atol=1e-4)  # the recording's own clock
-    k = _intrinsics(rs, image.shape[1], image.shape[0])
+    k = intrinsics(rs, image.shape[1], image.shape[0])
     for frame in frames:
         (body,) = frame.bodies
         (points,) = frame.extras["image_points"]
-        assert body.track == 1 and frame.image.shape == image.shape  # one person, followed throughout
+        assert body.track == 1 and (frame.image == image).all()  # one person, followed throughout
         hole = points[:, 1] >= FOOT_ROWS + 3  # the depth window (5 px) lies wholly in the hole
         assert hole.any() and (body.states[hole] == JointState.MISSING).all() and np.isnan(body.joints[hole]).all()
         lifted = body.states != JointState.MISSING
@@ -121,7 +84,7 @@ def fake_sdk(monkeypatch):
     rs = types.ModuleType("pyrealsense2")
     rs.stream = SimpleNamespace(color="color", depth="depth")
     rs.format = SimpleNamespace(bgr8=_Fmt("bgr8"), z16=_Fmt("z16"))
-    intrinsics = SimpleNamespace(fx=FX, fy=FX, ppx=274.0, ppy=171.0)
+    lens = SimpleNamespace(fx=FX, fy=FX, ppx=274.0, ppy=171.0)
 
     class Config:
         def __init__(self) -> None:
@@ -141,7 +104,7 @@ def fake_sdk(monkeypatch):
             if not sdk.frames:
                 return False, None
             image, depth_mm, ms = sdk.frames.pop(0)
-            video = SimpleNamespace(get_intrinsics=lambda: intrinsics)
+            video = SimpleNamespace(get_intrinsics=lambda: lens)
             profile = SimpleNamespace(format=lambda: rs.format.bgr8, as_video_stream_profile=lambda: video)
             colour = SimpleNamespace(profile=profile, get_data=lambda: image, get_timestamp=lambda: ms)
             depth = SimpleNamespace(get_data=lambda: depth_mm)
