@@ -132,7 +132,9 @@ def test_bench_command_end_to_end(tmp_path, monkeypatch, one_thread):
                 "pipeline_duration_s", "pipeline_windows", "pipeline_p99_ms", "pipeline_dropped"):
         assert result[key] is not None, key
     assert result["threads"] == 1 and result["peak_gflops"] == 100.0
-    assert set(result["by_threads"]["1"]["batches"]) == {"1", "2", "3", "8", "64", "256"}
+    encoder = result["by_threads"]["1"]
+    assert set(encoder["batches"]) == {"1", "2", "3", "8", "64", "256"} and encoder["fast_path"] == "onnxruntime"
+    assert all(row["unoptimized_windows_per_s"] > 0 for row in encoder["batches"].values())
     assert result["batch256_gflops"] == pytest.approx(
         result["batch256_windows_per_s"] * 2 * result["macs_per_window"] / 1e9, rel=1e-2)
     assert result["pipeline"]["stride_1"]["encoder"] == "fast"

@@ -2,8 +2,7 @@
 
 - `timing`:   interleaved timing, percentiles, the machine's matrix-multiply peak;
 - `scene`:    the workloads: realistic windows, and a crowd of continuous walkers to replay;
-- `encoder`:  reference `SGELA.age` against the fast path, and the reference training step;
-- `kernels`:  each kernel choice inside the fast path against what it replaced;
+- `encoder`:  reference `SGELA.age` against the fast path (onnxruntime), and the training step;
 - `pipeline`: frames through the whole live pipeline, frame-to-decision latency, CPU, memory;
 - `report`:   all of it as one JSON result and a text summary.
 """

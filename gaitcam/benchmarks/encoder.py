@@ -1,14 +1,13 @@
 """Encoder speed: the reference `SGELA.age` against `FastAGE`, measured in the same seconds.
 
-Both get the same normalised demo windows as tensors on the device and return AGEs there;
-normalisation and the numpy round trip (the same for both) are left to the pipeline benchmark.
-Work is counted as the model's nominal multiply-adds (`count_macs`, 37.45 M per window for the
-default model) x 2 FLOP, also for the fast path, which skips products with all-zero inputs:
-its GFLOP/s are "reference-equivalent".
+Both get the same normalised demo windows and return AGEs as tensors; normalisation and the
+numpy round trip (the same for both) are left to the pipeline benchmark. Beside them runs the
+exported graph without onnxruntime's graph optimisations, so each step of the fast path (export,
+then optimisation) has its own before and after. Work is counted as the model's multiply-adds
+(`count_macs`, 37.45 M per window for the default model) x 2 FLOP for every path.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -18,34 +17,30 @@ from gaitcam.benchmarks.timing import interleaved, ms, peak_gflops, timed
 from gaitcam.model.fast import FastAGE
 from gaitcam.model.sgela import SGELA, count_macs
 
-BATCHES = (1, 2, 3, 8, 64, 256)  # 2 and 3: either side of fast.ONEDNN_FROM_BATCH
+BATCHES = (1, 2, 3, 8, 64, 256)
 TRAIN_BATCH = 128  # the trainer's batch size
 
 
-def _throughput(model: SGELA, fast: FastAGE, x: torch.Tensor, device: torch.device, seconds: float) -> dict:
-    """Windows/s of the reference and of each fast backend at one batch size, from the medians
-    of interleaved calls (about `seconds` in all, but at least 2 rounds). The fast path's figure is
-    that of the backend it picks at this batch size; the other is the "before" of that choice."""
-    b = len(x)
-    calls = {"reference": lambda: model.age(x)}
-    calls.update({backend: functools.partial(fast, x, backend) for backend in fast.backends})
+def _throughput(calls: dict, b: int, device: torch.device, seconds: float) -> dict:
+    """Windows/s of each call at batch b, from the medians of interleaved calls (about
+    `seconds` in all, but at least 2 rounds)."""
     first = sum(timed(fn, device) for fn in calls.values())  # also warms them up
     rounds = int(min(max(math.ceil(seconds / max(first, 1e-6)), 2), 200))
     rates = {name: b / float(np.median(t)) for name, t in interleaved(calls, rounds, device).items()}
-    picked = fast.backend(b)
-    out = {"reference_windows_per_s": round(rates["reference"], 1), "windows_per_s": round(rates[picked], 1),
-           "speedup": round(rates[picked] / rates["reference"], 3), "backend": picked, "rounds": rounds}
-    out.update({f"{backend}_windows_per_s": round(rates[backend], 1) for backend in fast.backends})
+    out = {"windows_per_s": round(rates["fast"], 1), "reference_windows_per_s": round(rates["reference"], 1),
+           "speedup": round(rates["fast"] / rates["reference"], 3), "rounds": rounds}
+    if "unoptimized" in rates:
+        out["unoptimized_windows_per_s"] = round(rates["unoptimized"], 1)
     return out
 
 
-def _latency(model: SGELA, fast: FastAGE, x: torch.Tensor, device: torch.device, calls: int, seconds: float) -> dict:
-    """Batch-1 latency percentiles of both paths over `calls` interleaved calls each, fewer
-    (but at least 10) if that would take longer than about `seconds`."""
-    first = timed(lambda: model.age(x), device) + timed(lambda: fast(x), device)
-    calls = int(min(calls, max(10, seconds / max(first, 1e-6))))
-    times = interleaved({"reference": lambda: model.age(x), "fast": lambda: fast(x)}, calls, device)
-    out: dict = {"calls": calls}
+def _latency(calls: dict, device: torch.device, n: int, seconds: float) -> dict:
+    """Batch-1 latency percentiles of the fast and reference calls over `n` interleaved calls
+    each, fewer (but at least 10) if that would take longer than about `seconds`."""
+    first = timed(calls["reference"], device) + timed(calls["fast"], device)
+    n = int(min(n, max(10, seconds / max(first, 1e-6))))
+    times = interleaved({k: calls[k] for k in ("reference", "fast")}, n, device)
+    out: dict = {"calls": n}
     for name, t in times.items():
         prefix = "" if name == "fast" else "reference_"
         out[f"{prefix}ms_p50"] = ms(float(np.percentile(t, 50)), 3)
@@ -87,22 +82,33 @@ def bench_encoder(
     train_steps: int = 3,
 ) -> dict:
     """Everything at the thread count currently set: peak, throughput per batch size, batch-1
-    latency, training speed; `windows` [>= max(batches, TRAIN_BATCH), f, J, 3], normalised."""
+    latency, training speed; `windows` [>= max(batches, TRAIN_BATCH), f, J, 3], normalised.
+    On CUDA there is no fast path (onnxruntime is the CPU build): the reference's figures are
+    the GPU's, and "fast" repeats them."""
     model = model.to(device).eval()
-    fast = FastAGE(model)
+    threads = torch.get_num_threads()
+    paths = {"reference": model.age}
+    if device.type == "cpu":
+        paths["fast"] = FastAGE(model, threads)
+        paths["unoptimized"] = FastAGE(model, threads, optimize=False)
     flop = 2 * count_macs(model.cfg)
-    result: dict = {"peak_gflops": round(peak_gflops(device), 1), "batches": {}}
+    result: dict = {"peak_gflops": round(peak_gflops(device), 1), "fast_path": "onnxruntime" if "fast" in paths
+                    else "none (the reference model)", "batches": {}}
     with torch.inference_mode():
         for b in batches:
             x = torch.from_numpy(windows[:b]).to(device)
-            row = _throughput(model, fast, x, device, seconds_per_batch)
+            calls = {name: (lambda fn=fn: fn(x)) for name, fn in paths.items()}
+            calls.setdefault("fast", calls["reference"])
+            row = _throughput(calls, b, device, seconds_per_batch)
             row["gflops"] = round(row["windows_per_s"] * flop / 1e9, 2)
             row["reference_gflops"] = round(row["reference_windows_per_s"] * flop / 1e9, 2)
             row["peak_fraction"] = round(row["gflops"] / result["peak_gflops"], 3)
             row["reference_peak_fraction"] = round(row["reference_gflops"] / result["peak_gflops"], 3)
             result["batches"][str(b)] = row
-        result["batch1_latency"] = _latency(model, fast, torch.from_numpy(windows[:1]).to(device), device,
-                                            latency_calls, latency_seconds)
+        x1 = torch.from_numpy(windows[:1]).to(device)
+        calls = {name: (lambda fn=fn: fn(x1)) for name, fn in paths.items()}
+        calls.setdefault("fast", calls["reference"])
+        result["batch1_latency"] = _latency(calls, device, latency_calls, latency_seconds)
     if train_steps:
         result["training_windows_per_s"] = round(
             training_windows_per_s(model, windows[:TRAIN_BATCH], device, train_steps), 1)

@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from gaitcam.benchmarks.encoder import BATCHES, TRAIN_BATCH, bench_encoder
-from gaitcam.benchmarks.kernels import bench_kernels
 from gaitcam.benchmarks.pipeline import PipelineRun, demo_matcher, run_pipeline
 from gaitcam.benchmarks.scene import demo_windows
 from gaitcam.model.encoder import GaitEncoder
@@ -82,9 +81,6 @@ def run_benchmarks(
         say(f"encoder, {n} thread(s) ...")
         result["by_threads"][str(n)] = bench_encoder(model, windows, dev)
     torch.set_num_threads(counts[0])
-    if dev.type == "cpu":
-        say("kernels ...")
-        result["kernels"] = bench_kernels(model.cfg)
     top = result["by_threads"][str(counts[0])]
     b256, b1 = top["batches"]["256"], top["batch1_latency"]
     result.update({
@@ -143,17 +139,14 @@ def summary(result: dict) -> str:
         lines.append(f"threads {n}: peak {r['peak_gflops']} GFLOP/s; training (reference) "
                      f"{r.get('training_windows_per_s')} windows/s")
         for b, row in r["batches"].items():
-            others = ", ".join(f"{k[:-len('_windows_per_s')]} {v}" for k, v in row.items()
-                               if k.endswith("_windows_per_s") and not k.startswith("reference"))
+            unoptimized = f", unoptimized graph {row['unoptimized_windows_per_s']}" if "unoptimized_windows_per_s" in row \
+                else ""
             lines.append(f"  batch {b:>3}: fast {row['windows_per_s']:>8} w/s ({row['gflops']} GFLOP/s, "
-                         f"{100 * row['peak_fraction']:.0f} % of peak, {row['backend']}; {others})  reference "
+                         f"{100 * row['peak_fraction']:.0f} % of peak{unoptimized})  reference "
                          f"{row['reference_windows_per_s']:>8} w/s  x{row['speedup']}")
         lat = r["batch1_latency"]
         lines.append(f"  batch-1 latency: fast p50 {lat['ms_p50']} ms p99 {lat['ms_p99']} ms; reference "
                      f"p50 {lat['reference_ms_p50']} ms p99 {lat['reference_ms_p99']} ms; x{lat['p50_speedup']}")
-    for kernel, rows in result.get("kernels", {}).items():
-        lines.append(f"kernel {kernel}: " + "; ".join(
-            f"batch {b}: {r['before_us']} -> {r['after_us']} us (x{r['speedup']})" for b, r in rows.items()))
     for name, run in result["pipeline"].items():
         lines.append(f"pipeline {name} ({run['encoder']}): {run['people']} people at {run['fps']:g} fps, "
                      f"{run['windows']} windows in {run['duration_s']} s; frame-to-decision p50 "

@@ -3,9 +3,10 @@
 This is what the app, the evaluation and the benchmarks call; they never touch the network
 or the normalisation directly, so all of them encode exactly the same way.
 
-AGEs come from `gaitcam.model.fast.FastAGE` (the same numbers, faster: BENCHMARKS.md) whenever
-it reproduces the model's own `SGELA.age` on probe windows, checked at every construction;
-otherwise, or with `fast=False`, from `SGELA.age` itself.
+On the CPU, AGEs come from `gaitcam.model.fast.FastAGE` (the model exported to onnxruntime: the
+same numbers, faster: BENCHMARKS.md) whenever it reproduces the model's own `SGELA.age` on probe
+windows, checked at every construction; otherwise (onnxruntime missing, CUDA, or `fast=False`)
+from `SGELA.age` itself.
 """
 from __future__ import annotations
 
@@ -39,12 +40,16 @@ class GaitEncoder:
         self.normalization = normalization
         self.version = version
         self.fast: FastAGE | None = None
-        if fast:
-            candidate = FastAGE(self.model)
-            if matches_reference(self.model, candidate):
-                self.fast = candidate
+        if fast and self.device.type == "cpu":
+            try:
+                candidate = FastAGE(self.model, threads=torch.get_num_threads())
+            except Exception as e:  # no onnxruntime, or a graph it cannot run (its errors are bare Exceptions)
+                log.warning("no fast encoder path (%s); using the model itself", e)
             else:
-                log.warning("the fast encoder path differs from the model here; using the model itself")
+                if matches_reference(self.model, candidate):
+                    self.fast = candidate
+                else:
+                    log.warning("the fast encoder path differs from the model here; using the model itself")
 
     @classmethod
     def from_weights(cls, path: str | Path, device: str = "auto", fast: bool = True) -> GaitEncoder:
