@@ -138,3 +138,14 @@ def test_a_file_that_fails_to_read_ends_the_capture():
     capture = Capture(source)
     capture.start()
     assert len(_drain(capture)) == 5 and capture.stats.errors == 1 and source.opens == 1
+
+
+def test_wake_ends_a_wait_for_frames_at_once():
+    """Encoded windows must not wait for the next frame: `wake` returns a waiting `get`, once."""
+    capture = Capture(ScriptedSource(n=0), queue_size=4)  # never started: no frame ever comes
+    threading.Timer(0.1, capture.wake).start()
+    start = time.monotonic()
+    assert capture.get(timeout=30.0) is None
+    assert time.monotonic() - start < 10.0  # woken, not timed out
+    start = time.monotonic()
+    assert capture.get(timeout=0.2) is None and time.monotonic() - start >= 0.19  # the wake was used up

@@ -43,6 +43,7 @@ class Capture:
         self._ready = threading.Condition()
         self._stop = threading.Event()
         self._finished = False
+        self._woken = False
         self._thread = threading.Thread(target=self._run, name="gaitcam-capture", daemon=True)
 
     def start(self) -> None:
@@ -61,10 +62,18 @@ class Capture:
         with self._ready:
             return self._finished and not self._frames
 
-    def get(self, timeout: float) -> Frame | None:
-        """The oldest queued frame, or None if none came within `timeout` seconds."""
+    def wake(self) -> None:
+        """Make a waiting `get` return now, with None if no frame is queued: the consumer has
+        other work ready (encoded windows), which must not wait for the next frame."""
         with self._ready:
-            self._ready.wait_for(lambda: self._frames or self._finished, timeout)
+            self._woken = True
+            self._ready.notify_all()
+
+    def get(self, timeout: float) -> Frame | None:
+        """The oldest queued frame, or None if none came within `timeout` seconds or `wake`."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._frames or self._finished or self._woken, timeout)
+            self._woken = False
             if not self._frames:
                 return None
             self._ready.notify_all()  # room for a file source waiting to put

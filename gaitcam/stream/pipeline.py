@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 LIVE_STRIDE = 3  # frames between live windows: a fresh AGE every 0.1 s per person at 30 fps
 _HIP = CANONICAL.index("HipCenter")
-_POLL = 0.05  # seconds the loop waits for a frame before checking results and stop again
+_POLL = 0.05  # seconds the loop waits for a frame or encoded windows before checking stop again
 
 
 class Decision(Protocol):
@@ -150,7 +150,7 @@ class Pipeline:
         self.tracker = Tracker()
         self._capture = Capture(source, queue_size)
         self._results: queue.SimpleQueue[list[EncodedWindow]] = queue.SimpleQueue()
-        self._worker = EncodeWorker(encoder, self._results.put)
+        self._worker = EncodeWorker(encoder, self._encoded)
         self._f = getattr(encoder, "f", DEFAULT_F)
         self._max_gap = 0.0  # set once the source is open and knows its rate
         self._tracks: dict[int, _Track] = {}
@@ -190,6 +190,11 @@ class Pipeline:
         self._collect()  # the worker has finished: every ended track is forgotten here
         self._sync_stats()
         return self.stats
+
+    def _encoded(self, results: list[EncodedWindow]) -> None:
+        """The encoder thread's results: queued, and the loop woken to collect them now."""
+        self._results.put(results)
+        self._capture.wake()
 
     def _process(self, frame: Frame) -> None:
         self._time = frame.time

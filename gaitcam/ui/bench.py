@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gaitcam.benchmarks.scene import crowd_recording
 from gaitcam.config import APP_ROOT
 from gaitcam.enrollment import demo_gallery, load_index
 from gaitcam.matcher import Matcher, MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.sensors.base import Body, Frame, Source
-from gaitcam.sensors.demo import DEMO_FLOOR, DEMO_PEOPLE, DEMO_STRANGER, demo_walk
+from gaitcam.sensors.demo import DEMO_FLOOR
 from gaitcam.skeleton.layouts import CANONICAL
 from gaitcam.stream.pipeline import Pipeline
 from gaitcam.ui.app import application
@@ -34,6 +35,7 @@ from gaitcam.ui.view import LiveView
 WARMUP = 1.0  # seconds of redraws not counted: the first paints load fonts and caches once
 IMAGE_SIZE = (480, 640)  # rows, columns: a VGA camera
 FOCAL = 525.0  # pixels: a Kinect v1-like colour camera at VGA
+_ROUND_IDS = 1_000_000  # body ids of each new round of the crowd: new people, as each pass is
 
 
 def project(joints: np.ndarray, size: tuple[int, int] = IMAGE_SIZE, focal: float = FOCAL) -> np.ndarray:
@@ -45,21 +47,19 @@ def project(joints: np.ndarray, size: tuple[int, int] = IMAGE_SIZE, focal: float
 
 
 class CrowdSource(Source):
-    """`people` demo walks played side by side, everyone in every frame, paced like a camera.
-
-    Each walk is the in-view frames of one demo identity's walk, played round and round. With
-    `image`, frames carry a VGA image and every body's projected joints as image points, as
-    the MediaPipe-based sources do.
+    """The benchmarks' crowd (`crowd_recording`: `people` walkers, everyone in every frame)
+    played round and round, paced like a camera: a frame the reader comes too late for is
+    skipped and counted, not queued. With `image`, frames carry a VGA image and every body's
+    projected joints as image points, as the MediaPipe-based sources do.
     """
 
     name = "crowd"
 
     def __init__(self, people: int = 6, fps: float = 30.0, image: bool = False, seconds: float = 30.0) -> None:
-        names = [*DEMO_PEOPLE, DEMO_STRANGER]
         self.fps = float(fps)
         self.layout = CANONICAL
         self.skipped = 0  # frames skipped because the reader came late
-        self._walks = [demo_walk(names[k % len(names)], 100 + k, seconds, fps) for k in range(people)]
+        self._frames = list(crowd_recording(people, seconds, fps).frames())
         rows, cols = IMAGE_SIZE
         self._image = None
         if image:
@@ -81,10 +81,8 @@ class CrowdSource(Source):
             self._index = due
         else:
             time.sleep(max(self._start + self._index / self.fps - now, 0.0))
-        bodies = []
-        for k, walk in enumerate(self._walks):
-            i = self._index % len(walk)
-            bodies.append(Body(k + 1, walk.joints[i], walk.states[i]))
+        rounds, k = divmod(self._index, len(self._frames))
+        bodies = [Body(b.track + rounds * _ROUND_IDS, b.joints, b.states) for b in self._frames[k].bodies]
         extras: dict = {"floor": DEMO_FLOOR}
         if self._image is not None:
             extras["image_points"] = project(np.stack([b.joints for b in bodies]))
