@@ -47,6 +47,22 @@ def test_batches_drops_and_results_keep_track_and_time():
         assert r.window[0, 0, 0] == round(r.time * 30)
 
 
+def test_a_frames_windows_are_encoded_in_one_batch():
+    encoder, results = GatedEncoder(), []
+    with EncodeWorker(encoder, results.extend, max_batch=8, queue_size=2) as worker:
+        worker.submit(0, 0.0, _window(0))  # taken at once, held at the gate
+        assert encoder.entered.wait(5)
+        assert worker.submit_many([(k, 0.1, _window(k)) for k in range(1, 6)])  # one frame, five people
+        assert worker.submit_many([(k, 0.2, _window(k)) for k in range(1, 6)])
+        assert not worker.submit_many([(k, 0.3, _window(k)) for k in range(1, 6)])  # full: all five dropped
+        assert worker.submit_many([])
+        encoder.gate.set()
+    # 8 windows at most per call, but a frame is never split: 1, then 5 (5 + 5 > 8), then 5.
+    assert encoder.batches == [1, 5, 5]
+    assert worker.stats.submitted == 11 and worker.stats.dropped == 5 and worker.stats.encoded == 11
+    assert [r.time for r in results] == [0.0] + [0.1] * 5 + [0.2] * 5
+
+
 def test_a_failing_batch_is_counted_and_the_worker_goes_on(one_thread):
     encoder = GaitEncoder(SGELA(SGELAConfig(hidden=8)), "body", device="cpu")
     results = []

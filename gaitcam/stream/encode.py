@@ -2,8 +2,9 @@
 
 The network is the slowest stage and gains most from batching (one call for many windows,
 on CUDA when the encoder picked it), so windows wait in one bounded queue and the worker
-takes whatever has gathered at each turn. A full queue drops the new window and counts it:
-capture and tracking never wait for the model.
+takes whatever has gathered at each turn. A frame's windows are queued as one item, so the
+worker never starts on part of a frame and calls the encoder once more for the rest. A full
+queue drops the new windows and counts them: capture and tracking never wait for the model.
 """
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ class EncodeWorker:
         max_batch: int = 256,
         queue_size: int = 1024,
     ) -> None:
+        """`queue_size` counts submissions (a frame's windows each), not windows."""
         self.encoder = encoder
         self.on_result = on_result
         self.max_batch = max_batch
@@ -72,12 +74,19 @@ class EncodeWorker:
 
     def submit(self, track: int, time: float, window: np.ndarray) -> bool:
         """Queue one window; False (and counted) when the queue is full."""
+        return self.submit_many([(track, time, window)])
+
+    def submit_many(self, windows: list[tuple[int, float, np.ndarray]]) -> bool:
+        """Queue (track, time, window) triples to be encoded in the same batch, e.g. all windows
+        a frame completed; False (and all counted as dropped) when the queue is full."""
+        if not windows:
+            return True
         try:
-            self._queue.put_nowait((track, time, window))
+            self._queue.put_nowait(windows)
         except queue.Full:
-            self.stats.dropped += 1
+            self.stats.dropped += len(windows)
             return False
-        self.stats.submitted += 1
+        self.stats.submitted += len(windows)
         return True
 
     def close(self) -> None:
@@ -94,21 +103,21 @@ class EncodeWorker:
         self.close()
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            item = self._queue.get()
+        held = None  # a submission that did not fit the last batch: the next one starts with it
+        while True:
+            item = self._queue.get() if held is None else held
             if item is _STOP:
                 return
-            batch = [item]
+            batch, held = list(item), None
             while len(batch) < self.max_batch:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is _STOP:
-                    stopping = True
+                if item is _STOP or len(batch) + len(item) > self.max_batch:
+                    held = item  # never split a submission (a frame) across two calls
                     break
-                batch.append(item)
+                batch.extend(item)
             self._encode(batch)
 
     def _encode(self, batch: list[tuple[int, float, np.ndarray]]) -> None:

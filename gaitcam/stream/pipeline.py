@@ -219,8 +219,10 @@ class Pipeline:
         if self.recorder is not None:
             self.recorder.write(dataclasses.replace(
                 frame, bodies=[Body(i, b.joints, b.states) for i, b in zip(update.ids, bodies)]))
+        windows: list[tuple[int, float, np.ndarray]] = []
         for track_id, body_joints, ok in zip(update.ids, joints, complete):
-            self._advance(track_id, frame.time, body_joints, ok)
+            windows += self._advance(track_id, frame.time, body_joints, ok)
+        self._worker.submit_many(windows)  # one submission: the frame's windows share a batch
 
     def _sensor_floor(self, plane: tuple[float, float, float, float]) -> None:
         """Calibrate from the floor plane the sensor reports; Kinect reports zeros until it
@@ -264,8 +266,10 @@ class Pipeline:
             self._warned.add(kind)
             log.warning("skipping %s (counted in stats.skipped; said once)", why)
 
-    def _advance(self, track_id: int, time: float, joints: np.ndarray, complete: bool) -> None:
-        """One body's frame through its track's resampler and ring buffer to the encoder."""
+    def _advance(self, track_id: int, time: float, joints: np.ndarray,
+                 complete: bool) -> list[tuple[int, float, np.ndarray]]:
+        """One body's frame through its track's resampler and ring buffer: the windows it
+        completes, for the encoder."""
         state = self._tracks.get(track_id)
         if state is None:
             state = self._tracks[track_id] = _Track(
@@ -275,16 +279,18 @@ class Pipeline:
             state.started = False  # the restart that follows is not a gap in time
             state.resampler.reset()
             state.ring.reset()
-            return
+            return []
         out = state.resampler.push(time, joints)
         if out.restart:
             self.stats.gaps += state.started
             state.started = True
             state.ring.reset()
+        windows = []
         for t, j in zip(out.times, out.joints):
             window = state.ring.push(float(t), j)
             if window is not None:
-                self._worker.submit(track_id, float(t), window)
+                windows.append((track_id, float(t), window))
+        return windows
 
     def _collect(self) -> None:
         """Hand encoded windows to the matcher, pass on changed decisions, and let the matcher
