@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gaitcam.errors import FormatError, GaitcamError
+from gaitcam.skeleton.windows import LIVE_STRIDE
 
 APP_ROOT = Path(__file__).resolve().parents[1]  # the checkout: shipped weights and calibration live here
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -42,7 +43,7 @@ class Config:
 
     threshold: float | None = None  # open-set match threshold; None: the weights'/matcher's own
     f: int = 6  # frames per window; must match the weights
-    stride: int = 3  # live: frames between window starts
+    stride: int = LIVE_STRIDE  # live: frames between window starts
     threads: int = 1  # torch CPU threads
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     weights: Path = APP_ROOT / "weights" / "sgela"

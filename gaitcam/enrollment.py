@@ -27,11 +27,11 @@ from gaitcam.skeleton.layouts import CANONICAL
 from gaitcam.skeleton.retarget import to_canonical
 from gaitcam.skeleton.sequence import SkeletonSequence
 from gaitcam.skeleton.shape import N_BONES, bone_lengths, body_shape
+from gaitcam.skeleton.windows import LIVE_STRIDE
 from gaitcam.stream.resample import MODEL_FPS, default_max_gap, resample
 
 log = logging.getLogger(__name__)
 
-STRIDE = 3  # windows every 3 frames, as the live stream's default
 MIN_WALK_SECONDS = 3.0  # enrolment needs at least this much usable walking (about 3 strides)
 MAX_MISSING = 0.2  # ... and at most this share of missing joints
 
@@ -65,7 +65,7 @@ class TrackEvidence:
         return ev
 
 
-def track_evidence(seq: SkeletonSequence, track: int, encoder: GaitEncoder, stride: int = STRIDE) -> TrackEvidence:
+def track_evidence(seq: SkeletonSequence, track: int, encoder: GaitEncoder, stride: int = LIVE_STRIDE) -> TrackEvidence:
     """Encode one track's gap-free, complete windows (dropped ones counted).
 
     As the live stream does: resampled by timestamp to the encoder's 30 fps (a 15 or 60 fps
@@ -81,7 +81,7 @@ def track_evidence(seq: SkeletonSequence, track: int, encoder: GaitEncoder, stri
                          canonical.missing_fraction, ws.skipped + ws.jumps)
 
 
-def recording_evidence(rec: Recording, encoder: GaitEncoder, stride: int = STRIDE) -> dict[int, TrackEvidence]:
+def recording_evidence(rec: Recording, encoder: GaitEncoder, stride: int = LIVE_STRIDE) -> dict[int, TrackEvidence]:
     return {tid: track_evidence(seq, tid, encoder, stride) for tid, seq in rec.tracks.items()}
 
 

@@ -18,7 +18,8 @@ from gaitcam.skeleton.layouts import CANONICAL, KINECT_V2
 from gaitcam.skeleton.sequence import SkeletonSequence
 from gaitcam.skeleton.windows import cut_windows, gather_windows
 from gaitcam.stream.calibration import Calibration
-from gaitcam.stream.pipeline import LIVE_STRIDE, Pipeline
+from gaitcam.skeleton.windows import LIVE_STRIDE
+from gaitcam.stream.pipeline import Pipeline
 from gaitcam.stream.resample import default_max_gap, resample
 
 HIDDEN = 16

@@ -21,7 +21,7 @@ from gaitcam.benchmarks.scene import demo_windows
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.model.sgela import count_macs, pick_device
 from gaitcam.model.weights import load_weights
-from gaitcam.stream.pipeline import LIVE_STRIDE
+from gaitcam.skeleton.windows import LIVE_STRIDE
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 DEFAULT_F = 6  # SGE-LA's window length (spec §1.6)
+# Frames between live windows (and enrolment's, so templates match what live sees): a fresh AGE
+# every 0.1 s per person at 30 fps.
+LIVE_STRIDE = 3
 
 
 def train_stride(f: int) -> int:

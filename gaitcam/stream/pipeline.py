@@ -31,7 +31,7 @@ from gaitcam.sensors.base import Body, Frame, Source
 from gaitcam.skeleton.layouts import CANONICAL
 from gaitcam.skeleton.retarget import to_canonical
 from gaitcam.skeleton.sequence import SkeletonSequence
-from gaitcam.skeleton.windows import DEFAULT_F
+from gaitcam.skeleton.windows import DEFAULT_F, LIVE_STRIDE
 from gaitcam.stream.calibration import Calibration, CalibrationError
 from gaitcam.stream.capture import Capture
 from gaitcam.stream.encode import EncodedWindow, EncodeWorker, WindowEncoder
@@ -41,7 +41,6 @@ from gaitcam.stream.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
-LIVE_STRIDE = 3  # frames between live windows: a fresh AGE every 0.1 s per person at 30 fps
 _HIP = CANONICAL.index("HipCenter")
 _POLL = 0.05  # seconds the loop waits for a frame or encoded windows before checking stop again
 

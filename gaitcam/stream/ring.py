@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from gaitcam.stream.resample import MODEL_FPS
-from gaitcam.skeleton.windows import DEFAULT_F
+from gaitcam.skeleton.windows import DEFAULT_F, LIVE_STRIDE
 
 
 class RingBuffer:
     """Fixed arrays, no per-frame allocation but the emitted window's copy."""
 
     def __init__(
-        self, f: int = DEFAULT_F, stride: int = 3, n_joints: int = 20, max_step: float = 1.5 / MODEL_FPS,
+        self, f: int = DEFAULT_F, stride: int = LIVE_STRIDE, n_joints: int = 20, max_step: float = 1.5 / MODEL_FPS,
     ) -> None:
         if f < 1 or stride < 1:
             raise ValueError(f"window length and stride must be >= 1, got f={f}, stride={stride}")
