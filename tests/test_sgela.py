@@ -140,7 +140,7 @@ def test_loss_falls_on_a_small_batch():
     first = None
     for _ in range(150):
         loss = sum(model.window_losses(model(windows)).values()).mean()
-        first = first if first is not None else float(loss)
+        first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
         opt.step()
