@@ -144,7 +144,7 @@ def test_loss_falls_on_a_small_batch():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.3 * first
+    assert loss.item() < 0.3 * first
 
 
 def test_age_shapes_and_determinism():
