@@ -89,6 +89,18 @@ def test_retrieval_protocol_and_cli(kgbd, tmp_path, capsys):
     assert "mAP" in capsys.readouterr().out
 
 
+def test_without_controls_only_sgela_is_measured(kgbd, tmp_path, capsys):
+    root, weights = kgbd
+    out = tmp_path / "r.json"
+    assert main(["benchmark", "kgbd", "--root", str(root), "--protocol", "retrieval", "--weights", str(weights),
+                 "--json", str(out), "--threads", "1", "--no-controls"]) == 0
+    result = json.loads(out.read_text())
+    with_controls = run_kgbd_benchmark(root, "retrieval", weights, progress=False)
+    assert result["controls"] == {} and set(result["walk_level"]) == {"level", "n_probe", "sgela"}
+    assert result["rank1"] == with_controls["rank1"] and result["map"] == with_controls["map"]
+    assert "untrained" not in capsys.readouterr().out
+
+
 def test_missing_weights_is_one_line_error(kgbd, tmp_path, capsys):
     root, _ = kgbd
     assert main(["benchmark", "kgbd", "--root", str(root), "--protocol", "retrieval",

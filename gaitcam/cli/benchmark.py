@@ -28,6 +28,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (numpy's BLAS follows OPENBLAS_NUM_THREADS)")
     p.add_argument("--limit-people", type=int, metavar="N", help="only the first N persons (a quick run)")
     p.add_argument("--seed", type=int, default=0, help="seeds the untrained encoder and the RNs")
+    p.add_argument("--no-controls", dest="controls", action="store_false",
+                   help="SGE-LA only, e.g. for an ablation (its controls are the shipped weights' run's)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     p.set_defaults(func=cmd_benchmark)
 
@@ -38,7 +40,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     result = run_kgbd_benchmark(
         args.root, args.protocol, args.weights, threads=args.threads, limit_people=args.limit_people,
-        seed=args.seed, rn_dir=args.rn, device=args.device,
+        seed=args.seed, rn_dir=args.rn, device=args.device, controls=args.controls,
     )
     plot = plot_path(args, "runs/benchmark", f"kgbd_{args.protocol}_cmc.png")
     result["plot"] = str(save_cmc_plot(result, plot))

@@ -76,6 +76,7 @@ def run_kgbd_benchmark(
     rn_config: RNConfig | None = None,
     rn_dir: str | Path | None = None,
     device: str = "auto",
+    controls: bool = True,
     progress: bool = True,
 ) -> dict:
     """Run one protocol on KGBD at `root` (the folder holding `Data/`) and return the results.
@@ -83,7 +84,8 @@ def run_kgbd_benchmark(
     All rates are fractions in [0, 1]. `limit_people` keeps the first N persons (quick runs).
     `rn_dir` (classifier): reuse RNs saved there when trained on exactly these features and
     training walks, else train them and save them there. `seed` seeds the untrained encoder
-    and the RNs.
+    and the RNs. `controls=False` measures SGE-LA alone (an ablation, whose controls are those
+    of the same-normalisation run of the shipped weights): "controls" is then empty.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
@@ -110,6 +112,8 @@ def run_kgbd_benchmark(
     timing["read_and_cut"] = time.monotonic() - started
 
     features = _feature_sets(encoder, seed, device)
+    if not controls:
+        features = {"sgela": features["sgela"]}
     rn_cfg = rn_config or RNConfig(seed=seed)
     provenance = {"train_walks_sha256": _walks_sha256(train_walks), "f": f, "trim": TRIM, "stride": stride,
                   "normalization": encoder.normalization, "rn": asdict(rn_cfg)}
@@ -143,7 +147,7 @@ def run_kgbd_benchmark(
         "n_probe": len(probe.windows),
         "n_identities": len(np.unique(probe.label)),
         "split_sha256": split_sha256(probe_walks),
-        "controls": {name: window_level[name] for name in FEATURE_SETS[1:]},
+        "controls": {name: window_level[name] for name in FEATURE_SETS[1:] if name in window_level},
         "walk_level": {"level": "walk", "n_probe": len(np.unique(probe.walk)), **walk_level},
         f"n_{train_role}_windows": len(train.windows),
         "n_probe_walks": len(probe_walks),
@@ -290,7 +294,7 @@ def format_table(result: dict) -> str:
         f"{'level':<8}{'features':<13}" + "".join(f"{heads[c]:>11}" for c in cols),
     ]
     for level, table in (("window", window), ("walk", result["walk_level"])):
-        for name in FEATURE_SETS:
+        for name in (n for n in FEATURE_SETS if n in table):
             lines.append(f"{level:<8}{NAMES[name]:<13}" + "".join(f"{100 * table[name][c]:>11.1f}" for c in cols))
     lines.append(f"({result['seconds']:.0f} s; rates in %)")
     return "\n".join(lines)
