@@ -197,4 +197,4 @@ def test_contrastive_loss_is_nt_xent_over_pairs():
             pos = (k + 3) % 6
             others = [j for j in range(6) if j != k]
             expected += -(sim[k, pos] - np.log(np.exp(sim[k, others]).sum())) / 6
-    assert float(model.contrastive_loss(a, b, 0.5)) == pytest.approx(expected, rel=1e-9)
+    assert model.contrastive_loss(a, b, 0.5).item() == pytest.approx(expected, rel=1e-9)
