@@ -82,25 +82,24 @@ def test_encoder_uses_the_fast_path_and_encodes_alike(shipped, one_thread):
                                    **TOLERANCE)
 
 
+def _assert_encoder_uses_the_model(model: SGELA, meta: dict) -> None:
+    enc = GaitEncoder(model, meta["normalization"], meta["version"], device="cpu")
+    assert enc.fast is None
+    raw = demo_windows(3, model.cfg.f, "raw")
+    with torch.inference_mode():
+        expected = model.age(torch.from_numpy(normalize_windows(raw, meta["normalization"]))).numpy()
+    np.testing.assert_array_equal(enc.encode(raw), expected)
+
+
 def test_encoder_falls_back_when_the_fast_path_differs(shipped, monkeypatch, one_thread):
     model, meta = shipped
     other = SGELA(model.cfg).eval()  # untrained: its AGEs are not the shipped model's
     assert not matches_reference(model, FastAGE(other))
     monkeypatch.setattr(encoder_module, "FastAGE", lambda _model, threads: FastAGE(other))
-    enc = GaitEncoder(model, meta["normalization"], meta["version"], device="cpu")
-    assert enc.fast is None
-    raw = demo_windows(3, model.cfg.f, "raw")
-    with torch.inference_mode():
-        expected = model.age(torch.from_numpy(normalize_windows(raw, meta["normalization"]))).numpy()
-    np.testing.assert_array_equal(enc.encode(raw), expected)
+    _assert_encoder_uses_the_model(model, meta)
 
 
 def test_encoder_without_onnxruntime_uses_the_model(shipped, monkeypatch, one_thread):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as when it is not installed
     model, meta = shipped
-    enc = GaitEncoder(model, meta["normalization"], meta["version"], device="cpu")
-    assert enc.fast is None
-    raw = demo_windows(3, model.cfg.f, "raw")
-    with torch.inference_mode():
-        expected = model.age(torch.from_numpy(normalize_windows(raw, meta["normalization"]))).numpy()
-    np.testing.assert_array_equal(enc.encode(raw), expected)
+    _assert_encoder_uses_the_model(model, meta)
