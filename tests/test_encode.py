@@ -34,9 +34,9 @@ def _window(k: float) -> np.ndarray:
 def test_batches_drops_and_results_keep_track_and_time():
     encoder, results = GatedEncoder(), []
     with EncodeWorker(encoder, results.extend, max_batch=4, queue_size=10) as worker:
-        worker.submit(0, 0.0, _window(0))  # taken at once, held at the gate
+        worker.submit([(0, 0.0, _window(0))])  # taken at once, held at the gate
         assert encoder.entered.wait(5)
-        accepted = [worker.submit(k % 3, k / 30, _window(k)) for k in range(1, 16)]
+        accepted = [worker.submit([(k % 3, k / 30, _window(k))]) for k in range(1, 16)]
         encoder.gate.set()
     assert accepted == [True] * 10 + [False] * 5  # full queue: refused, never waited on
     assert worker.stats.dropped == 5 and worker.stats.submitted == 11 and worker.stats.encoded == 11
@@ -50,12 +50,12 @@ def test_batches_drops_and_results_keep_track_and_time():
 def test_a_frames_windows_are_encoded_in_one_batch():
     encoder, results = GatedEncoder(), []
     with EncodeWorker(encoder, results.extend, max_batch=8, queue_size=2) as worker:
-        worker.submit(0, 0.0, _window(0))  # taken at once, held at the gate
+        worker.submit([(0, 0.0, _window(0))])  # taken at once, held at the gate
         assert encoder.entered.wait(5)
-        assert worker.submit_many([(k, 0.1, _window(k)) for k in range(1, 6)])  # one frame, five people
-        assert worker.submit_many([(k, 0.2, _window(k)) for k in range(1, 6)])
-        assert not worker.submit_many([(k, 0.3, _window(k)) for k in range(1, 6)])  # full: all five dropped
-        assert worker.submit_many([])
+        assert worker.submit([(k, 0.1, _window(k)) for k in range(1, 6)])  # one frame, five people
+        assert worker.submit([(k, 0.2, _window(k)) for k in range(1, 6)])
+        assert not worker.submit([(k, 0.3, _window(k)) for k in range(1, 6)])  # full: all five dropped
+        assert worker.submit([])
         encoder.gate.set()
     # 8 windows at most per call, but a frame is never split: 1, then 5 (5 + 5 > 8), then 5.
     assert encoder.batches == [1, 5, 5]
@@ -70,13 +70,13 @@ def test_a_failing_batch_is_counted_and_the_worker_goes_on(one_thread):
     bad[2, 5] = np.nan  # the encoder refuses windows with missing joints
     worker = EncodeWorker(encoder, results.extend)
     worker.start()
-    worker.submit(1, 0.1, bad)
+    worker.submit([(1, 0.1, bad)])
     worker.close()
     assert worker.stats.errors == 1 and results == []
     worker = EncodeWorker(encoder, results.extend)
     with worker:
         good = np.random.default_rng(0).normal(size=(6, 20, 3)).astype(np.float32)
-        worker.submit(2, 0.2, good)
+        worker.submit([(2, 0.2, good)])
     assert worker.stats.encoded == 1 and results[0].age.shape == (6 * 3 * 8,)
     np.testing.assert_allclose(results[0].age, encoder.encode(good[None], level="window")[0], rtol=1e-5)
 
@@ -88,7 +88,7 @@ def test_a_failing_callback_is_counted():
     encoder = GatedEncoder()
     encoder.gate.set()
     with EncodeWorker(encoder, broken) as worker:
-        worker.submit(0, 0.0, _window(0))
+        worker.submit([(0, 0.0, _window(0))])
     assert worker.stats.errors == 1 and worker.stats.done == 1
 
 
@@ -96,7 +96,7 @@ def test_close_encodes_everything_queued():
     encoder, results = GatedEncoder(), []
     worker = EncodeWorker(encoder, results.extend, max_batch=3)
     for k in range(7):
-        worker.submit(0, k, _window(k))
+        worker.submit([(0, k, _window(k))])
     encoder.gate.set()
     worker.start()
     worker.close()
@@ -111,6 +111,6 @@ def test_real_encoder_in_the_worker_matches_a_direct_call(one_thread, n):
     results = []
     with EncodeWorker(encoder, results.extend) as worker:
         for k, w in enumerate(windows):
-            worker.submit(k, k, w)
+            worker.submit([(k, k, w)])
     ages = np.stack([r.age for r in sorted(results, key=lambda r: r.track)])
     np.testing.assert_allclose(ages, encoder.encode(windows, level="window"), rtol=1e-4, atol=1e-6)

@@ -72,11 +72,7 @@ class EncodeWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, track: int, time: float, window: np.ndarray) -> bool:
-        """Queue one window; False (and counted) when the queue is full."""
-        return self.submit_many([(track, time, window)])
-
-    def submit_many(self, windows: list[tuple[int, float, np.ndarray]]) -> bool:
+    def submit(self, windows: list[tuple[int, float, np.ndarray]]) -> bool:
         """Queue (track, time, window) triples to be encoded in the same batch, e.g. all windows
         a frame completed; False (and all counted as dropped) when the queue is full."""
         if not windows:

@@ -221,7 +221,7 @@ class Pipeline:
         windows: list[tuple[int, float, np.ndarray]] = []
         for track_id, body_joints, ok in zip(update.ids, joints, complete):
             windows += self._advance(track_id, frame.time, body_joints, ok)
-        self._worker.submit_many(windows)  # one submission: the frame's windows share a batch
+        self._worker.submit(windows)  # one submission: the frame's windows share a batch
 
     def _sensor_floor(self, plane: tuple[float, float, float, float]) -> None:
         """Calibrate from the floor plane the sensor reports; Kinect reports zeros until it
