@@ -41,7 +41,8 @@ def default_gallery() -> Path:
 class Config:
     """Every setting the app reads; frozen, so one stage cannot change it under another."""
 
-    threshold: float | None = None  # open-set match threshold; None: the weights'/matcher's own
+    threshold: float | None = None  # lowest score that names someone (0.5: the calibrated threshold)
+    fpir: float = 0.01  # false-positive identification rate the gallery calibrates its threshold for
     f: int = 6  # frames per window; must match the weights
     stride: int = LIVE_STRIDE  # live: frames between window starts
     threads: int = 1  # torch CPU threads
@@ -73,6 +74,12 @@ def _threshold(v: Any) -> float:
     return float(v)
 
 
+def _rate(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1:
+        raise _Invalid(f"expected a rate strictly between 0 and 1 (0.01 is 1 %), got {v!r}")
+    return float(v)
+
+
 def _path(v: Any) -> Path:
     if not isinstance(v, str | Path) or not str(v):
         raise _Invalid(f"expected a path (a string), got {v!r}")
@@ -93,6 +100,7 @@ def _log_level(v: Any) -> str:
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "threshold": _threshold,
+    "fpir": _rate,
     "f": _int_at_least(2),
     "stride": _int_at_least(1),
     "threads": _int_at_least(1),

@@ -13,12 +13,13 @@ from gaitcam.benchmarks.pipeline import DEMO_RECORDINGS, CaptureLog, LatencyProb
 from gaitcam.benchmarks.scene import crowd_recording
 from gaitcam.benchmarks.timing import Histogram, interleaved, peak_gflops
 from gaitcam.cli import build_parser, main
-from gaitcam.enrollment import track_evidence
-from gaitcam.matcher import MatcherParams
+from gaitcam.identity.enrollment import track_evidence
+from gaitcam.identity.matcher import MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.model.sgela import SGELA, SGELAConfig
 from gaitcam.model.weights import save_weights
 from gaitcam.recording.formats import read_recording
+from gaitcam.skeleton.sequence import SkeletonSequence
 
 CPU = torch.device("cpu")
 
@@ -59,7 +60,10 @@ class _Matcher:
     def __init__(self):
         self.decided, self.forgotten = [], []
 
-    def observe(self, track, time, ages, windows):
+    def observe(self, track, time, ages, joints, tracked=None):
+        pass
+
+    def observe_segments(self, track, segments):
         pass
 
     def decide(self, time, tracks):
@@ -107,16 +111,22 @@ def test_pipeline_run_times_every_frame_of_every_window(tiny, stride):
     assert both["windows"] == 2 * s["windows"] and both["latency_samples"] == 2 * s["latency_samples"]
 
 
+def _halves(seq):
+    n = len(seq) // 2
+    return [SkeletonSequence(seq.joints[a:b], seq.timestamps[a:b], seq.layout, seq.states[a:b])
+            for a, b in ((0, n), (n, len(seq)))]
+
+
 def test_bench_command_end_to_end(tmp_path, monkeypatch, one_thread):
     """`bench` on a tiny model with its own matcher parameters; cut down to seconds."""
     torch.manual_seed(0)
     weights = tmp_path / "tiny"
     meta = save_weights(SGELA(SGELAConfig(hidden=16)), weights, normalization="body")
     enc = GaitEncoder.from_weights(weights, device="cpu")
-    evidence = [(p.stem, track_evidence(s, t, enc)) for p in sorted(DEMO_RECORDINGS.glob("*.gaitrec"))
-                for t, s in read_recording(p).tracks.items()]
-    MatcherParams.fit(meta["version"], [e.age for _, e in evidence], [e.shape for _, e in evidence],
-                      [name for name, _ in evidence]).save(f"{weights}.matcher.json")
+    halves = [(p.stem, half) for p in sorted(DEMO_RECORDINGS.glob("*.gaitrec"))
+              for s in read_recording(p).tracks.values() for half in _halves(s)]  # two walks per person
+    MatcherParams.fit(meta["version"], [track_evidence(s, 0, enc).evidence() for _, s in halves],
+                      [name for name, _ in halves]).save(f"{weights}.matcher.json")
     monkeypatch.setattr(encoder_bench, "peak_gflops", lambda device: 100.0)
     monkeypatch.setattr(report, "bench_encoder", functools.partial(
         encoder_bench.bench_encoder, seconds_per_batch=0.01, latency_calls=3, train_steps=1))

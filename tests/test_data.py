@@ -1,7 +1,9 @@
-"""Sequences -> training windows: trimming, gaps, missing joints counted, owners kept."""
+"""Sequences -> training windows through the one window rule: trimming, gaps, missing joints
+derived or counted, glitches counted, owners kept."""
 import numpy as np
 
 from gaitcam.model.data import windows_from_sequences
+from gaitcam.skeleton.windows import WindowRule
 from gaitcam.skeleton.layouts import CANONICAL, KGBD
 from gaitcam.skeleton.sequence import SkeletonSequence
 
@@ -19,13 +21,16 @@ def test_windows_count_trim_and_owner():
     assert np.bincount(data.sequence).tolist() == [9, 5]
 
 
-def test_windows_with_missing_joints_are_dropped_and_counted():
+def test_missing_joints_are_derived_or_dropped_and_counted():
     seq = _seq(24)
-    seq.joints[7, 3] = np.nan
-    seq = SkeletonSequence(seq.joints, seq.timestamps, CANONICAL)
-    data = windows_from_sequences([seq], f=6, stride=6, normalization="body")
-    assert len(data) == 3 and data.skipped == 1
-    assert np.isfinite(data.windows).all()
+    seq.joints[7, 3] = np.nan  # the head, derived from the trunk
+    data = windows_from_sequences([SkeletonSequence(seq.joints, seq.timestamps, CANONICAL)], f=6, stride=6,
+                                  normalization="body")
+    assert len(data) == 4 and data.stats.derived == 1 and np.isfinite(data.windows).all()
+    seq.joints[6:18, 13] = np.nan  # a knee, lost for 0.4 s: not derived, too long to bridge
+    data = windows_from_sequences([SkeletonSequence(seq.joints, seq.timestamps, CANONICAL)], f=6, stride=6,
+                                  normalization="body")
+    assert len(data) == 2 and data.stats.incomplete == 12 and np.isfinite(data.windows).all()
 
 
 def test_no_window_spans_a_gap():
@@ -39,5 +44,6 @@ def test_windows_with_a_tracking_jump_are_dropped_and_counted():
     seq = _seq(24)
     seq.joints[9, 5] += 2.0  # 2 m in one frame: 60 m/s
     data = windows_from_sequences([seq], f=6, stride=6, normalization="raw")
-    assert len(data) == 3 and data.jumps == 1 and data.skipped == 0
-    assert len(windows_from_sequences([seq], f=6, stride=6, normalization="raw", max_speed=None)) == 4
+    assert len(data) == 3 and data.stats.glitches == 2 and data.stats.incomplete == 0  # out and back
+    no_check = WindowRule(f=6, stride=6, max_joint_speed=None)
+    assert len(windows_from_sequences([seq], f=6, stride=6, normalization="raw", rule=no_check)) == 4

@@ -7,6 +7,7 @@ import pytest
 
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.model.sgela import SGELA, SGELAConfig
+from gaitcam.skeleton.windows import Window
 from gaitcam.stream.encode import EncodeWorker
 
 
@@ -27,8 +28,9 @@ class GatedEncoder:
         return windows.reshape(len(windows), windows.shape[1], -1).sum(axis=2)
 
 
-def _window(k: float) -> np.ndarray:
-    return np.full((6, 20, 3), k, dtype=np.float32)
+def _window(k: float, joints: np.ndarray | None = None) -> Window:
+    joints = np.full((6, 20, 3), k, dtype=np.float32) if joints is None else joints
+    return Window(float(k), joints, np.zeros((6, 20), bool), np.ones((6, 20), bool))
 
 
 def test_batches_drops_and_results_keep_track_and_time():
@@ -43,8 +45,8 @@ def test_batches_drops_and_results_keep_track_and_time():
     assert encoder.batches == [1, 4, 4, 2]
     assert [(r.track, r.time) for r in results] == [(0, 0.0)] + [(k % 3, k / 30) for k in range(1, 11)]
     for r in results:
-        np.testing.assert_array_equal(r.age, r.window.reshape(6, -1).sum(1))
-        assert r.window[0, 0, 0] == round(r.time * 30)
+        np.testing.assert_array_equal(r.age, r.window.joints.reshape(6, -1).sum(1))
+        assert r.window.joints[0, 0, 0] == round(r.time * 30)
 
 
 def test_a_frames_windows_are_encoded_in_one_batch():
@@ -67,7 +69,7 @@ def test_a_failing_batch_is_counted_and_the_worker_goes_on(one_thread):
     encoder = GaitEncoder(SGELA(SGELAConfig(hidden=8)), "body", device="cpu")
     results = []
     bad = _window(1.0)
-    bad[2, 5] = np.nan  # the encoder refuses windows with missing joints
+    bad.joints[2, 5] = np.nan  # the encoder refuses windows with missing joints
     worker = EncodeWorker(encoder, results.extend)
     worker.start()
     worker.submit([(1, 0.1, bad)])
@@ -76,7 +78,7 @@ def test_a_failing_batch_is_counted_and_the_worker_goes_on(one_thread):
     worker = EncodeWorker(encoder, results.extend)
     with worker:
         good = np.random.default_rng(0).normal(size=(6, 20, 3)).astype(np.float32)
-        worker.submit([(2, 0.2, good)])
+        worker.submit([(2, 0.2, _window(0.2, good))])
     assert worker.stats.encoded == 1 and results[0].age.shape == (6 * 3 * 8,)
     np.testing.assert_allclose(results[0].age, encoder.encode(good[None], level="window")[0], rtol=1e-5)
 
@@ -111,6 +113,6 @@ def test_real_encoder_in_the_worker_matches_a_direct_call(one_thread, n):
     results = []
     with EncodeWorker(encoder, results.extend) as worker:
         for k, w in enumerate(windows):
-            worker.submit([(k, k, w)])
+            worker.submit([(k, k, _window(k, w))])
     ages = np.stack([r.age for r in sorted(results, key=lambda r: r.track)])
     np.testing.assert_allclose(ages, encoder.encode(windows, level="window"), rtol=1e-4, atol=1e-6)

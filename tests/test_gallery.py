@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gaitcam.errors import GaitcamError
-from gaitcam.gallery import Gallery, RecordingRef, Template
+from gaitcam.identity.gallery import Gallery, RecordingRef, Template
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -248,7 +248,7 @@ def test_foreign_files_are_clear_errors(tmp_path):
 CHILD = """
 import sys, time
 import numpy as np
-from gaitcam.gallery import Gallery, RecordingRef, Template
+from gaitcam.identity.gallery import Gallery, RecordingRef, Template
 
 g = Gallery(sys.argv[1])
 def pause_in_template_insert(sql):

@@ -4,9 +4,9 @@ from contextlib import ExitStack
 
 
 from gaitcam.cli import main
-from gaitcam.enrollment import demo_gallery
-from gaitcam.enrollment import load_index
-from gaitcam.matcher import Matcher, MatcherParams
+from gaitcam.identity.enrollment import demo_gallery
+from gaitcam.identity.enrollment import load_index
+from gaitcam.identity.matcher import Matcher, MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.sensors.demo import DEMO_PEOPLE, DEMO_STRANGER, DemoSource
 from gaitcam.stream.pipeline import Pipeline

@@ -1,136 +1,189 @@
-"""The matcher: evidence pooling, fused distances, open-set decisions, one name per person."""
+"""The matcher: evidence pooling, the learned whitening, shape imputation, normalised distances,
+open-set decisions, one name per person, and the parameters on disk."""
+import json
+
 import numpy as np
 import pytest
 
 from gaitcam.errors import GaitcamError
-from gaitcam.matcher import Evidence, GalleryIndex, Matcher, MatcherParams, window_descriptors
-from gaitcam.skeleton.shape import N_BONES, bone_lengths
+from gaitcam.identity.matcher import (Evidence, GalleryIndex, Matcher, MatcherParams, matcher_paths,
+                                      window_descriptors)
+from gaitcam.identity.openset import MIN_PEOPLE
+from gaitcam.skeleton.cycle import CYCLE_DIM
+from gaitcam.skeleton.shape import N_BONES, SHAPE_BONES, bone_lengths
 
-D = 8
-
-
-def _people(n=4, seed=0):
-    """Distinct per-person gait descriptors, skeletons [n, 20, 3] and their bone lengths."""
-    rng = np.random.default_rng(seed)
-    skeletons = rng.normal(scale=0.3, size=(n, 20, 3)).astype(np.float32)
-    return rng.normal(size=(n, D)).astype(np.float32), skeletons, bone_lengths(skeletons)
+D = 8  # a small stand-in for the 768-d AGE
 
 
-def _params(ages, shapes, labels, **kw):
-    return MatcherParams.fit("v1", ages, shapes, labels, **kw)
+class People:
+    """Synthetic people: a gait mean, a cycle spectrum and bone lengths each; walks of one person
+    differ by a session shift in a few shared directions (what the whitening must learn to
+    ignore) plus window noise."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.rng = rng
+        self.gait = rng.normal(size=(n, D))
+        self.cycle = rng.uniform(0.01, 0.05, size=(n, CYCLE_DIM))
+        self.bones = rng.uniform(0.1, 0.5, size=(n, N_BONES))
+        self.session = rng.normal(size=(2, D))  # directions in which one person's walks differ
+
+    def walk(self, p: int, windows: int = 40) -> Evidence:
+        rng = self.rng
+        shift = 1.5 * rng.normal(size=2) @ self.session
+        ev = Evidence(D)
+        ages = self.gait[p] + shift + 0.3 * rng.normal(size=(windows, D))
+        ev.add_descriptors(ages, self.bones[p] + 0.003 * rng.normal(size=(windows, N_BONES)))
+        ev.add_spectra(self.cycle[p] * np.exp(0.05 * rng.normal(size=(4, CYCLE_DIM))))
+        return ev
 
 
-def _walks(age, shape, n_walks, rng, noise=0.05):
-    return ([age + noise * rng.normal(size=D) for _ in range(n_walks)],
-            [shape + 0.002 * rng.normal(size=N_BONES) for _ in range(n_walks)])
+def _fit(people: People, n: int, walks: int = 3, calibrate: bool = False, **kw) -> MatcherParams:
+    """Fitted on people 0..n-1; `calibrate` adds the training stranger scores small galleries need."""
+    ev = [people.walk(p) for p in range(n) for _ in range(walks)]
+    return MatcherParams.fit("v1", ev, [f"p{p}" for p in range(n) for _ in range(walks)], calibrate=calibrate, **kw)
 
 
-def _fitted(n=6, walks=3, seed=0):
-    rng = np.random.default_rng(seed)
-    pa, skeletons, ps = _people(n, seed)
-    ages, shapes, labels = [], [], []
-    for i in range(n):
-        a, s = _walks(pa[i], ps[i], walks, rng)
-        ages += a
-        shapes += s
-        labels += [f"p{i}"] * walks
-    return pa, skeletons, ps, _params(ages, shapes, labels), (ages, shapes, labels)
+def _index(people: People, params: MatcherParams, who: range, walks: int = 2) -> GalleryIndex:
+    names = [f"p{p}" for p in who for _ in range(walks)]
+    desc = np.stack([people.walk(p).descriptor(params.blocks) for p in who for _ in range(walks)])
+    return GalleryIndex(names, desc, params)
 
 
 def test_window_descriptor_is_the_mean_of_frame_ages():
     ages = np.arange(2 * 3 * D, dtype=np.float32).reshape(2, 3 * D)
-    expected = ages.reshape(2, 3, D).mean(1)
-    assert np.allclose(window_descriptors(ages, D), expected)
+    assert np.allclose(window_descriptors(ages, D), ages.reshape(2, 3, D).mean(1))
 
 
-def test_evidence_pools_windows_and_takes_the_median_shape():
-    ev = Evidence(D)
+def test_evidence_pools_mean_std_spectra_and_the_median_of_tracked_bones():
     rng = np.random.default_rng(1)
+    ev = Evidence(D)
     windows = rng.normal(size=(5, 6, 20, 3)).astype(np.float32)
+    tracked = np.ones((5, 6, 20), bool)
+    tracked[:2, -1, 7] = False  # the left hand not tracked in two frames
     ages = rng.normal(size=(5, 6 * D)).astype(np.float32)
-    ev.add(ages[:2], windows[:2])
-    ev.add(ages[2:], windows[2:])
-    assert ev.windows == 5
-    assert np.allclose(ev.age, window_descriptors(ages, D).mean(0), atol=1e-6)
-    assert np.allclose(ev.shape, np.median(bone_lengths(windows[:, -1]), 0), atol=1e-6)
+    ev.add(ages[:2], windows[:2], tracked[:2])
+    ev.add(ages[2:], windows[2:], tracked[2:])
+    d = window_descriptors(ages, D)
+    desc = ev.descriptor(("gait", "shape"))
+    assert ev.windows == 5 and len(desc) == 2 * D + len(SHAPE_BONES)
+    np.testing.assert_allclose(desc[:D], d.mean(0), atol=1e-5)
+    np.testing.assert_allclose(desc[D:2 * D], d.std(0), atol=1e-5)
+    lengths = bone_lengths(windows[:, -1])
+    np.testing.assert_allclose(desc[2 * D:], np.median(lengths, 0)[SHAPE_BONES], atol=1e-5)
+    hand_bone = 6  # WristLeft -> HandLeft: only the frames where both ends were tracked count
+    assert ev.lengths[0][hand_bone] != ev.lengths[0][hand_bone]  # NaN
+    assert np.isnan(Evidence(D).descriptor(("gait", "cycle"))).all()  # nothing measured yet
+    ev.add_spectra(np.full((2, CYCLE_DIM), 0.02))
+    np.testing.assert_allclose(ev.descriptor(("cycle",)), np.log(0.02 + 1e-4), rtol=1e-5)
 
 
-def test_fit_ignores_labels_except_for_the_threshold():
-    _, _, _, params, (ages, shapes, labels) = _fitted()
-    shuffled = MatcherParams.fit("v1", ages, shapes, labels[::-1])
-    assert params.age_scale == shuffled.age_scale and params.shape_scale == shuffled.shape_scale
-    assert params.threshold > 0
+def test_the_whitening_learns_to_ignore_how_a_persons_walks_differ():
+    people = People(30)
+    params = _fit(people, 20)
+    gait_only = _fit(people, 20, blocks=("gait",))
+    assert params.projection.shape == (len(params.mean), 60)  # PCA: at most one dimension per walk
+    # Two walks of the same person differ mostly along the session directions: after the
+    # whitening they are closer than two people are, also for people the fit never saw.
+    for p in (gait_only, params):
+        a = p.project(np.stack([people.walk(q).descriptor(p.blocks) for q in range(20, 30)]))
+        b = p.project(np.stack([people.walk(q).descriptor(p.blocks) for q in range(20, 30)]))
+        d = 1 - a @ b.T
+        assert (d.argmin(axis=1) == np.arange(10)).mean() >= 0.9
+    with pytest.raises(GaitcamError, match="two walks"):
+        MatcherParams.fit("v1", [people.walk(p) for p in range(3)], ["a", "b", "c"])
 
 
-def test_fit_needs_two_people():
-    with pytest.raises(GaitcamError):
-        MatcherParams.fit("v1", [np.zeros(D)] * 2, [np.ones(N_BONES)] * 2, ["a", "a"])
+def test_a_bone_never_measured_is_filled_from_the_others():
+    rng = np.random.default_rng(3)
+    scale = rng.uniform(0.8, 1.2, size=60)  # bone lengths scale together with body size
+    people = People(60)
+    people.bones = scale[:, None] * people.bones[0]
+    params = _fit(people, 60, walks=2)
+    full = people.walk(5).descriptor(params.blocks)
+    at = slice(len(full) - len(SHAPE_BONES), len(full))
+    gap = full.copy()
+    gap[at.start + 2] = np.nan
+    filled = params.complete(gap[None])[0]
+    assert abs(filled[at.start + 2] - full[at.start + 2]) < 0.01 * full[at.start + 2]
+    assert np.isfinite(params.complete(np.full((1, len(full)), np.nan))[0, at]).all()  # nothing measured: means
 
 
-def test_params_round_trip(tmp_path):
-    _, _, _, params, _ = _fitted()
+def test_params_round_trip_and_refuse_what_does_not_fit(tmp_path):
+    params = _fit(People(12), 12, calibrate=True)
     params.save(tmp_path / "m.json")
-    back = MatcherParams.load(tmp_path / "m.json")
-    assert back.threshold == params.threshold and np.allclose(back.age_mean, params.age_mean)
-    (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(GaitcamError, match="bad.json"):
+    json_path, tensors = matcher_paths(tmp_path / "m.json")
+    assert json_path == tmp_path / "m.json" and tensors == tmp_path / "m.safetensors" and tensors.is_file()
+    back = MatcherParams.load(tmp_path / "m")
+    assert back.blocks == params.blocks and back.loc == pytest.approx(params.loc)
+    np.testing.assert_allclose(back.projection, params.projection, rtol=1e-6)
+    assert sorted(back.prior_scores) == sorted(params.prior_scores) == [0, 1, 2, 3, 4, 6, 9]
+    np.testing.assert_allclose(back.prior_scores[3], params.prior_scores[3], rtol=1e-6)
+    data = json.loads(json_path.read_text())
+    json_path.write_text(json.dumps({**data, "descriptor_version": 1}))
+    with pytest.raises(GaitcamError, match="descriptor version"):
+        MatcherParams.load(json_path)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(GaitcamError, match="cannot read matcher parameters"):
         MatcherParams.load(tmp_path / "bad.json")
 
 
-def test_each_cue_and_the_fusion_find_the_right_person():
-    pa, sk, ps, params, _ = _fitted()
-    rng = np.random.default_rng(5)
-    index = GalleryIndex([f"p{i}" for i in range(6)], pa, ps, params)
-    qa = pa + 0.05 * rng.normal(size=pa.shape)
-    qs = ps + 0.002 * rng.normal(size=ps.shape)
-    for what in ("fused", "age", "shape"):
-        d = index.distances(qa, qs, what)
-        assert d.shape == (6, 6) and (d.argmin(1) == np.arange(6)).all(), what
-
-
-def _matcher_with_tracks(pa, sk, ps, params, enrolled, tracks):
-    """A matcher over `enrolled` people, fed one track per entry of `tracks` (person index)."""
-    index = GalleryIndex([f"p{i}" for i in enrolled], pa[enrolled], ps[enrolled], params)
+def test_enrolled_people_are_named_and_strangers_are_not():
+    people = People(40, seed=1)
+    params = _fit(people, 20)  # the "lab": people 0-19
+    index = _index(people, params, range(20, 32))  # the site: 12 enrolled (calibrates on itself)
+    assert index.calibration.source == "gallery" and index.calibration.people == 12
     m = Matcher(index, params)
-    for t, person in enumerate(tracks):
-        windows = np.broadcast_to(sk[person], (params.min_windows, 6, 20, 3))
-        ages = np.tile(pa[person], (params.min_windows, 6))
-        m.observe(t, 0.0, ages, windows)
-    return m
-
-
-def test_enrolled_people_are_named_and_a_stranger_is_unknown():
-    pa, sk, ps, params, _ = _fitted()
-    m = _matcher_with_tracks(pa, sk, ps, params, enrolled=[0, 1, 2, 3, 4], tracks=[2, 5, 0])
-    out = m.decide(1.0, [0, 1, 2])
-    assert out[0].identity == "p2" and out[2].identity == "p0"
-    assert out[1].identity is None and out[1].candidate is not None and out[1].score < 0.5
-    assert out[0].score > 0.5
+    for track, p in enumerate(range(20, 40)):
+        m.tracks[track] = people.walk(p)
+    decisions = m.decide(0.0, list(range(20)))
+    named = {t: d.identity for t, d in decisions.items()}
+    assert sum(named[t] == f"p{20 + t}" for t in range(12)) >= 11
+    assert sum(named[t] is not None for t in range(12, 20)) <= 1  # strangers
+    assert all(0 <= d.score <= 1 for d in decisions.values())
 
 
 def test_one_name_never_goes_to_two_tracks():
-    pa, sk, ps, params, _ = _fitted()
-    m = _matcher_with_tracks(pa, sk, ps, params, enrolled=[0, 1, 2, 3, 4, 5], tracks=[3, 3])
-    out = m.decide(1.0, [0, 1])
-    assert out[0].candidate == out[1].candidate == "p3"
-    assert [d.identity for d in out.values()].count("p3") == 1
+    people = People(30, seed=2)
+    params = _fit(people, 15)
+    m = Matcher(_index(people, params, range(15, 27)), params)
+    m.tracks[1], m.tracks[2] = people.walk(15), people.walk(15)  # two tracks that look alike
+    decisions = m.decide(0.0, [1, 2])
+    names = [d.identity for d in decisions.values() if d.identity]
+    assert len(names) == len(set(names)) and decisions[1].candidate == decisions[2].candidate == "p15"
 
 
 def test_tracks_with_little_evidence_stay_pending_and_forget_clears():
-    pa, sk, ps, params, _ = _fitted()
-    index = GalleryIndex(["p0"], pa[:1], ps[:1], params)
-    m = Matcher(index, params)
-    m.observe(7, 0.0, np.tile(pa[0], (params.min_windows - 1, 6)), np.zeros((params.min_windows - 1, 6, 20, 3)))
-    assert m.decide(0.0, [7])[7].pending
+    people = People(30, seed=3)
+    params = _fit(people, 15)
+    m = Matcher(_index(people, params, range(15, 27)), params)
+    few = people.walk(16, windows=params.min_windows - 1)
+    m.tracks[7] = few
+    assert m.decide(0.0, [7])[7].pending and not m.ready(7)
+    m.tracks[8] = people.walk(16)
+    m.tracks[8].segments = 0  # no gait-cycle segment yet: still too little
+    assert m.decide(0.0, [8])[8].pending
     m.forget(7)
-    assert 7 not in m.tracks
+    assert 7 not in m.tracks and m.decide(0.0, [7])[7].pending
 
 
 def test_an_empty_gallery_makes_ready_tracks_unknown_not_pending():
-    pa, sk, ps, params, _ = _fitted()
-    m = _matcher_with_tracks(pa, sk, ps, params, enrolled=[], tracks=[1])
-    m.observe(2, 0.0, np.tile(pa[2], (params.min_windows - 1, 6)), np.zeros((params.min_windows - 1, 6, 20, 3)))
-    out = m.decide(0.0, [0, 2])
-    assert not out[0].pending and out[0].identity is None and out[0].candidate is None and out[0].score == 0.0
-    assert out[0].windows == params.min_windows
-    assert out[2].pending
+    people = People(20, seed=4)
+    params = _fit(people, 15)
+    m = Matcher(GalleryIndex([], np.zeros((0, len(params.mean))), params), params)
+    m.tracks[1] = people.walk(3)
+    d = m.decide(0.0, [1])[1]
+    assert d.identity is None and d.score == 0.0 and d.candidate is None and not d.pending
+
+
+def test_a_small_gallery_falls_back_on_the_training_scores():
+    people = People(30, seed=5)
+    params = _fit(people, 20, calibrate=True)
+    small = _index(people, params, range(20, 20 + MIN_PEOPLE - 1))
+    assert small.calibration.source == "training walks (9-person galleries)"
+    assert small.calibration.samples == len(params.prior_scores[9]) > 100
+    one = _index(people, params, range(20, 21))
+    m = Matcher(one, params)
+    m.tracks[1], m.tracks[2] = people.walk(20), people.walk(25)
+    d = m.decide(0.0, [1])[1]
+    assert d.identity == "p20"  # one person enrolled: still named against the typical impostor

@@ -16,11 +16,9 @@ from gaitcam.sensors.demo import DEMO_FLOOR, DemoSource, demo_walk
 from gaitcam.sensors.replay import ReplaySource
 from gaitcam.skeleton.layouts import CANONICAL, KINECT_V2
 from gaitcam.skeleton.sequence import SkeletonSequence
-from gaitcam.skeleton.windows import cut_windows, gather_windows
+from gaitcam.skeleton.windows import WindowRule, track_windows
 from gaitcam.stream.calibration import Calibration
-from gaitcam.skeleton.windows import LIVE_STRIDE
 from gaitcam.stream.pipeline import Pipeline
-from gaitcam.stream.resample import default_max_gap, resample
 
 HIDDEN = 16
 
@@ -41,16 +39,21 @@ class FakeMatcher:
 
     def __init__(self):
         self.windows: dict[int, list[np.ndarray]] = {}
+        self.segments: dict[int, int] = {}
         self.ages: dict[int, list[np.ndarray]] = {}
         self.times: dict[int, list[float]] = {}
         self.forgotten: list[int] = []
         self.decided: list[dict[int, Verdict]] = []
 
-    def observe(self, track, time, ages, windows):
-        assert track not in self.forgotten and len(ages) == len(windows)
+    def observe(self, track, time, ages, windows, tracked=None):
+        assert track not in self.forgotten and len(ages) == len(windows) == len(tracked)
         self.windows.setdefault(track, []).extend(windows)
         self.ages.setdefault(track, []).extend(ages)
         self.times.setdefault(track, []).append(time)
+
+    def observe_segments(self, track, segments):
+        assert segments.shape[1:] == (32, 20, 3)
+        self.segments[track] = self.segments.get(track, 0) + len(segments)
 
     def decide(self, time, tracks):
         n = {t: len(self.windows.get(t, [])) for t in tracks}
@@ -97,7 +100,6 @@ def test_demo_end_to_end(encoder):
     assert 100 < stats.frames_with_pose <= 180 and stats.tracks >= 3
     assert stats.windows == matcher.observed > 50  # every encoded window reached the matcher
     assert sorted(matcher.forgotten) == list(range(1, stats.tracks + 1))  # each track once, at the end
-    assert stats.skipped > 0  # the demo loses the odd joint
     for track, ages in matcher.ages.items():
         assert np.stack(ages).shape[1] == 6 * 3 * HIDDEN
         assert np.stack(matcher.windows[track]).shape[1:] == (6, 20, 3)
@@ -117,19 +119,23 @@ def test_demo_end_to_end(encoder):
 
 
 def test_windows_are_those_of_the_recording(encoder):
-    """One walk replayed: the matcher gets exactly the windows cut_windows cuts from it."""
+    """One walk replayed: the matcher gets exactly the windows and segments the window rule cuts
+    from each of its tracks offline (the rule is one piece of code, so live and files agree)."""
     seq = demo_walk("Chloe", 4, 12)
     rec = Recording(RecordingMeta("demo", CANONICAL.name, 30.0, calibration={"floor": list(DEMO_FLOOR)}), {5: seq})
     matcher = FakeMatcher()
     stats = Pipeline(ReplaySource(rec, speed=0), encoder, matcher).run()
     joints = Calibration.from_floor_plane(DEMO_FLOOR).apply(seq.joints)
-    complete = ~np.isnan(joints).any(axis=(1, 2))
-    j, t = joints[complete], seq.timestamps[complete]
-    expected = gather_windows(j, cut_windows(j, t, f=6, stride=LIVE_STRIDE, max_gap=1.5 / 30), 6)
+    # The tracker starts a new track for each pass through the view (a gap in time).
+    passes = np.split(np.arange(len(seq)), np.flatnonzero(np.diff(seq.timestamps) > 0.5) + 1)
+    offline = [track_windows(SkeletonSequence(joints[p], seq.timestamps[p], CANONICAL, seq.states[p]))
+               for p in passes]
+    expected = np.concatenate([tw.joints for tw in offline])
     got = np.stack([w for track in sorted(matcher.windows) for w in matcher.windows[track]])
-    assert len(got) == len(expected) == stats.windows
+    assert len(got) == len(expected) == stats.windows > 0
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    assert stats.frames == len(seq) and stats.skipped == (~complete).sum()
+    assert sum(matcher.segments.values()) == sum(len(tw.segments) for tw in offline) > 0
+    assert stats.frames == len(seq) and stats.skipped == sum(tw.stats.incomplete for tw in offline)
     assert stats.tracks == len(matcher.windows) > 1  # out of view between passes: new tracks
 
 
@@ -155,10 +161,10 @@ def test_a_15_fps_kinect_v2_source_gives_30_fps_canonical_windows(encoder):
     rec = Recording(RecordingMeta("kinect", KINECT_V2.name, 15.0), {1: SkeletonSequence(v2, times, KINECT_V2)})
     matcher = FakeMatcher()
     stats = Pipeline(ReplaySource(rec, speed=0), encoder, matcher).run()
-    t30, j30, _ = resample(times, joints, 30.0, default_max_gap(15.0))
-    expected = gather_windows(j30, cut_windows(j30, t30, f=6, stride=LIVE_STRIDE), 6)
+    expected = track_windows(SkeletonSequence(joints, times, CANONICAL), WindowRule())
     assert stats.windows == len(expected) > 10 and stats.gaps == 0
-    np.testing.assert_allclose(np.stack(matcher.windows[1]), expected, atol=1e-5)
+    assert np.allclose(np.diff(expected.times), 0.1)  # 30 fps windows every 3 frames
+    np.testing.assert_allclose(np.stack(matcher.windows[1]), expected.joints, atol=1e-5)
 
 
 def test_lost_source_is_retried_and_counted(encoder):

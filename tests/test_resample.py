@@ -3,7 +3,7 @@ never across a gap, and the streaming and whole-track versions agree frame for f
 import numpy as np
 import pytest
 
-from gaitcam.stream.resample import MODEL_FPS, Resampler, default_max_gap, resample
+from gaitcam.skeleton.resample import MODEL_FPS, Resampler, default_max_gap, resample
 
 VELOCITY = np.array([1.2, -0.1, 0.4], dtype=np.float32)
 

@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from gaitcam.matcher import Decision
+from gaitcam.identity.matcher import Decision
 from gaitcam.sensors.demo import DEMO_PEOPLE, DEMO_STRANGER
 from gaitcam.ui.style import PALETTE, UNKNOWN, identity_colour, look
 

@@ -17,11 +17,11 @@ from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QFileDialog, QInputDialog  # noqa: E402
 
-from gaitcam.enrollment import DEMO_RECORDINGS  # noqa: E402
-from gaitcam.enrollment import demo_gallery as enrol_demo_gallery  # noqa: E402
-from gaitcam.enrollment import load_index  # noqa: E402
-from gaitcam.gallery import Gallery  # noqa: E402
-from gaitcam.matcher import Matcher, MatcherParams  # noqa: E402
+from gaitcam.identity.enrollment import DEMO_RECORDINGS  # noqa: E402
+from gaitcam.identity.enrollment import demo_gallery as enrol_demo_gallery  # noqa: E402
+from gaitcam.identity.enrollment import load_index  # noqa: E402
+from gaitcam.identity.gallery import Gallery  # noqa: E402
+from gaitcam.identity.matcher import Matcher, MatcherParams  # noqa: E402
 from gaitcam.model.encoder import GaitEncoder  # noqa: E402
 from gaitcam.recording.formats import read_recording, write_recording  # noqa: E402
 from gaitcam.recording.recording import Recording, RecordingMeta  # noqa: E402

@@ -1,78 +1,140 @@
-"""Window cutting: strides, gaps, short sequences and the gathered shape."""
+"""The one window rule: windows and gait-cycle segments at exact frames, derived and bridged
+joints, restarts at long dropouts, gaps and glitches, resampling, and the counts that explain
+a track that gives nothing."""
 import numpy as np
 import pytest
 
+from gaitcam.skeleton.layouts import CANONICAL, KINECT_V2
+from gaitcam.skeleton.sequence import JointState, SkeletonSequence
 from gaitcam.skeleton import windows
-from gaitcam.skeleton.windows import DEFAULT_F, cut_windows, gather_windows, train_stride
+from gaitcam.skeleton.windows import (DEFAULT_F, LIVE_STRIDE, TrackWindower, WindowRule, source_fps, track_windows,
+                                      train_stride)
+
+STEP = 1 / 30
+HAND_L, SHOULDER_C, KNEE_L = CANONICAL.index("HandLeft"), CANONICAL.index("ShoulderCenter"), CANONICAL.index("KneeLeft")
 
 
-def _seq(n: int, fps: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
-    joints = np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 20, 3), np.float32)
-    return joints, np.arange(n) / fps
+def _body(k: float) -> np.ndarray:
+    """A standing body shifted by k mm per frame along x: frame k shows which frame it is."""
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(20, 3)) * 0.3 + [0.001 * k, 0, 0]).astype(np.float32)
 
 
-def _spans_gap(starts, t, f, max_step):
-    return any((np.diff(t[s : s + f]) > max_step).any() or (np.diff(t[s : s + f]) <= 0).any() for s in starts)
+def _seq(n: int, fps: float = 30.0, states=None) -> SkeletonSequence:
+    joints = np.stack([_body(k) for k in range(n)])
+    return SkeletonSequence(joints, np.arange(n) / fps, CANONICAL, states)
 
 
-def test_strides_and_counts():
-    assert DEFAULT_F == 6 and train_stride(6) == 3 and windows.test_stride(6) == 6 and train_stride(1) == 1
-    joints, t = _seq(20)
-    assert cut_windows(joints, t, f=6, stride=3).tolist() == [0, 3, 6, 9, 12]
-    assert cut_windows(joints, t, f=6).tolist() == [0, 6, 12]  # default: test stride
-    assert cut_windows(joints, t, f=6, stride=1).tolist() == list(range(15))
-    assert cut_windows(*_seq(6), f=6).tolist() == [0]
+def _frame_of(window_joints: np.ndarray) -> np.ndarray:
+    return np.round((window_joints[:, 0, 0] - _body(0)[0, 0]) / 0.001).astype(int)
 
 
-def test_dropped_frame_restarts_windowing():
-    joints, t = _seq(30)
-    keep = np.ones(30, bool)
-    keep[10] = False  # one dropped frame: step 2/30 between frames 9 and 11
-    joints, t = joints[keep], t[keep]
-    starts = cut_windows(joints, t, f=6, stride=3)
-    # segment [0, 10) gives 0, 3; segment [10, 29) (original frames 11..29) restarts at 10
-    assert starts.tolist() == [0, 3, 10, 13, 16, 19, 22]
-    assert not _spans_gap(starts, t, 6, 1.5 / 30)
-    assert cut_windows(joints, t, f=6, stride=3, max_gap=3 / 30).tolist() == [0, 3, 6, 9, 12, 15, 18, 21]
-
-
-def test_non_increasing_timestamps_are_gaps():
-    joints, t = _seq(24)
-    t = t.copy()
-    t[8:] -= 1 / 30  # frame 8 repeats frame 7's timestamp
-    t[16:] -= 0.1  # the clock jumps back before frame 16
-    starts = cut_windows(joints, t, f=4, stride=2)
-    assert starts.tolist() == [0, 2, 4, 8, 10, 12, 16, 18, 20]
-    assert not _spans_gap(starts, t, 4, 1.5 / 30)
-
-
-def test_nan_timestamp_is_a_gap():
-    joints, t = _seq(12)
-    t = t.copy()
-    t[6] = np.nan
-    assert cut_windows(joints, t, f=3, stride=3).tolist() == [0, 3, 7]
-
-
-def test_short_sequences_give_no_windows():
-    for n in (0, 1, 5):
-        starts = cut_windows(*_seq(n), f=6)
-        assert starts.shape == (0,) and starts.dtype == np.int64
-        assert gather_windows(_seq(n)[0], starts, 6).shape == (0, 6, 20, 3)
-
-
-def test_gather_windows():
-    joints, t = _seq(20)
-    starts = cut_windows(joints, t, f=6, stride=3)
-    w = gather_windows(joints, starts, 6)
-    assert w.shape == (5, 6, 20, 3) and w.dtype == np.float32
-    assert np.array_equal(w[:, :, 0, 0], starts[:, None] + np.arange(6))
+def test_strides_and_defaults():
+    assert DEFAULT_F == 6 and LIVE_STRIDE == 3 and train_stride(6) == 3 and windows.test_stride(6) == 6 and train_stride(1) == 1
     with pytest.raises(ValueError):
-        gather_windows(joints, np.array([15]), 6)
+        WindowRule(stride=0)
 
 
-def test_bad_arguments():
-    joints, t = _seq(10)
-    with pytest.raises(ValueError):
-        cut_windows(joints, t[:-1])
-    with pytest.raises(ValueError):
-        cut_windows(joints, t, f=6, stride=0)
+@pytest.mark.parametrize("stride", [1, 3, 6])
+def test_windows_every_stride_oldest_frame_first(stride):
+    tw = track_windows(_seq(40), WindowRule(stride=stride))
+    starts = list(range(0, 40 - 6 + 1, stride))
+    assert len(tw) == len(starts) == tw.stats.windows
+    for s, w in zip(starts, tw.joints):
+        assert _frame_of(w).tolist() == list(range(s, s + 6))
+    np.testing.assert_allclose(tw.times, (np.array(starts) + 5) / 30)
+    assert tw.tracked.all() and not tw.derived.any()
+
+
+def test_segments_every_hop_after_a_stride_of_frames():
+    tw = track_windows(_seq(64))
+    assert len(tw.segments) == tw.stats.segments == (64 - 32) // 8 + 1
+    assert _frame_of(tw.segments[1]).tolist() == list(range(8, 40))
+
+
+def test_streaming_and_whole_track_agree():
+    seq = _seq(50)
+    windower = TrackWindower(WindowRule())
+    got = [w for t, j in zip(seq.timestamps, seq.joints) for w in windower.push(float(t), j)[0]]
+    np.testing.assert_array_equal(np.stack([w.joints for w in got]), track_windows(seq).joints)
+
+
+def test_never_tracked_hands_and_shoulder_centre_are_derived_not_zero():
+    states = np.full((40, 20), JointState.TRACKED, np.int8)
+    states[:, [HAND_L, SHOULDER_C]] = JointState.MISSING
+    seq = _seq(40, states=states)
+    seq.joints[:, [HAND_L, SHOULDER_C]] = 0.0  # what some writers put in untracked slots
+    tw = track_windows(seq)
+    assert len(tw) == 12 and tw.stats.incomplete == 0
+    assert tw.derived[:, :, HAND_L].all() and tw.derived[:, :, SHOULDER_C].all() and not tw.derived[:, :, 0].any()
+    assert not tw.tracked[:, :, HAND_L].any()
+    assert np.isfinite(tw.joints).all() and (np.abs(tw.joints[:, :, HAND_L]).sum(-1) > 0).all()
+
+
+def test_a_short_dropout_is_bridged_a_long_one_ends_the_run():
+    states = np.full((60, 20), JointState.TRACKED, np.int8)
+    states[10:15, KNEE_L] = JointState.MISSING  # 5 frames: 0.2 s, bridged
+    states[30:45, KNEE_L] = JointState.MISSING  # 15 frames: 0.5 s, too long
+    seq = _seq(60, states=states)
+    tw = track_windows(seq)
+    assert tw.stats.bridged == 5 and tw.stats.incomplete == 15
+    bridged = tw.derived[:, :, KNEE_L].any(axis=1)
+    assert bridged.any()
+    # The bridge interpolates between the frames around it: the body moved linearly, so exactly.
+    expected = np.stack([_body(k) for k in range(60)])[:, KNEE_L]
+    for w in tw.joints:
+        frames = _frame_of(w)
+        np.testing.assert_allclose(w[:, KNEE_L], expected[frames], atol=1e-5)
+        assert not (30 <= frames).any() or (frames >= 45).all()  # never spans the long dropout
+
+
+def test_a_track_that_never_has_a_knee_gives_nothing_and_says_why():
+    states = np.full((40, 20), JointState.TRACKED, np.int8)
+    states[:, KNEE_L] = JointState.MISSING
+    tw = track_windows(_seq(40, states=states))
+    assert len(tw) == 0 and tw.stats.incomplete == 40
+
+
+def test_non_finite_coordinates_are_missing():
+    seq = _seq(40)
+    seq.joints[12, 5] = np.inf
+    tw = track_windows(seq)
+    assert np.isfinite(tw.joints).all() and tw.stats.bridged == 1
+
+
+def test_a_joint_jump_restarts_the_run():
+    seq = _seq(40)
+    seq.joints[20:, 3] += 2.0  # the head jumps 2 m in one frame (60 m/s) and stays
+    tw = track_windows(seq)
+    assert tw.stats.glitches == 1
+    assert not any((_frame_of(w) < 20).any() and (_frame_of(w) >= 20).any() for w in tw.joints)
+
+
+def test_gaps_longer_than_the_bridge_restart_shorter_ones_are_interpolated():
+    seq = _seq(40)
+    keep = np.r_[0:10, 13:25, 40:40]  # a 3-frame hole (0.1 s): bridged by resampling
+    times = np.r_[seq.timestamps[keep], seq.timestamps[24] + 1.0 + np.arange(15) / 30]  # then 1 s away
+    joints = np.concatenate([seq.joints[keep], seq.joints[25:40]])
+    tw = track_windows(SkeletonSequence(joints, times, CANONICAL))
+    assert tw.stats.gaps == 1
+    first_run = tw.times < times[22] + 1e-6
+    assert first_run.sum() == (25 - 6) // 3 + 1  # the hole was filled on the 30 fps grid
+
+
+def test_a_15_fps_track_gives_30_fps_windows():
+    tw = track_windows(_seq(30, fps=15.0))
+    assert source_fps(np.arange(30) / 15.0) == pytest.approx(15.0)
+    assert len(tw) > 10 and np.allclose(np.diff(tw.times), 0.1)
+
+
+def test_any_layout_goes_through_retargeting():
+    v2 = np.zeros((40, KINECT_V2.n_joints, 3), np.float32)
+    canon = np.stack([_body(k) for k in range(40)])
+    names = {"SpineBase": "HipCenter", "SpineMid": "Spine", "SpineShoulder": "ShoulderCenter"}
+    for i, name in enumerate(KINECT_V2.joints):
+        name = names.get(name, name)
+        if name in CANONICAL.joints:
+            v2[:, i] = canon[:, CANONICAL.index(name)]
+    tw = track_windows(SkeletonSequence(v2, np.arange(40) / 30, KINECT_V2))
+    assert len(tw) == 12
+    np.testing.assert_allclose(tw.joints[0], canon[:6], atol=1e-6)

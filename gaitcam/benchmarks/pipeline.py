@@ -32,9 +32,9 @@ import torch
 from gaitcam.benchmarks.scene import crowd_recording
 from gaitcam.benchmarks.timing import Histogram, ms
 from gaitcam.config import APP_ROOT
-from gaitcam.enrollment import track_evidence
+from gaitcam.identity.enrollment import track_evidence
 from gaitcam.errors import GaitcamError
-from gaitcam.matcher import Decision, GalleryIndex, Matcher, MatcherParams
+from gaitcam.identity.matcher import Decision, GalleryIndex, Matcher, MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording
 from gaitcam.recording.recording import Recording
@@ -121,10 +121,14 @@ class LatencyProbe:
         self._decided: dict[int, float] = {}  # track -> newest window time decided on
         self._observed: dict[int, tuple[float, float]] = {}  # track -> frames (after, upto) not yet decided
 
-    def observe(self, track: int, time: float, ages: np.ndarray, windows: np.ndarray) -> None:
-        self.matcher.observe(track, time, ages, windows)
+    def observe(self, track: int, time: float, ages: np.ndarray, joints: np.ndarray,
+                tracked: np.ndarray | None = None) -> None:
+        self.matcher.observe(track, time, ages, joints, tracked)
         after = self._decided.get(track, time - len(ages) * self.window_step)
         self._observed[track] = (self._observed.get(track, (after, time))[0], time)
+
+    def observe_segments(self, track: int, segments: np.ndarray) -> None:
+        self.matcher.observe_segments(track, segments)
 
     def decide(self, time: float, tracks: list[int]) -> dict[int, Decision]:
         decisions = self.matcher.decide(time, tracks)
@@ -175,17 +179,15 @@ def demo_matcher(encoder: GaitEncoder, weights: str | Path) -> Matcher:
     if params.encoder_version != encoder.version:
         raise GaitcamError(f"{weights}.matcher.json was fitted for encoder {params.encoder_version}, "
                            f"the weights are {encoder.version}")
-    names, ages, shapes = [], [], []
+    names, descriptors = [], []
     for path in sorted(DEMO_RECORDINGS.glob("*.gaitrec")):
         rec = read_recording(path)
         for tid, seq in rec.tracks.items():
-            ev = track_evidence(seq, tid, encoder)
             names.append(path.stem)
-            ages.append(ev.age)
-            shapes.append(ev.shape)
+            descriptors.append(track_evidence(seq, tid, encoder).evidence().descriptor(params.blocks))
     if not names:
         raise GaitcamError(f"{DEMO_RECORDINGS}: the demo gallery recordings are missing")
-    return Matcher(GalleryIndex(names, np.stack(ages), np.stack(shapes), params), params)
+    return Matcher(GalleryIndex(names, np.stack(descriptors), params), params)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from gaitcam.sensors.demo import DEMO_FLOOR, DEMO_PEOPLE, DEMO_STRANGER, demo_wa
 from gaitcam.skeleton.layouts import CANONICAL
 from gaitcam.skeleton.normalize import normalize_windows
 from gaitcam.skeleton.sequence import SkeletonSequence
-from gaitcam.skeleton.windows import cut_windows, gather_windows
+from gaitcam.skeleton.windows import WindowRule, track_windows
 
 IDENTITIES = (*DEMO_PEOPLE, DEMO_STRANGER)
 _PASS_ID = 1000  # body id = person slot * _PASS_ID + pass number
@@ -65,8 +65,7 @@ def demo_windows(n: int, f: int, normalization: str, seed: int = 0) -> np.ndarra
     seconds = (n + f) / fps
     while True:
         rec = crowd_recording(people=2, seconds=seconds, fps=fps, seed=seed)
-        parts = [gather_windows(s.joints, cut_windows(s.joints, s.timestamps, f, stride=1), f)
-                 for s in rec.tracks.values()]
+        parts = [track_windows(s, WindowRule(f=f, stride=1)).joints for s in rec.tracks.values()]
         windows = np.concatenate(parts)
         if len(windows) >= n:
             return normalize_windows(windows[:n], normalization)

@@ -12,7 +12,7 @@ from gaitcam.errors import GaitcamError
 log = logging.getLogger(__name__)
 
 
-def add_runtime_options(p: argparse.ArgumentParser, gallery: bool = True) -> None:
+def add_runtime_options(p: argparse.ArgumentParser, gallery: bool = True, fpir: bool = True) -> None:
     """Options that override the config file for commands that encode and match."""
     if gallery:
         # SUPPRESS: the main parser has --gallery too, and a subparser default would overwrite it.
@@ -21,11 +21,15 @@ def add_runtime_options(p: argparse.ArgumentParser, gallery: bool = True) -> Non
     p.add_argument("--weights", metavar="NAME", help="encoder weights (default: weights/sgela)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: the config's, 1)")
     p.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
+    if fpir:
+        p.add_argument("--fpir", type=float, metavar="RATE",
+                       help="share of strangers allowed a name; the gallery calibrates its threshold for it "
+                       "(default: the config's, 0.01)")
 
 
 def config_from(args: argparse.Namespace, **extra: object) -> Config:
     """The config file updated by whatever of its keys the command line gave."""
-    keys = ("gallery", "weights", "threads", "device", "threshold", "stride", "log_level", "queue_size")
+    keys = ("gallery", "weights", "threads", "device", "threshold", "fpir", "stride", "log_level", "queue_size")
     overrides = {k: getattr(args, k) for k in keys if hasattr(args, k)}
     cfg = load_config(args.config, {**overrides, **extra})
     if args.log_level is None:
@@ -54,7 +58,7 @@ def matcher_params_path(weights: Path) -> Path:
 
 def load_params(cfg: Config, encoder):
     """The matcher parameters fitted for exactly this encoder (refused for any other)."""
-    from gaitcam.matcher import MatcherParams
+    from gaitcam.identity.matcher import MatcherParams
 
     path = matcher_params_path(cfg.weights)
     if not path.is_file():
@@ -66,18 +70,19 @@ def load_params(cfg: Config, encoder):
                            f"{encoder.version}; run fit-matcher again")
     if cfg.threshold is not None:
         params.min_score = cfg.threshold
+    params.fpir = cfg.fpir
     return params
 
 
 def open_gallery(path: Path, encoder, params, rebuild: bool = True):
     """The gallery, with templates of an older encoder rebuilt from their recordings first."""
-    from gaitcam.enrollment import reenroll_stale
-    from gaitcam.gallery import Gallery
+    from gaitcam.identity.enrollment import reenroll_stale
+    from gaitcam.identity.gallery import Gallery
 
     gallery = Gallery(path)
-    if rebuild and gallery.stale(params.encoder_version):
+    if rebuild and gallery.stale(params.template_version):
         names = reenroll_stale(gallery, encoder, params)
-        log.warning("re-enrolled %s for encoder %s", ", ".join(names), params.encoder_version)
+        log.warning("re-enrolled %s for %s", ", ".join(names), params.template_version)
     return gallery
 
 

@@ -44,6 +44,9 @@ def add_live_options(p: argparse.ArgumentParser, subcommand: bool = False) -> No
     g.add_argument("--stride", type=int, default=default(None), help="frames between windows (default: the config's, 3)")
     g.add_argument("--threshold", type=float, default=default(None),
                    help="lowest score that names someone (0.5 = calibrated)")
+    g.add_argument("--fpir", type=float, default=default(None), metavar="RATE",
+                   help="share of strangers allowed a name; the gallery calibrates its threshold for it "
+                   "(default: the config's, 0.01)")
     g.add_argument("--list-sensors", action="store_true", default=default(False),
                    help="say which sensors are usable here, and exit")
 
@@ -101,8 +104,8 @@ def _print_line(obj: dict, lock: threading.Lock) -> None:
 
 
 def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
-    from gaitcam.enrollment import demo_gallery, load_index
-    from gaitcam.matcher import Matcher
+    from gaitcam.identity.enrollment import demo_gallery, load_index
+    from gaitcam.identity.matcher import Matcher
     from gaitcam.stream.calibration import Calibration, calibration_path
     from gaitcam.stream.pipeline import Pipeline
 

@@ -46,7 +46,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from gaitcam.enrollment import enroll_recordings
+    from gaitcam.identity.enrollment import enroll_recordings
 
     cfg = config_from(args)
     encoder = load_encoder(cfg)
@@ -62,7 +62,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from gaitcam.enrollment import identify_recording, load_index
+    from gaitcam.identity.enrollment import identify_recording, load_index
     from gaitcam.recording.formats import read_recording
 
     recordings = [read_recording(p) for p in args.recordings]  # bad files fail before the gallery opens
@@ -74,20 +74,29 @@ def cmd_identify(args: argparse.Namespace) -> int:
     if not len(index):
         log.warning("%s: the gallery is empty; everyone will be unknown", cfg.gallery)
     for path, rec in zip(args.recordings, recordings):
-        for track, d in identify_recording(rec, encoder, params, index).items():
+        if not rec.tracks:  # failure to acquire: nothing to match, said and counted
+            row = {"recording": str(path), "track": None, "identity": None, "score": None, "nearest": None,
+                   "windows": 0, "failure": "no pose"}
+            print(json.dumps(row) if args.json else f"{path}: no one to identify (no pose: the recording holds no skeleton)")
+            continue
+        for track, r in identify_recording(rec, encoder, params, index).items():
+            d = r.decision
             row = {"recording": str(path), "track": track, "identity": d.identity,
-                   "score": None if d.pending else round(d.score, 4), "nearest": d.candidate, "windows": d.windows}
+                   "score": None if d.pending else round(d.score, 4), "nearest": d.candidate, "windows": d.windows,
+                   "failure": r.failure}
             if args.json:
                 print(json.dumps(row))
+            elif r.failure is not None:
+                print(f"{path} track {track}: cannot tell ({r.failure}: {r.detail})")
             else:
-                said = d.identity or ("too short to tell" if d.pending else "unknown")
-                extra = "" if d.pending or d.candidate is None else f" (score {d.score:.2f}, nearest {d.candidate})"
+                said = d.identity or "unknown"
+                extra = "" if d.candidate is None else f" (score {d.score:.2f}, nearest {d.candidate})"
                 print(f"{path} track {track}: {said}{extra}")
     return 0
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:
-    from gaitcam.gallery import Gallery
+    from gaitcam.identity.gallery import Gallery
 
     cfg = config_from(args)
     with Gallery(cfg.gallery) as gallery:

@@ -100,8 +100,10 @@ def _load_training_data(args: argparse.Namespace):
     sources["sequences"] = len(sequences)
     stride = args.stride or max(1, args.f // 2)
     data = windows_from_sequences(sequences, args.f, stride, args.normalization, args.trim)
-    if data.skipped or data.jumps:
-        log.warning("dropped %d windows with missing joints and %d with tracking glitches", data.skipped, data.jumps)
+    st = data.stats
+    if st.incomplete or st.glitches or st.gaps:
+        log.warning("window rule: %d of %d frames dropped for joints missing too long, %d runs restarted at "
+                    "tracking glitches, %d at gaps in time", st.incomplete, st.frames, st.glitches, st.gaps)
     return data, sources
 
 

@@ -1,8 +1,10 @@
-"""`python main.py fit-matcher`: the matcher's statistics and open-set threshold, from training walks.
+"""`python main.py fit-matcher`: how the matcher compares walks, learned from labelled walks.
 
-Run on the training (gallery) walks only, never on probes. The last `exclude_last` identities
-(sorted by name) are left out too, so that `evaluate --unknown N` with the same N measures the
-false-positive rate on people the threshold never saw.
+From training folders (`DIR/<identity>/<recordings>`, never probes) or from an existing gallery
+(its enrolled people are the labels): the descriptor statistics, the PCA and the whitening of
+the within-person scatter (`MatcherParams.fit`), and the stranger scores of held-out people
+that small galleries calibrate on. The threshold itself is not fitted here: every gallery
+calibrates its own for the FPIR asked (`identity.openset`).
 """
 from __future__ import annotations
 
@@ -11,37 +13,58 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gaitcam.enrollment import track_evidence
 from gaitcam.errors import GaitcamError
 from gaitcam.evaluation.folders import identity_folders
-from gaitcam.matcher import MatcherParams
+from gaitcam.identity.enrollment import gallery_evidence, track_evidence
+from gaitcam.identity.gallery import Gallery
+from gaitcam.identity.matcher import Evidence, MatcherParams, template_version
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording
 
 log = logging.getLogger(__name__)
 
 
-def fit_matcher(train_dir: str | Path, encoder: GaitEncoder, exclude_last: int = 20, target_fpir: float = 0.05,
-                progress: bool = True) -> MatcherParams:
-    """MatcherParams for `encoder` from `train_dir/<identity>/<recordings>` (one walk = one row)."""
+def folder_evidence(train_dir: str | Path, encoder: GaitEncoder, exclude_last: int = 0, progress: bool = True
+                    ) -> tuple[list[Evidence], list[str], list[str]]:
+    """(evidence, labels, people left out) of every usable track in `train_dir/<identity>/...`;
+    the last `exclude_last` identities (sorted by name) are left out."""
     folders = identity_folders(train_dir)
     names = sorted(folders)
     if exclude_last:
         if exclude_last >= len(names) - 1:
             raise GaitcamError(f"{train_dir}: cannot leave {exclude_last} of {len(names)} identities out")
         names = names[: len(names) - exclude_last]
-    ages, shapes, labels = [], [], []
-    for name in tqdm(names, desc="fitting the matcher", unit="identity", disable=None if progress else True):
+    evidence, labels = [], []
+    for name in tqdm(names, desc="encoding training walks", unit="identity", disable=None if progress else True):
         for path in folders[name]:
-            rec = read_recording(path)
+            try:
+                rec = read_recording(path)
+            except GaitcamError as e:
+                log.warning("skipped: %s", e)
+                continue
             for tid, seq in rec.tracks.items():
                 ev = track_evidence(seq, tid, encoder)
-                if ev.windows:
-                    ages.append(ev.age)
-                    shapes.append(ev.shape)
+                if ev.failure() is None:
+                    evidence.append(ev.evidence())
                     labels.append(name)
-    params = MatcherParams.fit(encoder.version, ages, shapes, labels, target_fpir,
-                               notes={"fitted_on": str(train_dir), "left_out": sorted(folders)[len(names):]})
-    log.info("matcher fitted on %d walks of %d people: threshold %.4f at target FPIR %.2f",
-             len(labels), len(names), params.threshold, target_fpir)
+    return evidence, labels, sorted(folders)[len(names):]
+
+
+def fit_matcher(train_dir: str | Path, encoder: GaitEncoder, exclude_last: int = 0, progress: bool = True
+                ) -> MatcherParams:
+    """MatcherParams for `encoder` from `train_dir/<identity>/<recordings>` (one walk = one row)."""
+    evidence, labels, left_out = folder_evidence(train_dir, encoder, exclude_last, progress)
+    params = MatcherParams.fit(encoder.version, evidence, labels,
+                               notes={"fitted_on": str(train_dir), "left_out": left_out})
+    log.info("matcher fitted on %d walks of %d people", len(labels), len(set(labels)))
+    return params
+
+
+def fit_matcher_from_gallery(gallery: Gallery, encoder: GaitEncoder) -> MatcherParams:
+    """MatcherParams from the walks enrolled in `gallery` (labels: the enrolled names)."""
+    names, evidence = gallery_evidence(gallery, template_version(encoder.version))
+    if not names:
+        raise GaitcamError(f"{gallery.path}: nothing enrolled with these weights to fit on")
+    params = MatcherParams.fit(encoder.version, evidence, names, notes={"fitted_on": f"gallery {gallery.path}"})
+    log.info("matcher fitted on %d enrolled walks of %d people", len(names), len(set(names)))
     return params

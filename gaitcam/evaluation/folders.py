@@ -1,41 +1,62 @@
-"""`python main.py evaluate`: the app's own matcher on two folders of recordings.
+"""`python main.py evaluate`: the app's matcher on labelled folders, open set, honestly.
 
-`DIR/<identity>/<recording file>` in any supported format. Every gallery identity is enrolled
-in a fresh temporary gallery (the real SQLite store, through the same enrolment code as
-`enroll`), every probe recording is one query, matched the way `identify` matches it. Reported
-side by side, from the same encodings: the gait encoding alone, body shape alone, the shipped
-fusion, and the plain baseline of a 1-nearest-neighbour on median bone lengths.
+`DIR/<identity>/<recording file>` in any supported format, a gallery folder and a probe folder.
+Every recording is read and encoded once, through the same window rule and encoder as `enroll`
+and `identify`. Then, in folds (ISO/IEC 19795-1, NIST FRVT 1:N style), every identity is a
+stranger exactly once: in fold k the identities of fold k are left out of the gallery, every one
+of their walks (gallery and probe folders) is a stranger probe, the other identities' gallery
+walks are enrolled and their probe walks are the enrolled probes. Whatever is fitted with labels
+(the matcher's whitening, the open-set threshold) is fitted on the fold's enrolled gallery only,
+never on its strangers or on any probe.
 
-Rank-k and mAP are closed-set (every probe's identity is enrolled; the threshold plays no
-part). The open-set figures leave the last `unknown` identities (sorted by name) out of the
-gallery: FPIR = share of their probes given a name at the shipped threshold, DIR = share of
-the enrolled identities' probes given the right name.
+Reported, from the same encodings:
+- closed set (enrolled probes against the fold's gallery): Rank-1, Rank-5, mAP, CMC;
+- open set: FNIR at FPIR 1 % and 0.3 % (the threshold at which that share of stranger probes get
+  a name; FNIR counts enrolled probes not given their own name), DIR at those points, a DET
+  curve, and FPIR and DIR at the threshold each fold's gallery calibrated for itself (`--fpir`);
+- failure to acquire (probes) and to enrol (gallery walks): rates, and why each failed;
+- 95 % confidence intervals by bootstrap over identities (a person's walks resampled together);
+- the shipped fusion beside each cue alone (gait, gait cycle, body shape), the plain baseline
+  of a 1-nearest-neighbour on median bone lengths over tracked joints, and the gait cue fed the
+  same network untrained and fed the raw normalised windows (controls for the encoder).
 """
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
-from gaitcam.enrollment import enroll_recording, load_index, track_evidence
 from gaitcam.errors import FormatError, GaitcamError
-from gaitcam.gallery import Gallery
-from gaitcam.matcher import MatcherParams
+from gaitcam.identity.enrollment import MIN_WALK_SECONDS, windows_evidence
+from gaitcam.identity.matcher import Evidence, GalleryIndex, MatcherParams
+from gaitcam.identity.openset import MIN_PEOPLE, cross_fitted_scores, ratios
 from gaitcam.model.encoder import GaitEncoder
+from gaitcam.model.sgela import SGELA
 from gaitcam.recording.formats import find_recordings, read_recording
-from gaitcam.skeleton.retarget import to_canonical
-from gaitcam.skeleton.sequence import SkeletonSequence
-from gaitcam.skeleton.shape import body_shape, bone_lengths
+from gaitcam.skeleton.normalize import normalize_windows
+from gaitcam.skeleton.shape import body_shape
+from gaitcam.skeleton.windows import WindowRule, track_windows
 
 log = logging.getLogger(__name__)
 
-CUES = ("age", "shape", "fused")
-NAMES = {"age": "gait (AGE) only", "shape": "body shape only", "fused": "fusion (shipped)",
-         "bone_1nn": "baseline: 1-NN on median bone lengths"}
+FPIR_POINTS = (0.01, 0.003)
+# name -> (blocks, which window encoding feeds the gait block)
+VARIANTS = {
+    "fused": (("gait", "cycle", "shape"), "sgela"),
+    "gait": (("gait",), "sgela"),
+    "cycle": (("cycle",), "sgela"),
+    "shape": (("shape",), "sgela"),
+    "gait_untrained": (("gait",), "untrained"),
+    "gait_raw": (("gait",), "raw"),
+}
+NAMES = {"fused": "fusion (shipped)", "gait": "gait (AGE) only", "cycle": "gait cycle only",
+         "shape": "body shape only", "bone_1nn": "baseline: 1-NN on median bone lengths",
+         "gait_untrained": "control: gait, untrained network", "gait_raw": "control: gait, raw windows"}
 
 
 def identity_folders(root: str | Path) -> dict[str, list[Path]]:
@@ -50,140 +71,325 @@ def identity_folders(root: str | Path) -> dict[str, list[Path]]:
     return found
 
 
-def _median_bones(seq: SkeletonSequence) -> np.ndarray:
-    """The baseline's descriptor: median bone lengths over a whole track."""
-    return body_shape(bone_lengths(to_canonical(seq).joints))
+@dataclass
+class Walk:
+    """One recording of one identity, encoded every way the report needs."""
+
+    identity: str
+    path: str
+    role: str  # "gallery" or "probe"
+    failure: str | None = None  # why it gives no evidence (failure to acquire / enrol)
+    evidence: dict[str, Evidence] = field(default_factory=dict)  # by encoding: sgela, untrained, raw
+    bones: np.ndarray | None = None  # median bone lengths over tracked ends (the baseline)
 
 
-def _ranks(d: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """1-based rank of the true column per row, ties counted against it (pessimistic)."""
-    true = d[np.arange(len(d)), truth]
-    return (d <= true[:, None]).sum(axis=1)
+def _encode_walk(walk: Walk, encoder: GaitEncoder, untrained: GaitEncoder | None, params: MatcherParams) -> None:
+    try:
+        rec = read_recording(walk.path)
+    except GaitcamError as e:
+        walk.failure = f"unreadable ({e})"
+        return
+    if not rec.tracks:
+        walk.failure = "no pose"
+        return
+    seq = max(rec.tracks.values(), key=len)  # one person per file; the longest track is them
+    rule = WindowRule(f=encoder.f)
+    tw = track_windows(seq, rule)
+    ev = windows_evidence(tw, 0, encoder, rule)
+    need = MIN_WALK_SECONDS if walk.role == "gallery" else 0.0
+    walk.failure = ev.failure(params.min_windows, params.min_segments, need)
+    if walk.failure is not None:
+        return
+    walk.evidence["sgela"] = ev.evidence()
+    walk.bones = body_shape(ev.lengths)
+    extra = {"raw": normalize_windows(tw.joints, "body").reshape(len(tw), -1)}
+    if untrained is not None:
+        extra["untrained"] = untrained.encode(tw.joints, level="frame").mean(axis=1)
+    for name, descriptors in extra.items():
+        e = Evidence(descriptors.shape[1])
+        e.add_descriptors(descriptors, ev.lengths)
+        e.add_spectra(ev.spectra)
+        walk.evidence[name] = e
 
 
-def _closed_set(d: np.ndarray, truth: np.ndarray) -> dict:
-    r = _ranks(d, truth)
-    cmc = np.array([(r <= k).mean() for k in range(1, d.shape[1] + 1)])
-    return {"rank1": float(cmc[0]), "rank5": float(cmc[min(5, len(cmc)) - 1]),
-            "map": float(np.mean(1.0 / r)), "cmc": cmc.tolist()}
+def _folds(identities: list[str], folds: int, seed: int) -> dict[str, int]:
+    order = np.random.default_rng(seed).permutation(len(identities))
+    return {identities[i]: int(k % folds) for k, i in enumerate(order)}
+
+
+@dataclass
+class _Scores:
+    """Per probe, pooled over folds: identity, role, its fold, and per variant the rank of the
+    true identity (enrolled probes), the open-set score and whether the nearest is right."""
+
+    identity: list[str] = field(default_factory=list)
+    stranger: list[bool] = field(default_factory=list)
+    fold: list[int] = field(default_factory=list)
+    rank: dict[str, list[float]] = field(default_factory=dict)
+    score: dict[str, list[float]] = field(default_factory=dict)
+    correct: dict[str, list[bool]] = field(default_factory=dict)
+    named_at_calibration: list[bool] = field(default_factory=list)
+
+
+def encode_folders(gallery_dir: str | Path, probe_dir: str | Path, encoder: GaitEncoder, params: MatcherParams,
+                   controls: bool = True, seed: int = 0, progress: bool = True) -> list[Walk]:
+    """Every recording of both folders read and encoded once (with the controls' encodings)."""
+    gallery_files, probe_files = identity_folders(gallery_dir), identity_folders(probe_dir)
+    untrained = None
+    if controls:
+        torch.manual_seed(seed)
+        untrained = GaitEncoder(SGELA(encoder.model.cfg), encoder.normalization, "untrained", device=encoder.device.type)
+    walks = [Walk(name, str(p), role) for role, files in (("gallery", gallery_files), ("probe", probe_files))
+             for name, paths in files.items() for p in paths]
+    for w in tqdm(walks, desc="encoding", unit="walk", disable=None if progress else True, leave=False):
+        _encode_walk(w, encoder, untrained, params)
+    return walks
+
+
+def evaluate_walks(walks: list[Walk], encoder_version: str, params: MatcherParams, folds: int = 10,
+                   fpir: float | None = None, controls: bool = True, bootstrap: int = 1000, seed: int = 0,
+                   progress: bool = True, fit: dict | None = None, variants: dict | None = None) -> dict:
+    """The report on encoded walks. For experiments: `fit` passes options to `MatcherParams.fit`
+    (pca, shrink, loc_quantile), `variants` replaces `VARIANTS` (it must name "fused")."""
+    started = time.monotonic()
+    fpir = params.fpir if fpir is None else fpir
+    identities = sorted({w.identity for w in walks})
+    if len(identities) < 2:
+        raise GaitcamError(f"evaluation needs at least two identities, found {len(identities)}")
+    folds = max(2, min(folds, len(identities)))
+    fold_of = _folds(identities, folds, seed)
+    if variants is None:
+        variants = {k: v for k, v in VARIANTS.items() if controls or v[1] == "sgela"}
+    scores = _Scores()
+    thresholds, fitted = [], []
+    for k in tqdm(range(folds), desc="folds", disable=None if progress else True, leave=False):
+        _run_fold(k, walks, fold_of, variants, encoder_version, params, fpir, scores, thresholds, fitted, seed,
+                  fit or {})
+    result = _report(walks, scores, variants, fpir, thresholds, bootstrap, seed)
+    result.update({"folds": folds, "n_identities": len(identities), "encoder_version": encoder_version,
+                   "projection": "fitted per fold on its enrolled gallery" if all(fitted)
+                   else "shipped (a fold's gallery was too small to fit on)", "seconds": time.monotonic() - started})
+    return result
 
 
 def evaluate_folders(gallery_dir: str | Path, probe_dir: str | Path, encoder: GaitEncoder, params: MatcherParams,
-                     unknown: int = 20, progress: bool = True) -> dict:
-    """Enrol the gallery folders, query every probe recording; figures as fractions in [0, 1]."""
+                     folds: int = 10, fpir: float | None = None, controls: bool = True, bootstrap: int = 1000,
+                     seed: int = 0, progress: bool = True) -> dict:
+    """The whole report as a dict; rates are fractions in [0, 1] (module docstring)."""
     started = time.monotonic()
-    gallery_files, probe_files = identity_folders(gallery_dir), identity_folders(probe_dir)
-    bar = dict(disable=None if progress else True, leave=False)
-    skipped: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp, Gallery(Path(tmp) / "gallery.db") as gallery:
-        bones: dict[str, list[np.ndarray]] = {}
-        for name, files in tqdm(gallery_files.items(), desc="enrolling", unit="identity", **bar):
-            for path in files:
-                try:
-                    r = enroll_recording(gallery, encoder, params, name, path)
-                except GaitcamError as e:
-                    skipped.append(str(e))
-                    continue
-                bones.setdefault(name, []).append(_median_bones(read_recording(path).tracks[r.track]))
-        index = load_index(gallery, params)
-    people = index.people
-    queries, truth, q_age, q_shape, q_bones = [], [], [], [], []
-    for name, files in tqdm(probe_files.items(), desc="identifying", unit="identity", **bar):
-        for path in files:
-            if name not in people:
-                skipped.append(f"{path}: identity {name} has no enrolled walk")
-                continue
-            try:  # a bad probe is one skipped query, like a bad gallery file, not a failed run
-                rec = read_recording(path)
-            except GaitcamError as e:
-                skipped.append(str(e))
-                continue
-            if not rec.tracks:
-                skipped.append(f"{path}: holds no skeletons")
-                continue
-            tid = max(rec.tracks, key=lambda t: len(rec.tracks[t]))
-            ev = track_evidence(rec.tracks[tid], tid, encoder)
-            if ev.windows == 0:
-                skipped.append(f"{path}: no complete window")
-                continue
-            queries.append(str(path))
-            truth.append(people.index(name))
-            q_age.append(ev.age)
-            q_shape.append(ev.shape)
-            q_bones.append(_median_bones(rec.tracks[tid]))
-    if not queries:
-        raise GaitcamError(f"{probe_dir}: no probe recording could be matched")
-    for s in skipped:
-        log.warning("skipped: %s", s)
-    truth_a = np.array(truth)
-    qa, qs = np.array(q_age), np.array(q_shape)
-    result: dict = {"n_probe": len(queries), "n_identities": len(people), "level": "recording",
-                    "encoder_version": params.encoder_version, "threshold": params.threshold,
-                    "skipped": skipped, "cues": {}}
-    for cue in CUES:
-        result["cues"][cue] = _closed_set(index.distances(qa, qs, cue), truth_a)
-    # Baseline: raw Euclidean distance between median bone lengths, nearest enrolled recording.
-    gb = [(people.index(n), b) for n, bs in bones.items() for b in bs]
-    d_rec = np.linalg.norm(np.array(q_bones)[:, None] - np.array([b for _, b in gb])[None], axis=-1)
-    d_bone = np.full((len(queries), len(people)), np.inf)
-    np.minimum.at(d_bone.T, np.array([p for p, _ in gb]), np.nan_to_num(d_rec, nan=np.inf).T)
-    result["cues"]["bone_1nn"] = _closed_set(d_bone, truth_a)
-    result.update({k: result["cues"]["fused"][k] for k in ("rank1", "rank5", "map")})
-    if unknown:
-        result["open_set"] = _open_set(index, qa, qs, truth_a, unknown, params)
+    walks = encode_folders(gallery_dir, probe_dir, encoder, params, controls, seed, progress)
+    result = evaluate_walks(walks, encoder.version, params, folds, fpir, controls, bootstrap, seed, progress)
     result["seconds"] = time.monotonic() - started
     return result
 
 
-def _open_set(index, qa: np.ndarray, qs: np.ndarray, truth: np.ndarray, unknown: int, params: MatcherParams) -> dict:
-    """FPIR and DIR at the shipped threshold with the last `unknown` identities not enrolled."""
-    people = index.people
-    if unknown >= len(people):
-        raise GaitcamError(f"cannot leave {unknown} of {len(people)} identities out of the gallery")
-    enrolled = np.arange(len(people) - unknown)
-    d = index.distances(qa, qs, "fused")[:, enrolled]
-    best = d.argmin(axis=1)
-    named = params.named(d[np.arange(len(d)), best])
-    stranger = truth >= len(enrolled)
-    return {"left_out": people[len(enrolled):], "threshold": params.threshold,
-            "fpir": float(named[stranger].mean()), "n_unknown_probes": int(stranger.sum()),
-            "dir": float((named & (best == truth))[~stranger].mean()), "n_enrolled_probes": int((~stranger).sum())}
+def _run_fold(k: int, walks: list[Walk], fold_of: dict[str, int], variants: dict, version: str,
+              params: MatcherParams, fpir: float, scores: _Scores, thresholds: list, fitted: list, seed: int,
+              fit: dict) -> None:
+    usable = [w for w in walks if w.failure is None]
+    gallery = [w for w in usable if w.role == "gallery" and fold_of[w.identity] != k]
+    enrolled = {w.identity for w in gallery}
+    probes = [w for w in usable if (fold_of[w.identity] == k) or (w.role == "probe" and w.identity in enrolled)]
+    if len(enrolled) < 1 or not probes:
+        return
+    labels = np.array([w.identity for w in gallery])
+    # A whitening fitted on a few people only learns them: small galleries use the shipped one.
+    can_fit = len(enrolled) >= MIN_PEOPLE and len(labels) > len(enrolled)
+    fitted.append(can_fit)
+    stranger = np.array([fold_of[w.identity] == k for w in probes])
+    scores.identity += [w.identity for w in probes]
+    scores.stranger += stranger.tolist()
+    scores.fold += [k] * len(probes)
+    for name, (blocks, encoding) in variants.items():
+        ev = [w.evidence[encoding] for w in gallery]
+        if can_fit:
+            p = MatcherParams.fit(version, ev, labels, blocks, calibrate=False, **fit)
+        elif name == "fused":
+            p = params
+        else:
+            continue
+        p.min_windows, p.min_segments = params.min_windows, params.min_segments
+        p.prior_scores = p.prior_scores or params.prior_scores  # a small fold's gallery calibrates on these
+        cal = None
+        if name == "fused" and can_fit and len(enrolled) >= MIN_PEOPLE:
+            raw = np.stack([e.descriptor(blocks) for e in ev])
+            cal = cross_fitted_scores(raw, labels, lambda idx: MatcherParams.fit(
+                version, [ev[i] for i in idx], labels[idx], blocks, calibrate=False, **fit), seed=seed)[0]
+        index = GalleryIndex(list(labels), np.stack([e.descriptor(blocks) for e in ev]), p, fpir, cal,
+                             "gallery (cross-fitted)" if cal is not None else "gallery")
+        d = index.distances(np.stack([w.evidence[encoding].descriptor(blocks) for w in probes]))
+        nearest = d.argmin(axis=1)
+        truth = np.array([index.people.index(w.identity) if w.identity in enrolled else -1 for w in probes])
+        true_d = np.where(truth >= 0, d[np.arange(len(d)), np.maximum(truth, 0)], np.nan)
+        rank = np.where(truth >= 0, (d <= true_d[:, None]).sum(axis=1), np.nan)  # ties count against
+        score = ratios(d, p.ratio_cap)
+        scores.rank.setdefault(name, []).extend(rank.tolist())
+        scores.score.setdefault(name, []).extend(score.tolist())
+        scores.correct.setdefault(name, []).extend((nearest == truth).tolist())
+        if name == "fused":
+            thresholds.append(index.calibration)
+            scores.named_at_calibration += (score <= index.threshold).tolist()
+    # The baseline: Euclidean distance between median bone lengths, nearest enrolled walk.
+    gb = np.stack([w.bones for w in gallery])
+    qb = np.stack([w.bones for w in probes])
+    diff = qb[:, None] - gb[None]
+    shared = np.isfinite(diff).sum(-1)
+    dist = np.sqrt(np.nansum(diff ** 2, -1) * diff.shape[-1] / np.maximum(shared, 1))
+    dist[shared == 0] = np.inf
+    people = sorted(enrolled)
+    per = np.full((len(probes), len(people)), np.inf)
+    np.minimum.at(per.T, np.searchsorted(people, labels), dist.T)
+    truth = np.array([people.index(w.identity) if w.identity in enrolled else -1 for w in probes])
+    true_d = np.where(truth >= 0, per[np.arange(len(per)), np.maximum(truth, 0)], np.nan)
+    scores.rank.setdefault("bone_1nn", []).extend(np.where(truth >= 0, (per <= true_d[:, None]).sum(1), np.nan).tolist())
+
+
+def _fnir_at(score: np.ndarray, correct: np.ndarray, stranger: np.ndarray, fpir: float) -> tuple[float, float]:
+    """(FNIR, FPIR obtained) at the threshold that names at most `fpir` of the stranger probes:
+    a probe is named when its score is below the (m + 1)-th smallest stranger score, m the
+    number of strangers that may be named."""
+    s = np.sort(score[stranger])
+    if not len(s):
+        return float("nan"), float("nan")
+    m = int(np.floor(fpir * len(s) + 1e-9))
+    tau = s[m] if m < len(s) else np.inf
+    enrolled = ~stranger
+    fnir = 1.0 - float((correct[enrolled] & (score[enrolled] < tau)).mean()) if enrolled.any() else float("nan")
+    return fnir, float((s < tau).mean())
+
+
+def _det(score: np.ndarray, correct: np.ndarray, stranger: np.ndarray) -> tuple[list[float], list[float]]:
+    """DET curve points (FPIR, FNIR) at every distinct stranger score."""
+    taus = np.unique(np.r_[score[stranger], np.inf])
+    s, e = score[stranger], ~stranger
+    fpir = [(s < t).mean() for t in taus]
+    fnir = [1.0 - (correct[e] & (score[e] < t)).mean() for t in taus]
+    return fpir, fnir
+
+
+def _closed(rank: np.ndarray, n_people: int) -> dict:
+    r = rank[np.isfinite(rank)]
+    cmc = [(r <= k).mean() for k in range(1, n_people + 1)]
+    return {"rank1": float(cmc[0]), "rank5": float(cmc[min(5, len(cmc)) - 1]), "map": float(np.mean(1.0 / r)),
+            "cmc": [float(c) for c in cmc]}
+
+
+def _bootstrap(identity: np.ndarray, stat, n: int, seed: int) -> list[float]:
+    """95 % interval of stat(rows) over identities resampled with replacement."""
+    people = np.unique(identity)
+    rows_of = {p: np.flatnonzero(identity == p) for p in people}
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        rows = np.concatenate([rows_of[p] for p in rng.choice(people, len(people))])
+        values.append(stat(rows))
+    values = np.array(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))] if len(values) else [None, None]
+
+
+def _report(walks: list[Walk], sc: _Scores, variants: dict, fpir: float, thresholds: list, bootstrap: int,
+            seed: int) -> dict:
+    identity = np.array(sc.identity)
+    stranger = np.array(sc.stranger, dtype=bool)
+    n_people = len({w.identity for w in walks})
+    cues = {}
+    for name in [*variants, "bone_1nn"]:
+        if name not in sc.rank:
+            continue
+        rank = np.array(sc.rank[name], dtype=np.float64)
+        c = _closed(rank, n_people)
+        enrolled_rows = np.flatnonzero(~stranger)
+        c["rank1_ci95"] = _bootstrap(identity[enrolled_rows], lambda r, rk=rank[enrolled_rows]: float((rk[r] <= 1).mean()),
+                                     bootstrap, seed)
+        if name in sc.score:
+            score, correct = np.array(sc.score[name]), np.array(sc.correct[name], dtype=bool)
+            c["fnir_at_fpir"] = {f"{f:g}": _fnir_at(score, correct, stranger, f)[0] for f in FPIR_POINTS}
+            c["fnir_at_fpir_ci95"] = {f"{f:g}": _bootstrap(identity, lambda r, f=f: _fnir_at(
+                score[r], correct[r], stranger[r], f)[0], bootstrap, seed) for f in FPIR_POINTS}
+            c["det"] = dict(zip(("fpir", "fnir"), _det(score, correct, stranger)))
+        cues[name] = c
+    fused = cues["fused"]
+    failures = [{"path": w.path, "identity": w.identity, "role": w.role, "failure": w.failure}
+                for w in walks if w.failure is not None]
+    probes = [w for w in walks if w.role == "probe"]
+    gallery = [w for w in walks if w.role == "gallery"]
+    named = np.array(sc.named_at_calibration, dtype=bool)
+    correct = np.array(sc.correct["fused"], dtype=bool)
+    result = {
+        "rank1": fused["rank1"], "rank5": fused["rank5"], "map": fused["map"], "rank1_ci95": fused["rank1_ci95"],
+        "fnir_at_fpir": fused["fnir_at_fpir"], "fnir_at_fpir_ci95": fused["fnir_at_fpir_ci95"],
+        "dir_at_fpir": {k: 1.0 - v for k, v in fused["fnir_at_fpir"].items()},
+        "fta_rate": sum(w.failure is not None for w in probes) / max(len(probes), 1),
+        "fte_rate": sum(w.failure is not None for w in gallery) / max(len(gallery), 1),
+        "n_probe": int((~stranger).sum()), "n_stranger_probes": int(stranger.sum()),
+        "n_walks": len(walks), "level": "recording",
+        "calibrated": {
+            "fpir_target": fpir,
+            "fpir_obtained": float(named[stranger].mean()) if stranger.any() else None,
+            "dir": float((named & correct)[~stranger].mean()) if (~stranger).any() else None,
+            "thresholds": [c.describe() for c in thresholds],
+        },
+        "cues": cues, "failures": failures,
+    }
+    return result
 
 
 def format_result(result: dict) -> str:
-    """The closed-set table in percent, then the open-set line."""
-    lines = [f"{'':40s} {'Rank-1':>7s} {'Rank-5':>7s} {'mAP':>7s}"]
-    for cue in ("bone_1nn", *CUES):
-        m = result["cues"][cue]
-        lines.append(f"{NAMES[cue]:40s} {100 * m['rank1']:7.1f} {100 * m['rank5']:7.1f} {100 * m['map']:7.1f}")
-    lines.append(f"{result['n_probe']} probe recordings, {result['n_identities']} identities, "
-                 f"closed set; {len(result['skipped'])} skipped")
-    if "open_set" in result:
-        o = result["open_set"]
-        lines.append(f"open set, {len(o['left_out'])} identities not enrolled, threshold {o['threshold']:.3f}: "
-                     f"FPIR {100 * o['fpir']:.1f} % of {o['n_unknown_probes']}, "
-                     f"DIR {100 * o['dir']:.1f} % of {o['n_enrolled_probes']}")
+    """The table in percent, then the open-set and failure lines."""
+    lines = [f"{'':40s} {'Rank-1':>7s} {'95 % CI':>13s} {'Rank-5':>7s} {'mAP':>6s} "
+             f"{'FNIR@1%':>8s} {'FNIR@0.3%':>9s}"]
+    for name, c in result["cues"].items():
+        ci = c["rank1_ci95"]
+        fn = c.get("fnir_at_fpir", {})
+        lines.append(f"{NAMES[name]:40s} {100 * c['rank1']:7.1f} {_pct_pair(ci):>13s} {100 * c['rank5']:7.1f} "
+                     f"{100 * c['map']:6.1f} {_pct(fn.get('0.01')):>8s} {_pct(fn.get('0.003')):>9s}")
+    cal = result["calibrated"]
+    ci = result["fnir_at_fpir_ci95"]
+    lines += [
+        f"{result['n_probe']} enrolled and {result['n_stranger_probes']} stranger probe queries over {result['folds']} "
+        f"folds, {result['n_identities']} identities (each a stranger once); projection {result['projection']}",
+        f"fusion: FNIR {_pct(result['fnir_at_fpir']['0.01'])} % at FPIR 1 % (95 % CI {_pct_pair(ci['0.01'])}), "
+        f"{_pct(result['fnir_at_fpir']['0.003'])} % at FPIR 0.3 % (95 % CI {_pct_pair(ci['0.003'])})",
+        f"at the threshold each fold's gallery calibrated for FPIR {100 * cal['fpir_target']:g} %: "
+        f"FPIR {_pct(cal['fpir_obtained'])} %, DIR {_pct(cal['dir'])} %",
+        f"failure to acquire {_pct(result['fta_rate'])} % of probe files, to enrol {_pct(result['fte_rate'])} % of "
+        f"gallery files ({len(result['failures'])} files, listed in the JSON); {result['seconds']:.0f} s",
+    ]
     return "\n".join(lines)
 
 
-def save_cmc_plot(result: dict, path: str | Path) -> Path:
-    """CMC of the three cues and the baseline, drawn on a bare Figure (Agg)."""
+def _pct(v: float | None) -> str:
+    return "-" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"
+
+
+def _pct_pair(v: list) -> str:
+    return "-" if v is None or v[0] is None else f"{100 * v[0]:.1f}-{100 * v[1]:.1f}"
+
+
+def save_plot(result: dict, path: str | Path) -> Path:
+    """CMC and DET curves of every cue, side by side (Agg)."""
     from matplotlib.figure import Figure
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(6, 4.2))
-    ax = fig.subplots()
-    for cue in ("bone_1nn", *CUES):
-        cmc = np.asarray(result["cues"][cue]["cmc"])
-        ax.plot(np.arange(1, len(cmc) + 1), cmc, label=f"{NAMES[cue]} (Rank-1 {100 * cmc[0]:.1f} %)")
-    ax.set_xlabel("rank (identities)")
-    ax.set_ylabel("identification rate")
-    ax.set_ylim(0, 1.01)
-    ax.set_xscale("log")
-    ax.grid(alpha=0.3)
-    ax.set_title(f"evaluate: {result['n_probe']} probe recordings, {result['n_identities']} identities", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    fig = Figure(figsize=(11, 4.4))
+    cmc_ax, det_ax = fig.subplots(1, 2)
+    for name, c in result["cues"].items():
+        cmc = np.asarray(c["cmc"])
+        cmc_ax.plot(np.arange(1, len(cmc) + 1), cmc, label=f"{NAMES[name]} ({100 * cmc[0]:.1f} %)")
+        if "det" in c:
+            x, y = np.asarray(c["det"]["fpir"]), np.asarray(c["det"]["fnir"])
+            det_ax.step(np.maximum(x, 1e-4), np.maximum(y, 1e-3), where="post", label=NAMES[name])
+    cmc_ax.set(xlabel="rank (identities)", ylabel="identification rate", xscale="log", ylim=(0, 1.01),
+               title=f"CMC: {result['n_probe']} enrolled probe queries")
+    det_ax.set(xlabel="FPIR (strangers given a name)", ylabel="FNIR (enrolled not named right)", xscale="log",
+               yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), title=f"DET: {result['n_stranger_probes']} stranger probes")
+    for f in FPIR_POINTS:
+        det_ax.axvline(f, color="grey", lw=0.6, ls=":")
+    for ax in (cmc_ax, det_ax):
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="lower right" if ax is cmc_ax else "upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return path

@@ -55,7 +55,7 @@ class _Windows:
     windows: np.ndarray  # [N, f, 20, 3] canonical layout, not normalised
     label: np.ndarray  # [N] class index of the person
     walk: np.ndarray  # [N] index into the walk list (grows with the walk number per person)
-    dropped: dict  # windows left out by windows_from_sequences: missing joints, joint jumps
+    dropped: dict  # what the window rule dropped: frames missing joints too long, runs broken by glitches
 
 
 @dataclass
@@ -198,7 +198,7 @@ def _cut(sequences: list, walks: list[KgbdWalk], walk_id: dict, class_of: dict, 
     ws = windows_from_sequences(sequences, f, stride, normalization="raw", trim=TRIM)
     label = np.array([class_of[w.person] for w in walks], dtype=np.int64)
     ids = np.array([walk_id[w] for w in walks], dtype=np.int64)
-    return _Windows(ws.windows, label[ws.sequence], ids[ws.sequence], {"missing": ws.skipped, "jumps": ws.jumps})
+    return _Windows(ws.windows, label[ws.sequence], ids[ws.sequence], {"incomplete_frames": ws.stats.incomplete, "glitches": ws.stats.glitches})
 
 
 def _walks_sha256(walks: list[KgbdWalk]) -> str:

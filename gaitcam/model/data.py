@@ -1,14 +1,13 @@
 """Training data for the encoder: skeleton sequences -> normalised windows, split by sequence."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from gaitcam.skeleton.normalize import normalize_windows
-from gaitcam.skeleton.retarget import to_canonical
 from gaitcam.skeleton.sequence import SkeletonSequence
-from gaitcam.skeleton.windows import cut_windows, gather_windows
+from gaitcam.skeleton.windows import WindowRule, WindowStats, track_windows
 
 
 @dataclass
@@ -17,8 +16,7 @@ class WindowSet:
 
     windows: np.ndarray
     sequence: np.ndarray  # [N] index into the list of sequences
-    skipped: int = 0  # windows dropped for missing joints
-    jumps: int = 0  # windows dropped for a physically impossible joint jump
+    stats: WindowStats = field(default_factory=WindowStats)  # what the window rule dropped, and why
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -27,51 +25,38 @@ class WindowSet:
         return WindowSet(self.windows[mask], self.sequence[mask])
 
 
-# Faster than any joint of a walking (or running) person moves: above it the sensor has
-# jumped to a wrong pose. On KGBD, 2 % of windows exceed 15 m/s (some jump 2.9 m in one frame)
-# and, left in, the top 1 % of windows carried 37 % of the reconstruction loss.
-MAX_JOINT_SPEED = 15.0  # m/s
-
-
 def windows_from_sequences(
     sequences: list[SkeletonSequence],
     f: int,
     stride: int,
     normalization: str,
     trim: int = 0,
-    max_speed: float | None = MAX_JOINT_SPEED,
+    rule: WindowRule | None = None,
 ) -> WindowSet:
-    """Cut every sequence (retargeted to canonical) into gap-free windows and normalise them.
+    """Cut every sequence through the one window rule (`skeleton.windows`) and normalise.
 
     `trim` frames are dropped at both ends of each sequence first: the original preprocessing
-    cut 10 (spec §1.5), where the sensor is still locking on. Windows with a missing joint, or
-    with a joint moving faster than `max_speed` (a tracking glitch), are dropped and counted:
-    the model never trains on NaN, invented zeros or teleporting skeletons. The counts are in
-    the result; the caller says what they mean for its task.
+    cut 10 (spec §1.5), where the sensor is still locking on. The rule derives or bridges what
+    it can and drops the rest (joints missing too long, joints jumping faster than a person
+    moves), counted in the result's stats: the model never trains on NaN, invented zeros or
+    teleporting skeletons. `rule` overrides the default rule (f and stride still apply).
     """
-    parts, owners, skipped, jumps = [], [], 0, 0
+    rule = WindowRule(f=f, stride=stride) if rule is None else rule
+    parts, owners, stats = [], [], WindowStats()
     for i, seq in enumerate(sequences):
-        seq = to_canonical(seq)
-        joints, times = seq.joints[trim : len(seq) - trim], seq.timestamps[trim : len(seq) - trim]
-        starts = cut_windows(joints, times, f=f, stride=stride)
-        if len(starts) == 0:
+        end = len(seq) - trim
+        if end <= trim:
             continue
-        w = gather_windows(joints, starts, f)
-        complete = ~np.isnan(w).any(axis=(1, 2, 3))
-        keep = complete
-        if max_speed is not None:
-            step = np.linalg.norm(np.diff(w, axis=1), axis=-1).max(axis=2)  # [N, f-1] metres
-            dt = np.diff(gather_windows(times[:, None, None], starts, f)[..., 0, 0], axis=1)
-            plausible = (step <= max_speed * dt).all(axis=1)
-            jumps += int((complete & ~plausible).sum())
-            keep = complete & plausible
-        skipped += int((~complete).sum())
-        parts.append(w[keep])
-        owners.append(np.full(int(keep.sum()), i, dtype=np.int64))
-    if not parts:
-        return WindowSet(np.zeros((0, f, 20, 3), np.float32), np.zeros(0, np.int64), skipped, jumps)
+        seq = SkeletonSequence(seq.joints[trim:end], seq.timestamps[trim:end], seq.layout,
+                               seq.states[trim:end], seq.source)
+        tw = track_windows(seq, rule)
+        stats.add(tw.stats)
+        parts.append(tw.joints)
+        owners.append(np.full(len(tw), i, dtype=np.int64))
+    if not parts or not sum(len(p) for p in parts):
+        return WindowSet(np.zeros((0, rule.f, 20, 3), np.float32), np.zeros(0, np.int64), stats)
     windows = normalize_windows(np.concatenate(parts), normalization)
-    return WindowSet(windows, np.concatenate(owners), skipped, jumps)
+    return WindowSet(windows, np.concatenate(owners), stats)
 
 
 def validation_split(data: WindowSet, fraction: float, seed: int) -> tuple[WindowSet, WindowSet]:

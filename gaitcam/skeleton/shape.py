@@ -1,9 +1,11 @@
 """Body shape: bone lengths, the part of a skeleton that does not change while a person walks.
 
 A Kinect skeleton's bone lengths are noisy per frame (joint jitter, self-occlusion) but their
-median over a walk is a stable biometric on its own (a 1-nearest-neighbour on median bone
-lengths names 74 % of KGBD's probe walks), and it fails differently from the gait encoding,
-so the matcher fuses the two.
+median over a walk is a stable biometric, and it fails differently from the gait encoding, so
+the matcher uses both. Only bones whose two ends the sensor *tracked* count: a derived,
+inferred or interpolated joint has a guessed position, and its bone a guessed length. The
+median over frames ignores the frames where a bone was not measured and is robust to the few
+where a limb was mis-tracked.
 """
 from __future__ import annotations
 
@@ -13,20 +15,26 @@ from gaitcam.skeleton.layouts import CANONICAL
 
 BONES = CANONICAL.bone_indices()  # [19, 2] (parent, child)
 N_BONES = len(BONES)
+# Bones the matcher's shape uses: not those ending in a hand or a foot, the joints Kinect
+# tracks worst and many installations never track.
+SHAPE_BONES = np.array([b for b, (_, child) in enumerate(BONES)
+                        if not CANONICAL.joints[child].startswith(("Hand", "Foot"))])
 
 
-def bone_lengths(joints: np.ndarray) -> np.ndarray:
-    """Lengths [..., 19] of the canonical bones of joints [..., 20, 3]; NaN where a joint is missing."""
+def bone_lengths(joints: np.ndarray, tracked: np.ndarray | None = None) -> np.ndarray:
+    """Lengths [..., 19] of the canonical bones of joints [..., 20, 3]; NaN where a joint is
+    missing or, given `tracked` [..., 20], where either end was not tracked."""
     joints = np.asarray(joints, dtype=np.float32)
-    return np.linalg.norm(joints[..., BONES[:, 1], :] - joints[..., BONES[:, 0], :], axis=-1)
+    lengths = np.linalg.norm(joints[..., BONES[:, 1], :] - joints[..., BONES[:, 0], :], axis=-1)
+    if tracked is not None:
+        tracked = np.asarray(tracked, dtype=bool)
+        lengths = np.where(tracked[..., BONES[:, 0]] & tracked[..., BONES[:, 1]], lengths, np.nan)
+    return lengths
 
 
 def body_shape(lengths: np.ndarray) -> np.ndarray:
-    """Per-bone median [19] over frames of bone lengths [T, 19], ignoring missing values.
-
-    The median, not the mean: a few frames of a mis-tracked limb must not move the estimate.
-    A bone never seen is NaN.
-    """
+    """Per-bone median [19] over frames of bone lengths [T, 19], ignoring unmeasured (NaN)
+    values; a bone never measured is NaN."""
     lengths = np.asarray(lengths, dtype=np.float32).reshape(-1, N_BONES)
     seen = np.isfinite(lengths).any(axis=0)
     out = np.full(N_BONES, np.nan, dtype=np.float32)

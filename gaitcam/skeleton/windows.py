@@ -1,22 +1,48 @@
-"""Cutting skeleton sequences into the model's fixed-length windows (spec §1.6).
+"""The one window rule: how a track of skeleton frames becomes the encoder's windows.
 
-A window is f consecutive frames. It must not span a gap (dropped frames, a sensor restart,
-timestamps going backwards), because the model reads a window as smooth motion; after a gap,
-windowing restarts at the next segment's first frame.
+Live tracks, replays, enrolment, `identify`, `evaluate` and training all cut windows here, with
+the same `TrackWindower`, so a template enrolled from a file means what a live track's evidence
+means, and the encoder trains on what it will see. Frame by frame:
 
-Strides: training uses f // 2 (overlapping windows), testing f (disjoint windows, one query
-each). The original preprocessing enumerated every start offset s = 0..f-1, each with
-stride f/2, so its training set held every start position, most of them twice; gaitcam cuts
-each start once at the chosen stride.
+1. **Clean**: a non-finite joint is MISSING (`repair.mark_missing`).
+2. **Derive**: a missing joint that its neighbours pin down (hand, head, trunk joints) is
+   computed from them and flagged DERIVED (`repair.derive_missing`).
+3. **Bridge**: a frame still missing a joint is held; if the joint is back within `bridge`
+   seconds (0.3 s) the held frames are filled by linear interpolation and flagged DERIVED, else
+   they are dropped and the run ends (counted as frames with too few joints).
+4. **Glitch check**: a joint moving faster than `max_joint_speed` (15 m/s, faster than any limb of a
+   walking or running person) is the sensor jumping to a wrong pose: the run restarts there.
+5. **Resample** to `rate` (30 fps, what the encoder learned from), interpolating across dropped
+   frames up to `bridge` seconds; a longer gap restarts the run.
+6. **Cut**: within a run, a window of `f` frames every `stride` frames, and a gait-cycle
+   segment of `segment` frames every `segment_hop` frames (`skeleton.cycle`).
+
+Strides: training uses f // 2 (overlapping windows), the paper's test f (disjoint windows), live
+`LIVE_STRIDE`. A window never spans a restart.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
 import numpy as np
+
+from gaitcam.skeleton.repair import derive_missing, mark_missing
+from gaitcam.skeleton.resample import MODEL_FPS, Resampler
+from gaitcam.skeleton.retarget import to_canonical
+from gaitcam.skeleton.sequence import JointState, SkeletonSequence
 
 DEFAULT_F = 6  # SGE-LA's window length (spec §1.6)
 # Frames between live windows (and enrolment's, so templates match what live sees): a fresh AGE
 # every 0.1 s per person at 30 fps.
 LIVE_STRIDE = 3
+# Faster than any joint of a walking (or running) person moves: above it the sensor has jumped
+# to a wrong pose. On KGBD 2 % of windows hold such a jump (some of 2.9 m in one frame); left in,
+# the top 1 % of training windows carried 37 % of the reconstruction loss.
+MAX_JOINT_SPEED = 15.0  # m/s
+BRIDGE_SECONDS = 0.3  # the longest dropout (of a joint or of whole frames) filled by interpolation
+SEGMENT = 32  # frames of a gait-cycle segment (1.07 s at 30 fps, about one stride)
+SEGMENT_HOP = 8
 
 
 def train_stride(f: int) -> int:
@@ -29,45 +55,198 @@ def test_stride(f: int) -> int:
     return f
 
 
-def cut_windows(
-    joints: np.ndarray,
-    timestamps: np.ndarray,
-    f: int = DEFAULT_F,
-    stride: int | None = None,
-    max_gap: float | None = None,
-) -> np.ndarray:
-    """Start indices (int64) of the gap-free windows [s, s+f) of a sequence [T, J, 3].
+@dataclass(frozen=True)
+class WindowRule:
+    """Everything that decides which windows a track gives (module docstring)."""
 
-    A gap is a timestamp step that is not positive or exceeds `max_gap` (default 1.5 × the
-    median positive step, so one dropped frame already breaks a window). Each segment between
-    gaps is windowed from its own first frame every `stride` frames (default: test_stride).
-    """
-    stride = test_stride(f) if stride is None else stride
-    if f < 1 or stride < 1:
-        raise ValueError(f"window length and stride must be >= 1, got f={f}, stride={stride}")
-    t = np.asarray(timestamps, dtype=np.float64)
-    n = len(joints)
-    if t.shape != (n,):
-        raise ValueError(f"timestamps must be [{n}] like the joints, got {t.shape}")
-    if n < f:
-        return np.zeros(0, dtype=np.int64)
-    steps = np.diff(t)
-    if max_gap is None:
-        positive = steps[steps > 0]
-        max_gap = 1.5 * float(np.median(positive)) if len(positive) else np.inf
-    breaks = ~((steps > 0) & (steps <= max_gap))  # NaN steps count as gaps too
-    segment = np.concatenate([[0], np.cumsum(breaks)])  # segment id of every frame
-    segment_first = np.flatnonzero(np.concatenate([[True], breaks]))  # first frame of each segment
-    starts = np.arange(n - f + 1)
-    inside = segment[starts + f - 1] == segment[starts]
-    on_stride = (starts - segment_first[segment[starts]]) % stride == 0
-    return starts[inside & on_stride].astype(np.int64)
+    f: int = DEFAULT_F
+    stride: int = LIVE_STRIDE
+    rate: float = MODEL_FPS
+    bridge: float = BRIDGE_SECONDS
+    max_joint_speed: float | None = MAX_JOINT_SPEED
+    segment: int = SEGMENT
+    segment_hop: int = SEGMENT_HOP
+
+    def __post_init__(self) -> None:
+        if self.f < 1 or self.stride < 1 or self.segment < 2 or self.segment_hop < 1:
+            raise ValueError(f"window length, stride and segment must be positive, got {self}")
+        if not self.rate > 0 or not self.bridge >= 0:
+            raise ValueError(f"rate must be positive and bridge non-negative, got {self}")
+
+    def max_step(self, source_fps: float) -> float:
+        """The longest step between source frames interpolated across: `bridge`, or 2.5 frames
+        of a slow source (so one dropped frame is always bridged)."""
+        return max(self.bridge, 2.5 / source_fps) if source_fps > 0 else self.bridge
 
 
-def gather_windows(joints: np.ndarray, starts: np.ndarray, f: int) -> np.ndarray:
-    """Windows [N, f, J, 3] at the given starts, in one fancy-indexing copy."""
-    joints = np.asarray(joints)
-    starts = np.asarray(starts, dtype=np.intp)
-    if starts.size and (starts.min() < 0 or starts.max() + f > len(joints)):
-        raise ValueError(f"window starts must lie in [0, {len(joints) - f}]")
-    return joints[starts[:, None] + np.arange(f)]
+class Window(NamedTuple):
+    """One window: joints [f, 20, 3] (metres); `derived` [f, 20] joints computed, not measured;
+    `tracked` [f, 20] joints the sensor tracked (not inferred, derived or interpolated)."""
+
+    time: float  # of its last frame
+    joints: np.ndarray
+    derived: np.ndarray
+    tracked: np.ndarray
+
+
+@dataclass
+class WindowStats:
+    """What became of a track's frames; the reasons a track gives no usable evidence."""
+
+    frames: int = 0  # pushed
+    incomplete: int = 0  # dropped: a joint missing for longer than `bridge`
+    bridged: int = 0  # filled by interpolation over a short dropout
+    derived: int = 0  # with a joint computed from its neighbours
+    glitches: int = 0  # runs restarted by an impossibly fast joint
+    gaps: int = 0  # runs restarted by a gap in time longer than `bridge`
+    windows: int = 0
+    segments: int = 0
+
+    def add(self, other: WindowStats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+# Per-joint channels carried through resampling beside x, y, z: derived, tracked (0 or 1).
+_DERIVED, _TRACKED = 3, 4
+
+
+class TrackWindower:
+    """The window rule for one track: push its frames in time order, get its windows and
+    gait-cycle segments as they complete (module docstring)."""
+
+    def __init__(self, rule: WindowRule = WindowRule(), source_fps: float = MODEL_FPS) -> None:
+        self.rule = rule
+        self.stats = WindowStats()
+        self._resampler = Resampler(rule.rate, rule.max_step(source_fps))
+        self._size = max(rule.f, rule.segment)
+        self._ring = np.empty((self._size, 20, 5), dtype=np.float32)
+        self._count = 0  # grid frames in the current run
+        self._started = False  # the track has had a run (a later restart is a gap)
+        self._last: tuple[float, np.ndarray] | None = None  # last complete source frame
+        self._held: list[tuple[float, np.ndarray, np.ndarray]] = []  # frames waiting for a bridge
+
+    def push(self, time: float, joints: np.ndarray, states: np.ndarray | None = None
+             ) -> tuple[list[Window], list[np.ndarray]]:
+        """One canonical frame: joints [20, 3], states [20] (None: all tracked). Returns the
+        windows and segments [segment, 20, 3] it completes (usually none)."""
+        self.stats.frames += 1
+        joints, states = derive_missing(*mark_missing(joints, states))
+        if (states == JointState.MISSING).any():
+            if self._last is None:  # nothing to bridge from: the track starts incomplete
+                self.stats.incomplete += 1
+            else:
+                self._held.append((time, joints, states))
+                if time - self._last[0] > self.rule.bridge:
+                    self._drop_held()
+            return [], []
+        windows: list[Window] = []
+        segments: list[np.ndarray] = []
+        if self._held:
+            if time - self._last[0] <= self.rule.bridge:
+                for t, j, s in self._bridge(time, joints):
+                    self._process(t, j, s, windows, segments)
+            else:
+                self._drop_held()
+        self._process(time, joints, states, windows, segments)
+        return windows, segments
+
+    def _bridge(self, time: float, joints: np.ndarray) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """The held frames with their missing joints interpolated between the frames around them."""
+        t0, j0 = self._last
+        out = []
+        for t, j, s in self._held:
+            gone = s == JointState.MISSING
+            w = (t - t0) / (time - t0) if time > t0 else 1.0
+            j = j.copy()
+            j[gone] = j0[gone] + np.float32(w) * (joints[gone] - j0[gone])
+            out.append((t, j, np.where(gone, np.int8(JointState.DERIVED), s)))
+        self.stats.bridged += len(out)
+        self._held.clear()
+        return out
+
+    def _drop_held(self) -> None:
+        self.stats.incomplete += len(self._held)
+        self._held.clear()
+        self._last = None  # the next complete frame starts afresh
+        self._restart()
+
+    def _restart(self) -> None:
+        self._resampler.reset()
+        self._count = 0
+
+    def _process(self, time: float, joints: np.ndarray, states: np.ndarray,
+                 windows: list[Window], segments: list[np.ndarray]) -> None:
+        rule = self.rule
+        self.stats.derived += bool((states == JointState.DERIVED).any())
+        if self._last is not None and rule.max_joint_speed is not None:
+            dt = time - self._last[0]
+            if dt > 0 and np.linalg.norm(joints - self._last[1], axis=-1).max() > rule.max_joint_speed * dt:
+                self.stats.glitches += 1
+                self._restart()
+        self._last = (time, joints)
+        data = np.concatenate([joints, (states == JointState.DERIVED)[:, None],
+                               (states == JointState.TRACKED)[:, None]], axis=1).astype(np.float32)
+        out = self._resampler.push(time, data)
+        if out.restart:
+            self.stats.gaps += self._started and self._count > 0
+            self._started = True
+            self._count = 0
+        for t, frame in zip(out.times, out.joints):
+            self._ring[self._count % self._size] = frame
+            self._count += 1
+            n = self._count
+            if n >= rule.f and (n - rule.f) % rule.stride == 0:
+                w = self._recent(rule.f)
+                windows.append(Window(float(t), w[..., :3].copy(), w[..., _DERIVED] > 0, w[..., _TRACKED] >= 1))
+                self.stats.windows += 1
+            if n >= rule.segment and (n - rule.segment) % rule.segment_hop == 0:
+                segments.append(self._recent(rule.segment)[..., :3].copy())
+                self.stats.segments += 1
+
+    def _recent(self, n: int) -> np.ndarray:
+        """The last n grid frames of the run, oldest first (a copy)."""
+        return self._ring[(self._count - n + np.arange(n)) % self._size]
+
+
+@dataclass
+class TrackWindows:
+    """All windows and segments of one whole track, stacked."""
+
+    times: np.ndarray  # [N] time of each window's last frame
+    joints: np.ndarray  # [N, f, 20, 3]
+    derived: np.ndarray  # [N, f, 20] bool
+    tracked: np.ndarray  # [N, f, 20] bool
+    segments: np.ndarray  # [M, segment, 20, 3]
+    stats: WindowStats = field(default_factory=WindowStats)
+
+    def __len__(self) -> int:
+        return len(self.joints)
+
+
+def source_fps(timestamps: np.ndarray) -> float:
+    """A recording's frame rate from its timestamps (median step); the model's rate if unknown."""
+    steps = np.diff(np.asarray(timestamps, dtype=np.float64))
+    steps = steps[np.isfinite(steps) & (steps > 0)]
+    return float(1.0 / np.median(steps)) if len(steps) else MODEL_FPS
+
+
+def track_windows(seq: SkeletonSequence, rule: WindowRule = WindowRule()) -> TrackWindows:
+    """A whole track (any layout) through the window rule: what the same track live would give."""
+    seq = to_canonical(seq)
+    windower = TrackWindower(rule, source_fps(seq.timestamps))
+    windows: list[Window] = []
+    segments: list[np.ndarray] = []
+    for t, j, s in zip(seq.timestamps, seq.joints, seq.states):
+        w, g = windower.push(float(t), j, s)
+        windows += w
+        segments += g
+    f, n = rule.f, seq.layout.n_joints
+    return TrackWindows(
+        np.array([w.time for w in windows], dtype=np.float64),
+        np.stack([w.joints for w in windows]) if windows else np.zeros((0, f, n, 3), np.float32),
+        np.stack([w.derived for w in windows]) if windows else np.zeros((0, f, n), bool),
+        np.stack([w.tracked for w in windows]) if windows else np.zeros((0, f, n), bool),
+        np.stack(segments) if segments else np.zeros((0, rule.segment, n, 3), np.float32),
+        windower.stats,
+    )

@@ -17,6 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
+from gaitcam.skeleton.windows import Window
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +32,7 @@ class WindowEncoder(Protocol):
 class EncodedWindow:
     track: int
     time: float  # time of the window's last frame
-    window: np.ndarray  # [f, 20, 3]
+    window: Window
     age: np.ndarray  # window-level AGE [f * 768]
 
 
@@ -72,7 +74,7 @@ class EncodeWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, windows: list[tuple[int, float, np.ndarray]]) -> bool:
+    def submit(self, windows: list[tuple[int, float, Window]]) -> bool:
         """Queue (track, time, window) triples to be encoded in the same batch, e.g. all windows
         a frame completed; False (and all counted as dropped) when the queue is full."""
         if not windows:
@@ -116,8 +118,8 @@ class EncodeWorker:
                 batch.extend(item)
             self._encode(batch)
 
-    def _encode(self, batch: list[tuple[int, float, np.ndarray]]) -> None:
-        windows = np.stack([w for _, _, w in batch])
+    def _encode(self, batch: list[tuple[int, float, Window]]) -> None:
+        windows = np.stack([w.joints for _, _, w in batch])
         try:
             ages = self.encoder.encode(windows, level="window")
             self.on_result([EncodedWindow(k, t, w, a) for (k, t, w), a in zip(batch, ages)])

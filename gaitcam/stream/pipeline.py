@@ -1,16 +1,18 @@
 """The live pipeline: a source's frames in, identity decisions per tracked person out.
 
-    Capture thread ─► retarget ─► calibrate ─► track ─► resample ─► ring buffer ─► EncodeWorker
-    (owns source)     (canonical   (floor       (app     (30 fps)    (f frames,     (thread: one
-                       20 joints)   frame)       ids)                 every stride)  batch, all tracks)
-                                                                                         │ AGEs
+    Capture thread ─► retarget ─► calibrate ─► track ─► window rule ────────► EncodeWorker
+    (owns source)     (canonical   (floor       (app     (derive, bridge,        (thread: one
+                       20 joints)   frame)       ids)     30 fps, f frames       batch, all tracks)
+                                                          every stride)                │ AGEs
+                                                               │ gait-cycle segments   ▼
                               on_frame / on_decision ◄── matcher.decide ◄── matcher.observe
 
 Three threads: capture (paced by the source), this loop (everything cheap, vectorised per
 frame), the encoder (batched). Queues between them are bounded and what they drop is counted,
 so a slow screen or model never stalls the sensor. Bad input never stops the loop: a body with
-the wrong joint count, a layout that cannot be retargeted, or a frame with a missing joint is
-skipped and counted; a lost source is reopened by the capture thread.
+the wrong joint count or a layout that cannot be retargeted is skipped and counted, a joint
+the sensor lost is derived, bridged or ends the track's window run (`skeleton.windows`, the
+same rule every offline path uses); a lost source is reopened by the capture thread.
 
 The matcher is only ever called from this loop's thread, so it needs no locking.
 """
@@ -31,12 +33,10 @@ from gaitcam.sensors.base import Body, Frame, Source
 from gaitcam.skeleton.layouts import CANONICAL
 from gaitcam.skeleton.retarget import to_canonical
 from gaitcam.skeleton.sequence import SkeletonSequence
-from gaitcam.skeleton.windows import DEFAULT_F, LIVE_STRIDE
+from gaitcam.skeleton.windows import DEFAULT_F, LIVE_STRIDE, TrackWindower, Window, WindowRule
 from gaitcam.stream.calibration import Calibration, CalibrationError
 from gaitcam.stream.capture import Capture
 from gaitcam.stream.encode import EncodedWindow, EncodeWorker, WindowEncoder
-from gaitcam.stream.resample import MODEL_FPS, Resampler, default_max_gap
-from gaitcam.stream.ring import RingBuffer
 from gaitcam.stream.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,13 @@ def _verdict(decision: Decision | None) -> tuple[bool, str | None]:
 class TrackMatcher(Protocol):
     """What the pipeline needs of the matcher (gallery search, per-track voting, open set)."""
 
-    def observe(self, track: int, time: float, ages: np.ndarray, windows: np.ndarray) -> None:
-        """New window AGEs [n, D] of one track, with their windows [n, f, 20, 3] (canonical metres)."""
+    def observe(self, track: int, time: float, ages: np.ndarray, joints: np.ndarray,
+                tracked: np.ndarray | None = None) -> None:
+        """New window AGEs [n, D] of one track, with their windows' joints [n, f, 20, 3]
+        (canonical metres) and which joints the sensor tracked [n, f, 20]."""
+
+    def observe_segments(self, track: int, segments: np.ndarray) -> None:
+        """New gait-cycle segments [m, L, 20, 3] of one track (`skeleton.cycle`)."""
 
     def decide(self, time: float, tracks: list[int]) -> dict[int, Decision]:
         """Decisions for the tracks now in view."""
@@ -89,8 +94,8 @@ class Stats:
     windows: int = 0  # encoded
     tracks: int = 0  # people tracked (app track ids handed out)
     dropped: int = 0  # frames and windows dropped by full queues
-    skipped: int = 0  # bodies unused: wrong joint count, unknown layout, missing joints
-    gaps: int = 0  # track segments restarted after a gap in time
+    skipped: int = 0  # bodies unused: wrong joint count, unknown layout, joints missing too long
+    gaps: int = 0  # window runs restarted: gaps in time and tracking glitches
     errors: int = 0  # source read/reopen failures and failed encodes
     source_restarts: int = 0
 
@@ -108,11 +113,11 @@ class Snapshot:
 
 @dataclass
 class _Track:
-    """Per-track stream state."""
+    """Per-track stream state: its window rule, and the rule's counts already in `Stats`."""
 
-    resampler: Resampler
-    ring: RingBuffer
-    started: bool = False  # has had a segment (a later restart is a gap)
+    windower: TrackWindower
+    incomplete: int = 0
+    restarts: int = 0
 
 
 class Pipeline:
@@ -150,8 +155,7 @@ class Pipeline:
         self._capture = Capture(source, queue_size)
         self._results: queue.SimpleQueue[list[EncodedWindow]] = queue.SimpleQueue()
         self._worker = EncodeWorker(encoder, self._encoded)
-        self._f = getattr(encoder, "f", DEFAULT_F)
-        self._max_gap = 0.0  # set once the source is open and knows its rate
+        self.rule = WindowRule(f=getattr(encoder, "f", DEFAULT_F), stride=stride)
         self._tracks: dict[int, _Track] = {}
         self._ending: dict[int, int] = {}  # ended track -> windows submitted when it ended
         self._decisions: dict[int, Decision] = {}
@@ -168,7 +172,6 @@ class Pipeline:
         """Process until the source ends, `duration` seconds (wall clock) pass, or `stop`."""
         deadline = None if duration is None else clock.monotonic() + duration
         self._capture.start()
-        self._max_gap = default_max_gap(self.source.fps)
         self._worker.start()
         try:
             while not self._stop.is_set() and not self._capture.done:
@@ -199,7 +202,7 @@ class Pipeline:
         self._time = frame.time
         if self.calibration is None and "floor" in frame.extras:
             self._sensor_floor(frame.extras["floor"])
-        bodies, joints = self._canonical(frame)
+        bodies, joints, states = self._canonical(frame)
         # Track by the hip centre, or by the mean of the joints seen when it is missing.
         finite = ~np.isnan(joints).any(axis=2)  # [n, 20]
         seen = finite.sum(axis=1)
@@ -208,7 +211,7 @@ class Pipeline:
         placed = seen > 0
         self.stats.skipped += int((~placed).sum())
         bodies = [b for b, p in zip(bodies, placed) if p]
-        joints, complete, centre = joints[placed], finite[placed].all(axis=1), centre[placed]
+        joints, states, centre = joints[placed], states[placed], centre[placed]
         if bodies:
             self.stats.frames_with_pose += 1
         update = self.tracker.update(frame.time, centre, [b.track for b in bodies], self.source.name)
@@ -218,9 +221,9 @@ class Pipeline:
         if self.recorder is not None:
             self.recorder.write(dataclasses.replace(
                 frame, bodies=[Body(i, b.joints, b.states) for i, b in zip(update.ids, bodies)]))
-        windows: list[tuple[int, float, np.ndarray]] = []
-        for track_id, body_joints, ok in zip(update.ids, joints, complete):
-            windows += self._advance(track_id, frame.time, body_joints, ok)
+        windows: list[tuple[int, float, Window]] = []
+        for track_id, body_joints, body_states in zip(update.ids, joints, states):
+            windows += self._advance(track_id, frame.time, body_joints, body_states)
         self._worker.submit(windows)  # one submission: the frame's windows share a batch
 
     def _sensor_floor(self, plane: tuple[float, float, float, float]) -> None:
@@ -235,8 +238,8 @@ class Pipeline:
             return
         log.info("using the floor plane the sensor reports")
 
-    def _canonical(self, frame: Frame) -> tuple[list[Body], np.ndarray]:
-        """The frame's usable bodies and their canonical, calibrated joints [n, 20, 3].
+    def _canonical(self, frame: Frame) -> tuple[list[Body], np.ndarray, np.ndarray]:
+        """The frame's usable bodies, their canonical calibrated joints [n, 20, 3] and states [n, 20].
 
         All bodies of a frame are retargeted in one call, as the frames of one sequence."""
         shape = (frame.layout.n_joints, 3)
@@ -246,17 +249,19 @@ class Pipeline:
                 bodies.append(b)
             else:
                 self._skip("body", f"bodies with {np.shape(b.joints)} joints (layout {frame.layout.name} has {shape})")
+        none = [], np.zeros((0, CANONICAL.n_joints, 3), np.float32), np.zeros((0, CANONICAL.n_joints), np.int8)
         if not bodies:
-            return [], np.zeros((0, CANONICAL.n_joints, 3), np.float32)
+            return none
         states = None if any(b.states is None for b in bodies) else np.stack([b.states for b in bodies])
         seq = SkeletonSequence(np.stack([b.joints for b in bodies]), np.full(len(bodies), frame.time),
                                frame.layout, states)
         try:
-            joints = to_canonical(seq).joints
+            seq = to_canonical(seq)
         except ValueError as e:
             self._skip("layout", str(e), len(bodies))
-            return [], np.zeros((0, CANONICAL.n_joints, 3), np.float32)
-        return bodies, joints if self.calibration is None else self.calibration.apply(joints)
+            return none
+        joints = seq.joints if self.calibration is None else self.calibration.apply(seq.joints)
+        return bodies, joints, seq.states
 
     def _skip(self, kind: str, why: str, n: int = 1) -> None:
         """Count skipped bodies; say why once per kind (a bad source repeats itself every frame)."""
@@ -265,31 +270,21 @@ class Pipeline:
             self._warned.add(kind)
             log.warning("skipping %s (counted in stats.skipped; said once)", why)
 
-    def _advance(self, track_id: int, time: float, joints: np.ndarray,
-                 complete: bool) -> list[tuple[int, float, np.ndarray]]:
-        """One body's frame through its track's resampler and ring buffer: the windows it
-        completes, for the encoder."""
+    def _advance(self, track_id: int, time: float, joints: np.ndarray, states: np.ndarray
+                 ) -> list[tuple[int, float, Window]]:
+        """One body's frame through its track's window rule: the windows it completes, for the
+        encoder; its gait-cycle segments go to the matcher at once (they need no model)."""
         state = self._tracks.get(track_id)
         if state is None:
-            state = self._tracks[track_id] = _Track(
-                Resampler(MODEL_FPS, self._max_gap), RingBuffer(self._f, self.stride, max_step=1.5 / MODEL_FPS))
-        if not complete:  # the model must not see a made-up joint: restart after it
-            self.stats.skipped += 1
-            state.started = False  # the restart that follows is not a gap in time
-            state.resampler.reset()
-            state.ring.reset()
-            return []
-        out = state.resampler.push(time, joints)
-        if out.restart:
-            self.stats.gaps += state.started
-            state.started = True
-            state.ring.reset()
-        windows = []
-        for t, j in zip(out.times, out.joints):
-            window = state.ring.push(float(t), j)
-            if window is not None:
-                windows.append((track_id, float(t), window))
-        return windows
+            state = self._tracks[track_id] = _Track(TrackWindower(self.rule, self.source.fps))
+        windows, segments = state.windower.push(time, joints, states)
+        ws = state.windower.stats
+        self.stats.skipped += ws.incomplete - state.incomplete
+        self.stats.gaps += ws.gaps + ws.glitches - state.restarts
+        state.incomplete, state.restarts = ws.incomplete, ws.gaps + ws.glitches
+        if segments:
+            self.matcher.observe_segments(track_id, np.stack(segments))
+        return [(track_id, w.time, w) for w in windows]
 
     def _collect(self) -> None:
         """Hand encoded windows to the matcher, pass on changed decisions, and let the matcher
@@ -306,7 +301,8 @@ class Pipeline:
                 by_track.setdefault(r.track, []).append(r)
         for track, results in by_track.items():
             self.matcher.observe(track, results[-1].time, np.stack([r.age for r in results]),
-                                 np.stack([r.window for r in results]))
+                                 np.stack([r.window.joints for r in results]),
+                                 np.stack([r.window.tracked for r in results]))
         visible = [t for t in self._visible if t in self._tracks]
         if by_track:
             # People in view are decided jointly (one name, one person); a track whose windows

@@ -16,8 +16,8 @@ from pathlib import Path
 from PySide6.QtCore import QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication
 
-from gaitcam.gallery import Gallery
-from gaitcam.matcher import MatcherParams
+from gaitcam.identity.gallery import Gallery
+from gaitcam.identity.matcher import MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.stream.pipeline import Pipeline, Stats
 from gaitcam.ui.view import LiveView

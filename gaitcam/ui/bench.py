@@ -22,8 +22,8 @@ import torch
 
 from gaitcam.benchmarks.scene import crowd_recording
 from gaitcam.config import APP_ROOT
-from gaitcam.enrollment import demo_gallery, load_index
-from gaitcam.matcher import Matcher, MatcherParams
+from gaitcam.identity.enrollment import demo_gallery, load_index
+from gaitcam.identity.matcher import Matcher, MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.sensors.base import Body, Frame, Source
 from gaitcam.sensors.demo import DEMO_FLOOR

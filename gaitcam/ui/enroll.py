@@ -13,10 +13,10 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from gaitcam.enrollment import enroll_recording, load_index
+from gaitcam.identity.enrollment import enroll_recording, load_index
 from gaitcam.errors import GaitcamError
-from gaitcam.gallery import Gallery
-from gaitcam.matcher import MatcherParams
+from gaitcam.identity.gallery import Gallery
+from gaitcam.identity.matcher import MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 
 log = logging.getLogger(__name__)

@@ -33,8 +33,8 @@ from PySide6.QtWidgets import (
 )
 
 from gaitcam.errors import GaitcamError
-from gaitcam.gallery import Gallery
-from gaitcam.matcher import GalleryIndex, Matcher, MatcherParams
+from gaitcam.identity.gallery import Gallery
+from gaitcam.identity.matcher import GalleryIndex, Matcher, MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording
 from gaitcam.recording.native import RecordingWriter, new_recording_path

@@ -16,24 +16,27 @@ import numpy as np
 
 from gaitcam.config import APP_ROOT
 from gaitcam.errors import GaitcamError
-from gaitcam.gallery import Gallery, RecordingRef, Template
-from gaitcam.matcher import Decision, Evidence, GalleryIndex, Matcher, MatcherParams, window_descriptors
-from gaitcam.model.data import windows_from_sequences
+from gaitcam.identity.gallery import Gallery, RecordingRef, Template
+from gaitcam.identity.matcher import Decision, Evidence, GalleryIndex, Matcher, MatcherParams, window_descriptors
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording
 from gaitcam.recording.native import SUFFIX as NATIVE_SUFFIX
 from gaitcam.recording.recording import Recording
-from gaitcam.skeleton.layouts import CANONICAL
-from gaitcam.skeleton.retarget import to_canonical
+from gaitcam.skeleton.cycle import segment_spectra
 from gaitcam.skeleton.sequence import SkeletonSequence
-from gaitcam.skeleton.shape import N_BONES, bone_lengths, body_shape
-from gaitcam.skeleton.windows import LIVE_STRIDE
-from gaitcam.stream.resample import MODEL_FPS, default_max_gap, resample
+from gaitcam.skeleton.shape import bone_lengths
+from gaitcam.skeleton.windows import TrackWindows, WindowRule, WindowStats, track_windows
 
 log = logging.getLogger(__name__)
 
 MIN_WALK_SECONDS = 3.0  # enrolment needs at least this much usable walking (about 3 strides)
-MAX_MISSING = 0.2  # ... and at most this share of missing joints
+MAX_INCOMPLETE = 0.2  # ... and at most this share of frames unusable (joints missing too long)
+
+# Failure to acquire (ISO/IEC 19795-1): why a track gave no usable evidence.
+NO_POSE = "no pose"
+TOO_FEW_JOINTS = "too few joints"
+TOO_FAST = "too fast"
+TOO_SHORT = "too short"
 
 
 @dataclass
@@ -42,47 +45,66 @@ class TrackEvidence:
 
     track: int
     descriptors: np.ndarray  # [n, D] window descriptors (mean frame-level AGE per window)
-    lengths: np.ndarray  # [n, 19] bone lengths of each window's last frame
+    spectra: np.ndarray  # [m, CYCLE_DIM] gait-cycle segment spectra
+    lengths: np.ndarray  # [n, 19] bone lengths of each window's last frame (NaN: not tracked)
     seconds: float  # time covered by usable windows
-    missing: float  # share of missing joint positions in the track
-    dropped: int  # windows left out: missing joints or tracking glitches
+    stats: WindowStats  # what the window rule made of the track's frames
 
     @property
     def windows(self) -> int:
         return len(self.descriptors)
 
     @property
-    def age(self) -> np.ndarray:
-        return self.descriptors.mean(axis=0) if self.windows else np.full(self.descriptors.shape[1], np.nan)
-
-    @property
-    def shape(self) -> np.ndarray:
-        return body_shape(self.lengths)
+    def incomplete(self) -> float:
+        """Share of the track's frames dropped for a joint missing longer than a short dropout."""
+        return self.stats.incomplete / max(self.stats.frames, 1)
 
     def evidence(self) -> Evidence:
-        ev = Evidence(self.descriptors.shape[1], self.descriptors.sum(axis=0, dtype=np.float64), self.windows)
-        ev.lengths.extend(self.lengths)
+        ev = Evidence(self.descriptors.shape[1])
+        ev.add_descriptors(self.descriptors, self.lengths)
+        ev.add_spectra(self.spectra)
         return ev
 
+    def failure(self, min_windows: int = 1, min_segments: int = 1, min_seconds: float = 0.0) -> str | None:
+        """Why this track gives too little evidence (fewer windows, gait-cycle segments or
+        seconds of walking than asked): NO_POSE, TOO_FEW_JOINTS, TOO_FAST or TOO_SHORT; None
+        when it gives enough."""
+        if self.windows >= min_windows and len(self.spectra) >= min_segments and self.seconds >= min_seconds:
+            return None
+        s = self.stats
+        if s.frames == 0:
+            return NO_POSE
+        if s.incomplete > s.frames / 2:
+            return TOO_FEW_JOINTS
+        if s.glitches * 10 > s.frames:  # a glitch every 10 frames or more: no steady run
+            return TOO_FAST
+        return TOO_SHORT
 
-def track_evidence(seq: SkeletonSequence, track: int, encoder: GaitEncoder, stride: int = LIVE_STRIDE) -> TrackEvidence:
-    """Encode one track's gap-free, complete windows (dropped ones counted).
+    def explain(self, reason: str) -> str:
+        s = self.stats
+        return {NO_POSE: "no skeleton in it",
+                TOO_FEW_JOINTS: f"{s.incomplete} of {s.frames} frames miss joints that cannot be derived or bridged",
+                TOO_FAST: f"{s.glitches} joint jumps faster than a person moves in {s.frames} frames",
+                TOO_SHORT: f"{self.seconds:.1f} s of usable walking in {s.frames} frames"}[reason]
 
-    As the live stream does: resampled by timestamp to the encoder's 30 fps (a 15 or 60 fps
-    recording gives windows of the same duration as live ones), one dropped frame bridged.
-    """
-    canonical = to_canonical(seq)
-    source_fps = 1.0 / np.median(np.diff(seq.timestamps)) if len(seq) > 1 else MODEL_FPS
-    times, joints, _ = resample(canonical.timestamps, canonical.joints, MODEL_FPS, default_max_gap(source_fps))
-    ws = windows_from_sequences([SkeletonSequence(joints, times, CANONICAL)], encoder.f, stride, normalization="raw")
-    ages = encoder.encode(ws.windows, level="frame")
+
+def track_evidence(seq: SkeletonSequence, track: int, encoder: GaitEncoder, rule: WindowRule | None = None
+                   ) -> TrackEvidence:
+    """Encode one track through the one window rule, exactly as the live stream would cut it."""
+    rule = rule or WindowRule(f=encoder.f)
+    return windows_evidence(track_windows(seq, rule), track, encoder, rule)
+
+
+def windows_evidence(tw: TrackWindows, track: int, encoder: GaitEncoder, rule: WindowRule) -> TrackEvidence:
+    """The evidence of a track already cut by `rule` (`track_windows`)."""
+    ages = encoder.encode(tw.joints, level="frame")
     return TrackEvidence(track, window_descriptors(ages, encoder.model.cfg.age_dim),
-                         bone_lengths(ws.windows[:, -1]), len(ws.windows) * stride / MODEL_FPS,
-                         canonical.missing_fraction, ws.skipped + ws.jumps)
+                         segment_spectra(tw.segments), bone_lengths(tw.joints[:, -1], tw.tracked[:, -1]),
+                         len(tw) * rule.stride / rule.rate, tw.stats)
 
 
-def recording_evidence(rec: Recording, encoder: GaitEncoder, stride: int = LIVE_STRIDE) -> dict[int, TrackEvidence]:
-    return {tid: track_evidence(seq, tid, encoder, stride) for tid, seq in rec.tracks.items()}
+def recording_evidence(rec: Recording, encoder: GaitEncoder) -> dict[int, TrackEvidence]:
+    return {tid: track_evidence(seq, tid, encoder) for tid, seq in rec.tracks.items()}
 
 
 def pick_track(rec: Recording, track: int | None) -> int:
@@ -121,24 +143,48 @@ class PreparedEnrolment:
     result: EnrollResult
 
 
-def load_index(gallery: Gallery, params: MatcherParams) -> GalleryIndex:
-    """The gallery's templates for this encoder version, as the matcher's index."""
-    names, ages = gallery.templates("age", params.encoder_version)
-    shape_names, lengths = gallery.templates("shape", params.encoder_version)
-    if names != shape_names:
-        raise GaitcamError(f"{gallery.path}: gait and shape templates do not pair up; re-enrol")
-    age_rows = [a.mean(axis=0) for a in ages]
-    shape_rows = [body_shape(x) for x in lengths]
-    dim = params.age_dim
-    return GalleryIndex(names, np.array(age_rows, np.float32).reshape(-1, dim),
-                        np.array(shape_rows, np.float32).reshape(-1, N_BONES), params)
+def _templates(sensor: str, version: str, ev: TrackEvidence) -> list[Template]:
+    """A walk's templates: window descriptors, cycle spectra, bone lengths (0: not measured)."""
+    return [Template("age", version, sensor, ev.descriptors),
+            Template("cycle", version, sensor, ev.spectra),
+            Template("shape", version, sensor, np.nan_to_num(ev.lengths, nan=0.0))]
+
+
+def _evidence_from(age: np.ndarray, cycle: np.ndarray, shape: np.ndarray) -> Evidence:
+    ev = Evidence(age.shape[1])
+    ev.add_descriptors(age, np.where(shape > 0, shape, np.nan))
+    ev.add_spectra(cycle)
+    return ev
+
+
+def gallery_evidence(gallery: Gallery, version: str) -> tuple[list[str], list[Evidence]]:
+    """Names and evidence of every enrolled walk whose templates carry `version`
+    (`MatcherParams.template_version`: these weights, this descriptor)."""
+    kinds = {kind: gallery.templates(kind, version) for kind in ("age", "cycle", "shape")}
+    names = kinds["age"][0]
+    if any(kinds[k][0] != names for k in kinds):
+        raise GaitcamError(f"{gallery.path}: the templates of one walk do not pair up; re-enrol")
+    return names, [_evidence_from(*parts) for parts in zip(*(kinds[k][1] for k in ("age", "cycle", "shape")))]
+
+
+def load_index(gallery: Gallery, params: MatcherParams, fpir: float | None = None) -> GalleryIndex:
+    """The gallery as the matcher's index, with the threshold it calibrates for `fpir` (the
+    params' default when None): computed afresh on every load, so after every enrolment and
+    removal."""
+    names, evidence = gallery_evidence(gallery, params.template_version)
+    descriptors = (np.stack([e.descriptor(params.blocks) for e in evidence]) if evidence
+                   else np.zeros((0, len(params.mean)), np.float32))
+    index = GalleryIndex(names, descriptors, params, fpir)
+    if len(index):
+        log.info("open set: %s", index.calibration.describe())
+    return index
 
 
 def prepare_enrolment(index: GalleryIndex, encoder: GaitEncoder, params: MatcherParams, name: str,
                       path: str | Path, track: int | None = None, sha256: str | None = None) -> PreparedEnrolment:
     """Build the templates of one track of one recording after the quality checks; writes nothing.
 
-    Too little walking or too many missing joints refuse the enrolment (the template would be
+    Too little walking or too many unusable frames refuse the enrolment (the template would be
     noise); a close match to another person in `index` is a warning (a duplicate identity).
     `sha256`, when given, is the hash the recording had when it was first enrolled: a file that
     changed since is refused, as its templates would no longer be the person's enrolled walk.
@@ -150,23 +196,24 @@ def prepare_enrolment(index: GalleryIndex, encoder: GaitEncoder, params: Matcher
         raise GaitcamError(f"{path}: changed since {name} was enrolled from it (sha256 differs); "
                            f"restore it, or `gallery remove {name}` and enrol again")
     ev = track_evidence(rec.tracks[tid], tid, encoder)
-    if ev.missing > MAX_MISSING:
-        raise GaitcamError(f"{path}: track {tid} misses {100 * ev.missing:.0f} % of its joints "
-                           f"(at most {100 * MAX_MISSING:.0f} %); record again with the person in full view")
-    if ev.seconds < MIN_WALK_SECONDS:
-        raise GaitcamError(f"{path}: track {tid} has {ev.seconds:.1f} s of usable walking "
-                           f"(need {MIN_WALK_SECONDS:.0f} s)")
+    if ev.incomplete > MAX_INCOMPLETE:
+        raise GaitcamError(f"{path}: track {tid} cannot be enrolled ({TOO_FEW_JOINTS}): {100 * ev.incomplete:.0f} % "
+                           f"of its frames miss joints that cannot be derived or bridged (at most "
+                           f"{100 * MAX_INCOMPLETE:.0f} %); record again with the person in full view")
+    reason = ev.failure(params.min_windows, params.min_segments, MIN_WALK_SECONDS)
+    if reason is not None:
+        raise GaitcamError(f"{path}: track {tid} cannot be enrolled ({reason}): {ev.explain(reason)}; "
+                           f"need {MIN_WALK_SECONDS:.0f} s of walking")
     warnings = []
     if len(index):
-        d = index.distances(ev.age[None], ev.shape[None])[0]
-        for j in np.flatnonzero(params.named(d)):
-            other = index.people[j]
-            if other != name:
-                warnings.append(f"{name} looks like already enrolled {other} "
-                                f"(score {float(params.score(d[j])):.2f}): the same person twice?")
-    templates = [Template("age", params.encoder_version, ref.sensor, ev.descriptors),
-                 Template("shape", params.encoder_version, ref.sensor, ev.lengths)]
-    return PreparedEnrolment(templates, ref, EnrollResult(name, tid, ev.windows, ev.seconds, warnings))
+        d = index.distances(ev.evidence().descriptor(params.blocks)[None])[0]
+        j = int(d.argmin())
+        score = index.score(d, j)
+        if score >= params.min_score and index.people[j] != name:
+            warnings.append(f"{name} looks like already enrolled {index.people[j]} "
+                            f"(score {score:.2f}): the same person twice?")
+    return PreparedEnrolment(_templates(ref.sensor, params.template_version, ev), ref,
+                             EnrollResult(name, tid, ev.windows, ev.seconds, warnings))
 
 
 def write_enrolments(gallery: Gallery, name: str, prepared: list[PreparedEnrolment],
@@ -222,7 +269,7 @@ def reenroll_stale(gallery: Gallery, encoder: GaitEncoder, params: MatcherParams
     """
     index = load_index(gallery, params)
     plan: dict[str, list[PreparedEnrolment]] = {}
-    for name in gallery.stale(params.encoder_version):
+    for name in gallery.stale(params.template_version):
         refs = gallery.recordings(name)
         missing = [str(r.path) for r in refs if not Path(r.path).is_file()]
         if not refs or missing:
@@ -232,7 +279,7 @@ def reenroll_stale(gallery: Gallery, encoder: GaitEncoder, params: MatcherParams
         plan[name] = [prepare_enrolment(index, encoder, params, name, r.path, r.track, r.sha256) for r in refs]
     for name, prepared in plan.items():
         write_enrolments(gallery, name, prepared, replace=True)
-        log.info("re-enrolled %s from %d recording(s) for encoder %s", name, len(prepared), params.encoder_version)
+        log.info("re-enrolled %s from %d recording(s) for %s", name, len(prepared), params.template_version)
     return list(plan)
 
 
@@ -256,15 +303,29 @@ def _overlapping_groups(rec: Recording) -> list[list[int]]:
     return groups + [[tid] for tid, s in rec.tracks.items() if not len(s)]
 
 
+@dataclass
+class Identified:
+    """The verdict on one track of a recording, or why there is none (failure to acquire)."""
+
+    decision: Decision
+    failure: str | None  # NO_POSE, TOO_FEW_JOINTS, TOO_FAST or TOO_SHORT; None when decided
+    detail: str = ""
+
+
 def identify_recording(rec: Recording, encoder: GaitEncoder, params: MatcherParams, index: GalleryIndex
-                       ) -> dict[int, Decision]:
-    """Decisions for every track of a recording; tracks seen at the same time are matched jointly."""
+                       ) -> dict[int, Identified]:
+    """Verdicts for every track of a recording; tracks seen at the same time are matched jointly.
+    A track too poor to match says why instead."""
     matcher = Matcher(index, params)
+    failures: dict[int, tuple[str, str]] = {}
     for tid, ev in recording_evidence(rec, encoder).items():
         matcher.tracks[tid] = ev.evidence()
-    out: dict[int, Decision] = {}
+        if (reason := ev.failure(params.min_windows, params.min_segments)) is not None:
+            failures[tid] = (reason, ev.explain(reason))
+    out: dict[int, Identified] = {}
     for group in _overlapping_groups(rec):
-        out.update(matcher.decide(0.0, group))
+        for tid, d in matcher.decide(0.0, group).items():
+            out[tid] = Identified(d, *failures.get(tid, (None, "")))
     return dict(sorted(out.items()))
 
 

@@ -1,0 +1,400 @@
+"""The matcher: names each tracked person from all of their track so far, or says "unknown".
+
+Evidence for a track (or an enrolled walk) is kept as running sums and becomes one descriptor:
+
+- gait: the mean and the standard deviation, over the track's windows, of the window AGE (its f
+  frame-level AGEs averaged): how the person moves within 0.2 s, and how much that varies;
+- cycle: the log mean spectrum of 1-second body-frame segments (`skeleton.cycle`): cadence and
+  the swing of each joint over a stride;
+- shape: median bone lengths over frames where both ends were tracked (`skeleton.shape`); a
+  bone never measured is filled with its conditional mean given the measured ones.
+
+Descriptors are standardised, reduced by PCA and whitened by the within-person scatter of
+labelled training walks (`MatcherParams.fit`: PCA then within-class covariance normalisation,
+so the directions in which one person's walks differ weigh least), and compared by cosine
+distance. A query's distance to a person is the distance to their nearest enrolled walk,
+divided by that person's own impostor level (how close other enrolled people come to them), so
+a person who resembles many others ("a hub") does not attract strangers. The open-set score is
+the ratio of the nearest person's normalised distance to the second nearest: a stranger sits
+about as close to two people, an enrolled person much closer to one. Below the threshold that
+`openset.calibrate` chose from the gallery itself for the target FPIR, the track is named.
+Tracks visible at the same time are assigned jointly (Hungarian), so one name never goes to
+two people.
+
+Choices (blocks, PCA size, the normalisation and the ratio) were made on a validation split of
+KGBD's training walks that never touches a probe walk; docs/accuracy.md has the grid.
+"""
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+from scipy.optimize import linear_sum_assignment
+
+from gaitcam.errors import GaitcamError
+from gaitcam.identity import openset
+from gaitcam.skeleton.cycle import CYCLE_DIM, cycle_descriptor, segment_spectra
+from gaitcam.skeleton.shape import N_BONES, SHAPE_BONES, body_shape, bone_lengths
+
+MAX_SHAPE_FRAMES = 2048  # bone-length rows a track keeps: the median of the last ~3 min at stride 3
+BLOCKS = ("gait", "cycle", "shape")
+PCA_DIMS = 128
+SHRINK = 1e-2  # within-class scatter is shrunk towards a multiple of the identity by this share
+LOC_QUANTILE = 0.1  # a person's impostor level: this quantile of other walks' distances to them
+MIN_IMPOSTORS = 4  # fewer impostor walks than this: the level fitted on the training walks
+RATIO_CAP = 1.0  # at most a typical impostor: a gallery of few people has no close second
+DESCRIPTOR_VERSION = 2  # the meaning of a descriptor; templates of another version are rebuilt
+
+
+def window_descriptors(ages: np.ndarray, age_dim: int) -> np.ndarray:
+    """One [D] descriptor per window: the mean of its frame-level AGEs ([n, f * D], [n, f, D] or [n, D])."""
+    ages = np.asarray(ages, dtype=np.float32)
+    if len(ages) == 0:
+        return np.zeros((0, age_dim), dtype=np.float32)
+    return ages.reshape(len(ages), -1, age_dim).mean(axis=1)
+
+
+@dataclass
+class Evidence:
+    """Running evidence of one track or one enrolled walk: sums of window descriptors and of
+    segment spectra, and recent bone lengths (NaN where not both ends tracked)."""
+
+    age_dim: int
+    age_sum: np.ndarray = None  # type: ignore[assignment]
+    age_sq: np.ndarray = None  # type: ignore[assignment]
+    windows: int = 0
+    cycle_sum: np.ndarray = None  # type: ignore[assignment]
+    segments: int = 0
+    lengths: deque = field(default_factory=lambda: deque(maxlen=MAX_SHAPE_FRAMES))
+
+    def __post_init__(self) -> None:
+        for name, dim in (("age_sum", self.age_dim), ("age_sq", self.age_dim), ("cycle_sum", CYCLE_DIM)):
+            if getattr(self, name) is None:
+                setattr(self, name, np.zeros(dim, dtype=np.float64))
+
+    def add(self, ages: np.ndarray, joints: np.ndarray, tracked: np.ndarray | None = None) -> None:
+        """Window AGEs [n, f * D] (or [n, f, D], [n, D]) with the windows' joints [n, f, 20, 3]
+        and tracked flags [n, f, 20]; each window's newest frame gives a row of bone lengths."""
+        d = window_descriptors(ages, self.age_dim).astype(np.float64)
+        if not len(d):
+            return
+        self.add_descriptors(d, bone_lengths(np.asarray(joints)[:, -1],
+                                             None if tracked is None else np.asarray(tracked)[:, -1]))
+
+    def add_descriptors(self, descriptors: np.ndarray, lengths: np.ndarray) -> None:
+        """Window descriptors [n, D] and bone-length rows [m, 19] (NaN: not measured)."""
+        descriptors = np.asarray(descriptors, np.float64)
+        self.age_sum += descriptors.sum(axis=0)
+        self.age_sq += (descriptors ** 2).sum(axis=0)
+        self.windows += len(descriptors)
+        self.lengths.extend(np.asarray(lengths, np.float32).reshape(-1, N_BONES))
+
+    def add_segments(self, segments: np.ndarray) -> None:
+        """Gait-cycle segments [m, L, 20, 3] (see `skeleton.cycle`)."""
+        self.add_spectra(segment_spectra(segments))
+
+    def add_spectra(self, spectra: np.ndarray) -> None:
+        spectra = np.asarray(spectra, np.float64).reshape(-1, CYCLE_DIM)
+        self.cycle_sum += spectra.sum(axis=0)
+        self.segments += len(spectra)
+
+    def descriptor(self, blocks: Sequence[str] = BLOCKS) -> np.ndarray:
+        """The descriptor of the blocks asked for, concatenated; NaN marks what was not measured."""
+        parts = []
+        for block in blocks:
+            if block == "gait":
+                n = max(self.windows, 1)
+                mean = self.age_sum / n
+                std = np.sqrt(np.maximum(self.age_sq / n - mean ** 2, 0.0))
+                parts += [mean, std] if self.windows else [np.full(2 * self.age_dim, np.nan)]
+            elif block == "cycle":
+                parts.append(cycle_descriptor(self.cycle_sum, self.segments) if self.segments
+                             else np.full(CYCLE_DIM, np.nan))
+            elif block == "shape":
+                rows = np.array(self.lengths, np.float32).reshape(-1, N_BONES)
+                parts.append(body_shape(rows)[SHAPE_BONES])
+            else:
+                raise ValueError(f"unknown descriptor block {block!r}; known: {BLOCKS}")
+        return np.concatenate(parts).astype(np.float32)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[A, B] cosine distances between unit rows (clipped to [0, 2])."""
+    return np.clip(1.0 - a @ b.T, 0.0, 2.0)
+
+
+@dataclass
+class MatcherParams:
+    """How descriptors are compared, fitted on labelled training walks for one encoder version.
+
+    Stored beside the weights as NAME.matcher.json (scalars) + NAME.matcher.safetensors (arrays).
+    """
+
+    encoder_version: str
+    blocks: tuple[str, ...]
+    age_dim: int
+    mean: np.ndarray  # [D] standardisation
+    std: np.ndarray  # [D]
+    projection: np.ndarray  # [D, k] PCA then within-class whitening
+    shape_mean: np.ndarray  # [15] bone lengths, for filling bones a track never measured
+    shape_cov: np.ndarray  # [15, 15]
+    loc: float  # a person's impostor level when the gallery holds too few others to say
+    prior_scores: dict[int, np.ndarray]  # held-out training people's open-set scores, by gallery size
+    loc_quantile: float = LOC_QUANTILE  # a person's impostor level: this quantile of others' distances
+    ratio_cap: float = RATIO_CAP  # the second-nearest person's normalised distance counts at most this
+    min_windows: int = 10  # evidence before a track may be named (10 windows = 1 s at stride 3)
+    min_segments: int = 1  # ... and at least one gait-cycle segment (1.07 s without a break)
+    min_score: float = 0.5  # scores below this are "unknown" (0.5: exactly the calibrated threshold)
+    fpir: float = openset.DEFAULT_FPIR  # the false-positive identification rate the threshold aims at
+    notes: dict = field(default_factory=dict)
+
+    _ARRAYS = ("mean", "std", "projection", "shape_mean", "shape_cov")
+
+    @property
+    def template_version(self) -> str:
+        return template_version(self.encoder_version)
+
+    def save(self, path: str | Path) -> None:
+        """Write PATH (JSON, e.g. weights/sgela.matcher.json) and its .safetensors beside it."""
+        json_path, tensor_path = matcher_paths(path)
+        scalars = {k: v for k, v in asdict(self).items() if k not in (*self._ARRAYS, "prior_scores")}
+        scalars["descriptor_version"] = DESCRIPTOR_VERSION
+        scalars["ratio_cap"] = None if not np.isfinite(self.ratio_cap) else self.ratio_cap
+        tensors = {k: np.ascontiguousarray(getattr(self, k), np.float32) for k in self._ARRAYS}
+        tensors |= {f"prior_scores_{n}": np.ascontiguousarray(v, np.float32) for n, v in self.prior_scores.items()}
+        save_file(tensors, str(tensor_path))
+        json_path.write_text(json.dumps(scalars, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> MatcherParams:
+        json_path, tensor_path = matcher_paths(path)
+        try:
+            data = json.loads(json_path.read_text())
+            if data.pop("descriptor_version", None) != DESCRIPTOR_VERSION:
+                raise ValueError("fitted for another descriptor version; run fit-matcher again")
+            arrays = load_file(str(tensor_path))
+            priors = {int(k.rsplit("_", 1)[1]): v for k, v in arrays.items() if k.startswith("prior_scores_")}
+            data["ratio_cap"] = np.inf if data.get("ratio_cap") is None else data["ratio_cap"]
+            params = cls(**{**data, "blocks": tuple(data["blocks"]), **{k: arrays[k] for k in cls._ARRAYS},
+                            "prior_scores": priors})
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise GaitcamError(f"{json_path}: cannot read matcher parameters ({e})") from e
+        if params.projection.shape[0] != len(params.mean):
+            raise GaitcamError(f"{json_path}: matcher parameters do not fit together; run fit-matcher again")
+        return params
+
+    @classmethod
+    def fit(cls, encoder_version: str, evidence: Sequence[Evidence], labels: Sequence[str],
+            blocks: Sequence[str] = BLOCKS, pca: int = PCA_DIMS, shrink: float = SHRINK,
+            loc_quantile: float = LOC_QUANTILE, ratio_cap: float = RATIO_CAP, calibrate: bool = True,
+            notes: dict | None = None) -> MatcherParams:
+        """Fit on labelled training walks (one Evidence each); the labels shape the whitening.
+
+        `calibrate` also cross-fits the open-set scores of held-out training people, which a
+        gallery too small to calibrate itself falls back on (`prior_scores`).
+        """
+        labels = np.asarray(labels)
+        if len(np.unique(labels)) < 2 or len(labels) <= len(np.unique(labels)):
+            raise GaitcamError("fitting the matcher needs at least two people, one of them with two walks or more")
+        age_dim = evidence[0].age_dim
+        raw = np.stack([e.descriptor(blocks) for e in evidence]).astype(np.float64)
+        shape_at = _block_slice(tuple(blocks), age_dim, "shape")
+        shape_mean, shape_cov = np.zeros(len(SHAPE_BONES)), np.eye(len(SHAPE_BONES))
+        if shape_at is not None:
+            s = raw[:, shape_at]
+            shape_mean = np.nanmean(s, axis=0)
+            complete = s[np.isfinite(s).all(axis=1)]
+            if len(complete) > len(SHAPE_BONES):
+                shape_cov = np.cov(complete.T)
+        params = cls(encoder_version, tuple(blocks), age_dim, np.zeros(raw.shape[1]), np.ones(raw.shape[1]),
+                     np.eye(raw.shape[1]), shape_mean, shape_cov, 1.0, {}, loc_quantile, ratio_cap,
+                     notes=dict(notes or {}))
+        x = params.complete(raw)
+        if not np.isfinite(x).all():
+            raise GaitcamError("a training walk lacks part of its descriptor (too short for a gait-cycle segment?)")
+        params.mean, params.std = x.mean(axis=0), x.std(axis=0) + 1e-6
+        params.projection = _whitening((x - params.mean) / params.std, labels, pca, shrink)
+        z = params.project(raw)
+        params.loc = float(np.median(openset.person_levels(z, labels, loc_quantile)))
+        if calibrate:
+            params.prior_scores = openset.cross_fitted_scores(
+                raw, labels, lambda idx: cls.fit(encoder_version, [evidence[i] for i in idx], labels[idx], blocks,
+                                                 pca, shrink, loc_quantile, ratio_cap, calibrate=False),
+                sizes=openset.PRIOR_SIZES)
+        params.notes.update({"walks": int(len(labels)), "people": int(len(np.unique(labels))),
+                             "pca": int(params.projection.shape[1]), "shrink": shrink})
+        return params
+
+    def complete(self, descriptors: np.ndarray) -> np.ndarray:
+        """Descriptors [n, D] with unmeasured bones filled by their conditional mean given the
+        measured ones (a Gaussian fitted on the training walks); other gaps stay NaN."""
+        x = np.array(descriptors, dtype=np.float64).reshape(-1, len(self.mean))
+        at = _block_slice(self.blocks, self.age_dim, "shape")
+        if at is None:
+            return x
+        s = x[:, at]
+        for row in np.flatnonzero(~np.isfinite(s).all(axis=1)):
+            gone = ~np.isfinite(s[row])
+            if gone.all():
+                s[row] = self.shape_mean
+                continue
+            seen = ~gone
+            cov_so = self.shape_cov[np.ix_(gone, seen)]
+            cov_oo = self.shape_cov[np.ix_(seen, seen)] + 1e-9 * np.eye(seen.sum())
+            s[row, gone] = self.shape_mean[gone] + cov_so @ np.linalg.solve(cov_oo, s[row, seen] - self.shape_mean[seen])
+        x[:, at] = s
+        return x
+
+    def project(self, descriptors: np.ndarray) -> np.ndarray:
+        """Unit vectors [n, k] in the whitened space where walks are compared."""
+        x = self.complete(descriptors)
+        return _unit(((x - self.mean) / self.std) @ self.projection).astype(np.float32)
+
+
+def template_version(encoder_version: str) -> str:
+    """What gallery templates are tagged with: the weights' version and the descriptor's, since
+    both decide what a template means (a template of another version is rebuilt or refused)."""
+    return f"{encoder_version}/d{DESCRIPTOR_VERSION}"
+
+
+def matcher_paths(path: str | Path) -> tuple[Path, Path]:
+    """`weights/sgela.matcher.json` (or without .json) -> the JSON and the safetensors file."""
+    path = Path(path)
+    stem = str(path.with_suffix("") if path.suffix in (".json", ".safetensors") else path)
+    return Path(stem + ".json"), Path(stem + ".safetensors")
+
+
+def _block_slice(blocks: tuple[str, ...], age_dim: int, name: str) -> slice | None:
+    sizes = {"gait": 2 * age_dim, "cycle": CYCLE_DIM, "shape": len(SHAPE_BONES)}
+    start = 0
+    for b in blocks:
+        if b == name:
+            return slice(start, start + sizes[b])
+        start += sizes[b]
+    return None
+
+
+def _whitening(z: np.ndarray, labels: np.ndarray, pca: int, shrink: float) -> np.ndarray:
+    """[D, k]: PCA to k dimensions, then whitening of the within-person scatter (shrunk)."""
+    _, _, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
+    p = vt[: min(pca, len(vt))].T
+    y = z @ p
+    within = np.zeros((y.shape[1], y.shape[1]))
+    for person in np.unique(labels):
+        r = y[labels == person]
+        r = r - r.mean(axis=0)
+        within += r.T @ r
+    within /= len(y)
+    within += shrink * np.trace(within) / len(within) * np.eye(len(within))
+    ev, vecs = np.linalg.eigh(within)
+    return p @ (vecs / np.sqrt(np.maximum(ev, 1e-12)))
+
+
+class GalleryIndex:
+    """Enrolled walks as projected descriptors (one row per enrolment, several per person), each
+    person's impostor level, and the open-set threshold the gallery calibrates for itself."""
+
+    def __init__(self, names: list[str], descriptors: np.ndarray, params: MatcherParams,
+                 fpir: float | None = None, scores: np.ndarray | None = None, source: str = "gallery") -> None:
+        """`scores`: stranger scores to calibrate on instead of the gallery's own (`evaluate`
+        passes cross-fitted ones when the projection was fitted on these very people)."""
+        self.names = list(names)
+        self.people = sorted(set(self.names))
+        self.params = params
+        self.person_of = np.array([self.people.index(n) for n in self.names], dtype=np.int64)
+        self.z = params.project(descriptors) if self.names else np.zeros((0, params.projection.shape[1]), np.float32)
+        self.levels = openset.person_levels(self.z, self.person_of, params.loc_quantile, MIN_IMPOSTORS, params.loc)
+        self.calibration = (openset.calibrate(self.z, self.person_of, params, fpir or params.fpir, scores, source)
+                            if self.names else None)  # no one enrolled: everyone is a stranger anyway
+
+    def __len__(self) -> int:
+        return len(self.people)
+
+    @property
+    def threshold(self) -> float:
+        return self.calibration.threshold if self.calibration else float("nan")
+
+    def distances(self, descriptors: np.ndarray) -> np.ndarray:
+        """[Q, P] normalised distance of each query to each person (their nearest enrolment)."""
+        return openset.normalised(self.params.project(descriptors), self.z, self.person_of, self.levels, len(self.people))
+
+    def score(self, d: np.ndarray, person: int) -> float:
+        """Open-set score of one query row `d` [P] for `person`: 1 identical, 0.5 at the
+        threshold, 0 at twice it."""
+        return float(np.clip(1.0 - openset.ratio(d, person, self.params.ratio_cap) / (2.0 * self.threshold), 0.0, 1.0))
+
+
+@dataclass
+class Decision:
+    """What the matcher says about one track now."""
+
+    identity: str | None  # None: unknown, or not enough evidence yet
+    score: float  # open-set score for `candidate` (0.5 = the threshold); NaN while pending, 0 with no one enrolled
+    candidate: str | None  # the nearest enrolled person, named or not; None with no one enrolled
+    windows: int  # windows of evidence behind the decision
+
+    @property
+    def pending(self) -> bool:
+        """Not enough evidence yet to say anything (a decided track always has a finite score)."""
+        return not np.isfinite(self.score)
+
+
+class Matcher:
+    """Track-level open-set matching against a gallery index (the stream's `TrackMatcher`)."""
+
+    def __init__(self, index: GalleryIndex, params: MatcherParams) -> None:
+        self.index = index
+        self.params = params
+        self.tracks: dict[int, Evidence] = {}
+
+    def _evidence(self, track: int) -> Evidence:
+        return self.tracks.setdefault(track, Evidence(self.params.age_dim))
+
+    def observe(self, track: int, time: float, ages: np.ndarray, joints: np.ndarray,
+                tracked: np.ndarray | None = None) -> None:
+        self._evidence(track).add(ages, joints, tracked)
+
+    def observe_segments(self, track: int, segments: np.ndarray) -> None:
+        self._evidence(track).add_segments(segments)
+
+    def forget(self, track: int) -> None:
+        self.tracks.pop(track, None)
+
+    def ready(self, track: int) -> bool:
+        ev = self.tracks.get(track)
+        return ev is not None and ev.windows >= self.params.min_windows and ev.segments >= self.params.min_segments
+
+    def decide(self, time: float, tracks: list[int]) -> dict[int, Decision]:
+        """Decisions for the tracks visible now; tracks with too little evidence stay pending.
+
+        With no one enrolled a track with enough evidence is a stranger, not "too short to
+        tell": it gets an explicit unknown (score 0, no candidate)."""
+        out = {t: Decision(None, float("nan"), None, self.tracks[t].windows if t in self.tracks else 0)
+               for t in tracks}
+        ready = [t for t in tracks if self.ready(t)]
+        if not len(self.index):
+            out.update({t: Decision(None, 0.0, None, self.tracks[t].windows) for t in ready})
+            return out
+        if not ready:
+            return out
+        ev = [self.tracks[t] for t in ready]
+        d = self.index.distances(np.stack([e.descriptor(self.params.blocks) for e in ev]))
+        people = self.index.people
+        for i, t in enumerate(ready):  # everyone first gets their nearest person as candidate ...
+            j = int(d[i].argmin())
+            out[t] = Decision(None, self.index.score(d[i], j), people[j], ev[i].windows)
+        rows, cols = linear_sum_assignment(d)  # ... and a name only through the joint assignment
+        for i, j in zip(rows, cols):
+            score = self.index.score(d[i], j)
+            if score >= self.params.min_score:
+                out[ready[i]] = Decision(people[j], score, people[j], ev[i].windows)
+        return out

@@ -1,0 +1,200 @@
+"""Open set: the score that tells strangers from enrolled people, and the threshold on it that a
+gallery calibrates for itself.
+
+A site has no labelled strangers, but it has its enrolled people: each of them is a stranger
+to everyone else. Leaving one person out at a time and matching their enrolled walks against the
+rest gives the scores strangers get at this site, with this sensor and these people
+(ISO/IEC 19795-1's "impostor" attempts). The threshold is the quantile of those scores at the
+false-positive identification rate the user asked for (`--fpir`, default 1 %), recomputed
+whenever someone is enrolled or removed. With fewer than `MIN_PEOPLE` enrolled there are too
+few strangers to tell, and the scores of held-out people of the training walks stand in; a
+gallery with too few scores for the tail asked for gets a log-normal fit to its scores.
+
+Scores: the distance to each person (their nearest enrolled walk) is divided by that person's
+impostor level, the `LOC_QUANTILE` quantile of how close other people's walks come to them
+(`person_levels`); the open-set score is the nearest person's normalised distance over the
+second nearest's (`ratio`). Small is confident.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy.stats import norm
+
+from gaitcam.errors import GaitcamError
+
+if TYPE_CHECKING:
+    from gaitcam.identity.matcher import MatcherParams
+
+DEFAULT_FPIR = 0.01
+MIN_PEOPLE = 10  # enrolled people a gallery needs to calibrate on its own scores
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def per_person_min(d: np.ndarray, person_of: np.ndarray, n_people: int) -> np.ndarray:
+    """[Q, n_people]: for each query row of d [Q, G] the smallest entry among each person's columns."""
+    out = np.full((d.shape[0], n_people), np.inf, dtype=np.float64)
+    np.minimum.at(out.T, person_of, d.T)
+    return out
+
+
+def _walk_to_person(z: np.ndarray, person_of: np.ndarray, n_people: int) -> np.ndarray:
+    """[G, P] cosine distance of every enrolled walk to every person's nearest walk (its own
+    walk excluded, so a person with one walk is at infinity from themselves)."""
+    d = np.clip(1.0 - z @ z.T, 0.0, 2.0).astype(np.float64)
+    np.fill_diagonal(d, np.inf)
+    return per_person_min(d, person_of, n_people)
+
+
+def _levels_from(m: np.ndarray, person_of: np.ndarray, q: float, min_impostors: int, default: float | None
+                 ) -> np.ndarray:
+    """Impostor level of each person from walk-to-person distances m [G, P], using the rows of
+    other people only."""
+    levels = np.empty(m.shape[1])
+    for p in range(m.shape[1]):
+        imp = m[person_of != p, p]
+        imp = imp[np.isfinite(imp)]
+        levels[p] = np.quantile(imp, q) if len(imp) >= max(min_impostors, 1) else (default or 1.0)
+    return np.maximum(levels, 1e-6)
+
+
+def person_levels(z: np.ndarray, labels: np.ndarray, q: float, min_impostors: int = 1,
+                  default: float | None = None) -> np.ndarray:
+    """Each person's impostor level (people in sorted label order): the q-quantile of the
+    distances from other people's walks to that person's nearest walk; `default` where fewer
+    than `min_impostors` such walks exist."""
+    _, person_of = np.unique(np.asarray(labels), return_inverse=True)
+    n = int(person_of.max()) + 1 if len(person_of) else 0
+    return _levels_from(_walk_to_person(z, person_of, n), person_of, q, min_impostors, default)
+
+
+def normalised(zq: np.ndarray, zg: np.ndarray, person_of: np.ndarray, levels: np.ndarray, n_people: int
+               ) -> np.ndarray:
+    """[Q, P] distance of query vectors to each person's nearest walk, over the person's level."""
+    d = np.clip(1.0 - zq @ zg.T, 0.0, 2.0)
+    return per_person_min(d, person_of, n_people) / levels[None, :]
+
+
+def ratio(d: np.ndarray, person: int, cap: float = np.inf) -> float:
+    """Open-set score of a normalised distance row d [P] for `person`: d[person] over the nearest
+    other person's, that one taken at most `cap` (a gallery of few people has no close second)."""
+    others = np.delete(d, person)
+    second = min(others.min() if len(others) else np.inf, cap)
+    return float(d[person] / max(second, 1e-12))
+
+
+def ratios(d: np.ndarray, cap: float = np.inf) -> np.ndarray:
+    """`ratio` of every row's nearest person, vectorised: [Q]."""
+    s = np.sort(d, axis=1)
+    second = np.minimum(s[:, 1] if d.shape[1] > 1 else np.full(len(d), np.inf), cap)
+    return s[:, 0] / np.maximum(second, 1e-12)
+
+
+def loo_scores(z: np.ndarray, person_of: np.ndarray, q: float, min_impostors: int, default: float,
+               cap: float = np.inf) -> np.ndarray:
+    """Open-set scores of every enrolled walk against the gallery without its own person, with
+    every level recomputed without that person too (as for a real stranger)."""
+    n = int(person_of.max()) + 1 if len(person_of) else 0
+    if n < 2:
+        return np.zeros(0)
+    m = _walk_to_person(z, person_of, n)
+    scores = []
+    for p in range(n):
+        mine, others = person_of == p, person_of != p
+        rest = np.delete(np.arange(n), p)
+        sub_of = np.searchsorted(rest, person_of[others])
+        levels = _levels_from(m[np.ix_(others, rest)], sub_of, q, min_impostors, default)
+        scores.append(ratios(m[np.ix_(mine, rest)] / levels[None, :], cap))
+    return np.concatenate(scores)
+
+
+PRIOR_SIZES = (1, 2, 3, 4, 6, 9)  # gallery sizes below MIN_PEOPLE with stranger scores of their own
+
+
+def cross_fitted_scores(descriptors: np.ndarray, labels: np.ndarray, fit: Callable[[np.ndarray], MatcherParams],
+                        groups: int = 5, seed: int = 0, sizes: tuple[int, ...] = ()) -> dict[int, np.ndarray]:
+    """Stranger scores when the projection is fitted on labelled walks: people split into
+    `groups`; each group's walks are scored against the other people, with the projection
+    fitted without the group (so they are strangers to it as well). Key 0: against all the
+    other people; key n in `sizes`: against galleries of n people drawn from them (10 draws)."""
+    from gaitcam.identity.matcher import MIN_IMPOSTORS
+
+    people, person_of = np.unique(np.asarray(labels), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    group_of = rng.permutation(len(people)) % groups
+    out: dict[int, list[np.ndarray]] = {}
+    for g in range(groups):
+        held = group_of[person_of] == g
+        train = np.flatnonzero(~held)
+        if not held.any() or len(np.unique(person_of[train])) < 2:
+            continue
+        params = fit(train)
+        zg, zq = params.project(descriptors[train]), params.project(descriptors[held])
+        _, sub_of = np.unique(person_of[train], return_inverse=True)
+        n = int(sub_of.max()) + 1
+        for size in (0, *sizes):
+            for _ in range(1 if size == 0 else 10):
+                chosen = np.arange(n) if size == 0 else rng.choice(n, min(size, n), replace=False)
+                rows = np.isin(sub_of, chosen)
+                _, of = np.unique(sub_of[rows], return_inverse=True)
+                k = int(of.max()) + 1
+                levels = _levels_from(_walk_to_person(zg[rows], of, k), of, params.loc_quantile, MIN_IMPOSTORS,
+                                      params.loc)
+                out.setdefault(size, []).append(ratios(normalised(zq, zg[rows], of, levels, k), params.ratio_cap))
+    return {size: np.concatenate(parts) for size, parts in out.items()}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The threshold a gallery chose, and why (for logs, events and reports)."""
+
+    threshold: float  # on the `ratio` score: at most this names someone
+    fpir: float  # the rate asked for
+    people: int  # enrolled people
+    samples: int  # stranger scores it rests on
+    source: str  # "gallery" (leave-one-person-out), "training walks" (too few people) or given
+    method: str  # "empirical quantile" or "log-normal fit"
+
+    def describe(self) -> str:
+        return (f"threshold {self.threshold:.3f} for FPIR {100 * self.fpir:g} %: {self.method} of "
+                f"{self.samples} stranger scores from the {self.source} ({self.people} people enrolled)")
+
+
+def threshold_for(scores: np.ndarray, fpir: float) -> tuple[float, str]:
+    """The fpir-quantile of stranger scores: empirical when the sample reaches that far into
+    the tail (at least two scores below it), else from a log-normal fitted to the scores."""
+    scores = np.asarray(scores, np.float64)
+    scores = scores[np.isfinite(scores) & (scores > 0)]
+    if len(scores) * fpir >= 2:
+        return float(np.quantile(scores, fpir)), "empirical quantile"
+    if len(scores) >= 3:
+        log = np.log(scores)
+        return float(np.exp(log.mean() + norm.ppf(fpir) * log.std())), "log-normal fit"
+    raise GaitcamError(f"{len(scores)} stranger scores are too few to calibrate a threshold; "
+                       "run fit-matcher on more people")
+
+
+def calibrate(z: np.ndarray, person_of: np.ndarray, params: MatcherParams, fpir: float,
+              scores: np.ndarray | None = None, source: str = "gallery") -> Calibration:
+    """The threshold for `fpir` from the gallery's own leave-one-person-out scores (or the
+    `scores` given). A gallery of under MIN_PEOPLE people uses the scores held-out training
+    people got against training galleries of its size (the largest size not above it)."""
+    from gaitcam.identity.matcher import MIN_IMPOSTORS
+
+    if not 0 < fpir < 1:
+        raise ValueError(f"FPIR must lie strictly between 0 and 1, got {fpir}")
+    people = int(person_of.max()) + 1 if len(person_of) else 0
+    if scores is None:
+        if people >= MIN_PEOPLE:
+            scores = loo_scores(z, person_of, params.loc_quantile, MIN_IMPOSTORS, params.loc, params.ratio_cap)
+        else:
+            size = max([s for s in params.prior_scores if 0 < s <= people], default=0)
+            scores, source = params.prior_scores.get(size, np.zeros(0)), f"training walks ({size}-person galleries)"
+    threshold, method = threshold_for(scores, fpir)
+    return Calibration(threshold, fpir, people, int(len(scores)), source, method)
