@@ -24,6 +24,23 @@ def test_train_on_real_walks_writes_weights_and_curve(tmp_path, capsys):
     assert (out / "loss.png").stat().st_size > 0
 
 
+@needs_kgbd
+def test_train_init_adapts_to_a_site_and_says_whether_it_helped(tmp_path, capsys):
+    walks = [str(KGBD_ROOT / "Data" / "Person002" / f"{k}.txt.gz") for k in (1, 2, 3)]
+    base = tmp_path / "base"
+    assert main(["train", walks[0], "--out", str(base), "--max-steps", "2", "--hidden", "8", "--threads", "1"]) == 0
+    capsys.readouterr()
+    rc = main(["train", "--init", str(base / "sgela"), "--data", *walks[1:], "--out", str(tmp_path / "site"),
+               "--max-steps", "4", "--val-every", "2", "--val-fraction", "0.5", "--mask-joints", "0.3",
+               "--threads", "1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "held-out recordings" in out and f"with {base / 'sgela'}" in out and "fine-tuned" in out
+    meta = json.loads((tmp_path / "site" / "sgela.json").read_text())
+    assert meta["model"]["hidden"] == 8 and meta["notes"]["init"]["weights"] == str(base / "sgela")
+    assert meta["notes"]["train"]["mask_joints"] == 0.3 and meta["notes"]["train"]["lr"] == pytest.approx(5e-5)
+
+
 def test_malformed_recording_is_one_line_error(tmp_path, capsys):
     bad = tmp_path / "1.txt"
     bad.write_text("Head;0;0;x\n")

@@ -98,3 +98,39 @@ def test_step_budget_stops_at_exactly_that_step(tmp_path):
     summary = Trainer(CFG, TrainConfig(epochs=50, batch_size=16, val_every=4, max_steps=7), tmp_path, "raw").fit(
         train, val)
     assert summary["stop"] == "step budget" and summary["steps"] == 7
+
+
+def test_masked_windows_lose_a_joint_group_that_is_derived_again():
+    from gaitcam.model.train import mask_joints
+
+    windows = _data().windows
+    rng = np.random.default_rng(0)
+    out = mask_joints(windows, 0.5, rng)
+    changed = np.abs(out - windows).reshape(len(windows), -1).max(axis=1) > 1e-6
+    assert 0.3 < changed.mean() < 0.7 and np.isfinite(out).all()
+    assert np.array_equal(mask_joints(windows, 0.0, rng), windows)
+    # Only derivable joints change: the arms' and legs' measured joints stay as they were.
+    keep = [5, 6, 9, 10, 13, 14, 17, 18]  # elbows, wrists, knees, ankles
+    assert np.array_equal(out[:, :, keep], windows[:, :, keep])
+
+
+def test_masked_training_rebuilds_the_measured_window(tmp_path):
+    train, val = validation_split(_data(), 0.34, seed=0)
+    trainer = Trainer(CFG, TrainConfig(epochs=6, batch_size=16, lr=3e-3, val_every=5, patience=50, seed=1,
+                                       mask_joints=0.5), tmp_path, normalization="raw")
+    first = trainer.validate(val)
+    assert trainer.fit(train, val)["best_val"] < 0.7 * first
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path):
+    from gaitcam.model.sgela import SGELA
+
+    train, val = validation_split(_data(), 0.34, seed=0)
+    start = Trainer(CFG, TrainConfig(epochs=4, batch_size=16, lr=3e-3, val_every=5, patience=50, seed=1),
+                    tmp_path / "a", "raw")
+    start.fit(train, val)
+    tuned = Trainer(CFG, TrainConfig(epochs=1, batch_size=16, lr=3e-4, val_every=5, seed=2), tmp_path / "b", "raw")
+    tuned.start_from(start.model)
+    assert tuned.validate(val) == pytest.approx(start.validate(val), rel=1e-5)
+    with pytest.raises(ValueError, match="architecture"):
+        tuned.start_from(SGELA(SGELAConfig(hidden=8)))

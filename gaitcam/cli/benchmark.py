@@ -1,46 +1,77 @@
-"""`benchmark kgbd`: the paper's protocols on KGBD, each figure beside its two controls."""
+"""`benchmark kgbd|shift|cross-site`: accuracy on the public KGBD data, by the paper's protocols and
+by the app's own (sensor shift, a new site)."""
 from __future__ import annotations
 
 import argparse
 
 from gaitcam.cli.common import plot_path, save_json
 from gaitcam.config import APP_ROOT
+from gaitcam.errors import GaitcamError
+
+LAB_WEIGHTS = APP_ROOT / "weights" / "sgela-lab82"
 
 
 def add(sub: argparse._SubParsersAction) -> None:
+    from gaitcam.evaluation.shift import PERTURBATIONS
+
     p = sub.add_parser(
         "benchmark",
-        help="the paper's numbers on a public dataset, beside an untrained network and raw windows",
-        description="Benchmark the encoder on KGBD with the project's split (per person the highest-numbered "
-        "walk is the probe). classifier: the paper's recognition network on frozen AGEs (Rank-1/5/10, CMC, "
-        "nAUC both ways); retrieval: cosine matching against all training-walk windows (Rank-1/5/10, mAP). "
-        "Query unit: one window; walk-level results are reported beside. Rates in the JSON are fractions.",
+        help="accuracy on KGBD: the paper's protocols, sensor shift, a new site",
+        description="kgbd: the encoder by the paper's protocols with the project's split (per person the "
+        "highest-numbered walk is the probe); classifier: the paper's recognition network on frozen AGEs "
+        "(Rank-1/5/10, CMC, nAUC both ways); retrieval: cosine matching against all training-walk windows "
+        "(Rank-1/5/10, mAP), each beside an untrained network and the raw windows. shift: evaluate's fold protocol "
+        "with every probe walk perturbed as other sensors and sites differ, one row per perturbation. cross-site: "
+        "persons 1-82 are the lab (encoder and matcher), 83-123 a new site's enrolled people, 124-164 strangers; "
+        "the threshold comes from the site's gallery for --fpir. Rates in the JSON are fractions.",
     )
-    p.add_argument("dataset", choices=("kgbd",))
-    p.add_argument("--root", required=True, metavar="DIR", help="the folder that holds Data/")
-    p.add_argument("--protocol", required=True, choices=("classifier", "retrieval"))
-    p.add_argument("--weights", default=str(APP_ROOT / "weights" / "sgela"),
-                   help="encoder weights (NAME, NAME.json or NAME.safetensors)")
+    p.add_argument("benchmark", choices=("kgbd", "shift", "cross-site"))
+    p.add_argument("--root", required=True, metavar="DIR", help="the KGBD folder that holds Data/")
+    p.add_argument("--protocol", choices=("classifier", "retrieval"), help="kgbd: which protocol (required)")
+    p.add_argument("--weights", help="encoder weights (default: weights/sgela; cross-site: weights/sgela-lab82)")
     p.add_argument("--json", metavar="OUT", help="write the results here")
-    p.add_argument("--plot", metavar="PNG", help="CMC plot (default: beside --json, else runs/benchmark/)")
-    p.add_argument("--rn", metavar="DIR", help="classifier: reuse the RNs saved here when trained on exactly "
+    p.add_argument("--plot", metavar="PNG", help="kgbd: CMC plot (default: beside --json, else runs/benchmark/)")
+    p.add_argument("--rn", metavar="DIR", help="kgbd classifier: reuse the RNs saved here when trained on exactly "
                    "these features and training walks; otherwise train them and save them here")
     p.add_argument("--threads", type=int, help="torch CPU threads (numpy's BLAS follows OPENBLAS_NUM_THREADS)")
-    p.add_argument("--limit-people", type=int, metavar="N", help="only the first N persons (a quick run)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the untrained encoder and the RNs")
+    p.add_argument("--limit-people", type=int, metavar="N", help="kgbd: only the first N persons (a quick run)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the untrained encoder, RNs, folds and perturbations")
     p.add_argument("--no-controls", dest="controls", action="store_false",
-                   help="SGE-LA only, e.g. for an ablation (its controls are the shipped weights' run's)")
+                   help="kgbd: SGE-LA only, e.g. for an ablation (its controls are the shipped weights' run's)")
+    p.add_argument("--fpir", type=float, default=0.01, metavar="RATE",
+                   help="shift, cross-site: the FPIR the gallery calibrates its threshold for (default 0.01)")
+    p.add_argument("--only", nargs="+", choices=[n for n in PERTURBATIONS if n != "clean"], metavar="NAME",
+                   help=f"shift: these perturbations only (beside clean): {', '.join(list(PERTURBATIONS)[1:])}")
+    p.add_argument("--no-partial", dest="partial", action="store_false",
+                   help="cross-site: skip the site with hands and shoulder centre never tracked")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     p.set_defaults(func=cmd_benchmark)
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    
+    if not 0 < args.fpir < 1:
+        raise GaitcamError(f"--fpir: expected a rate strictly between 0 and 1, got {args.fpir}")
+    return {"kgbd": _kgbd, "shift": _shift, "cross-site": _cross_site}[args.benchmark](args)
+
+
+def _encoder(args: argparse.Namespace, default):
+    import torch
+
+    from gaitcam.model.encoder import GaitEncoder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return GaitEncoder.from_weights(args.weights or default, device=args.device)
+
+
+def _kgbd(args: argparse.Namespace) -> int:
     from gaitcam.evaluation.kgbd_benchmark import format_table, run_kgbd_benchmark, save_cmc_plot
 
+    if args.protocol is None:
+        raise GaitcamError("benchmark kgbd needs --protocol classifier or retrieval")
     result = run_kgbd_benchmark(
-        args.root, args.protocol, args.weights, threads=args.threads, limit_people=args.limit_people,
-        seed=args.seed, rn_dir=args.rn, device=args.device, controls=args.controls,
+        args.root, args.protocol, args.weights or str(APP_ROOT / "weights" / "sgela"), threads=args.threads,
+        limit_people=args.limit_people, seed=args.seed, rn_dir=args.rn, device=args.device, controls=args.controls,
     )
     plot = plot_path(args, "runs/benchmark", f"kgbd_{args.protocol}_cmc.png")
     result["plot"] = str(save_cmc_plot(result, plot))
@@ -48,4 +79,30 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         save_json(args.json, result)
     print(format_table(result))
     print(f"CMC plot: {plot}" + (f"; JSON: {args.json}" if args.json else ""))
+    return 0
+
+
+def _shift(args: argparse.Namespace) -> int:
+    from gaitcam.cli.common import matcher_params_path
+    from gaitcam.evaluation.shift import format_shift, run_shift_benchmark
+    from gaitcam.identity.matcher import MatcherParams
+
+    weights = args.weights or str(APP_ROOT / "weights" / "sgela")
+    encoder = _encoder(args, weights)
+    params = MatcherParams.load(matcher_params_path(weights))
+    result = run_shift_benchmark(args.root, encoder, params, args.only, args.fpir, seed=args.seed)
+    if args.json:
+        save_json(args.json, result)
+    print(format_shift(result))
+    return 0
+
+
+def _cross_site(args: argparse.Namespace) -> int:
+    from gaitcam.evaluation.cross_site import format_cross_site, run_cross_site
+
+    encoder = _encoder(args, LAB_WEIGHTS)
+    result = run_cross_site(args.root, encoder, args.fpir, partial=args.partial)
+    if args.json:
+        save_json(args.json, result)
+    print(format_cross_site(result))
     return 0

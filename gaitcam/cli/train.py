@@ -26,6 +26,9 @@ def add(sub: argparse._SubParsersAction) -> None:
         "or --sgela-npy DIR for the original preprocessed windows.",
     )
     p.add_argument("inputs", nargs="*", help="recording files or folders (any supported format)")
+    p.add_argument("--data", nargs="+", default=[], metavar="PATH", help="more recording files or folders")
+    p.add_argument("--init", metavar="WEIGHTS", help="fine-tune these weights (e.g. weights/sgela) on the data: "
+                   "site adaptation without labels; their architecture and normalisation are kept")
     p.add_argument("--kgbd", metavar="ROOT", help="KGBD folder holding Data/ (probe walks are left out)")
     p.add_argument("--all-walks", action="store_true", help="with --kgbd: also train on the probe walks")
     p.add_argument("--sgela-npy", metavar="DIR", help="original SGE-LA preprocessed .npy folder")
@@ -44,10 +47,14 @@ def add(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--hidden", type=int, default=m.hidden)
     g.add_argument("--contrastive", action="store_true",
                    help="add the TPAMI extension's contrastive loss between two windows of one sequence")
+    g.add_argument("--mask-joints", type=float, default=0.0, metavar="SHARE",
+                   help="share of training windows read with a joint group (hands, feet, head, trunk) lost and "
+                   "derived from its neighbours, the measured joints still the target (default 0)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=t.epochs)
     g.add_argument("--batch-size", type=int, default=t.batch_size)
-    g.add_argument("--lr", type=float, default=t.lr)
+    g.add_argument("--lr", type=float, help=f"learning rate (default {t.lr:g}; with --init a tenth of it, so the "
+                   "first steps keep what the weights learned)")
     g.add_argument("--l2", type=float, default=t.l2, help="weight decay on ½Σw² (original: 0.02)")
     g.add_argument("--reduction", choices=("mean", "sum"), default=t.reduction,
                    help="batch reduction of the loss (original: sum)")
@@ -81,7 +88,7 @@ def _load_training_data(args: argparse.Namespace):
         windows = normalize_windows(legacy.windows, args.normalization)
         return WindowSet(windows, np.zeros(len(windows), np.int64)), {"sgela_npy": args.sgela_npy}
 
-    files = find_recordings(args.inputs)
+    files = find_recordings([*args.inputs, *args.data])
     sources: dict = {"recording_files": len(files)}
     if args.kgbd:
         walks = list_walks(args.kgbd)
@@ -111,17 +118,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gaitcam.model.data import validation_split
     from gaitcam.model.sgela import SGELAConfig
     from gaitcam.model.train import TrainConfig, Trainer
+    from gaitcam.model.weights import load_weights
 
-    model_cfg = SGELAConfig(
-        f=args.f, hidden=args.hidden, attention=args.attention,
-        reconstruction=args.reconstruction, decoder_input=args.decoder_input, contrastive=args.contrastive,
-    )
+    initial = None
+    if args.init:
+        initial, meta = load_weights(args.init)
+        model_cfg, args.normalization, args.f = initial.cfg, meta["normalization"], initial.cfg.f
+    else:
+        model_cfg = SGELAConfig(
+            f=args.f, hidden=args.hidden, attention=args.attention,
+            reconstruction=args.reconstruction, decoder_input=args.decoder_input, contrastive=args.contrastive,
+        )
+    if not 0 <= args.mask_joints <= 1:
+        raise GaitcamError(f"--mask-joints: expected a share between 0 and 1, got {args.mask_joints}")
+    lr = args.lr or (TrainConfig.lr / 10 if args.init else TrainConfig.lr)
     train_cfg = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, l2=args.l2, reduction=args.reduction,
+        epochs=args.epochs, batch_size=args.batch_size, lr=lr, l2=args.l2, reduction=args.reduction,
         val_every=args.val_every, patience=args.patience, max_minutes=args.max_minutes,
         max_steps=args.max_steps, seed=args.seed,
         threads=args.threads, device=args.device, temperature=args.temperature,
-        contrastive_weight=args.contrastive_weight,
+        contrastive_weight=args.contrastive_weight, mask_joints=args.mask_joints,
     )
     started = time.monotonic()
     data, sources = _load_training_data(args)
@@ -129,9 +145,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     log.info("%d windows from %s (%.0f s to load)", len(data), sources, time.monotonic() - started)
     notes = {"data": sources, "command": "python main.py " + " ".join(sys.argv[1:]),
              "train": vars(train_cfg) | {"stride": args.stride or max(1, args.f // 2), "trim": args.trim}}
+    if args.init:
+        notes["init"] = {"weights": str(args.init), "version": meta["version"]}
     trainer = Trainer(model_cfg, train_cfg, args.out, args.normalization, notes=notes)
+    before = None
+    if initial is not None:
+        trainer.start_from(initial)
+        before = trainer.validate(val)  # the held-out loss the starting weights give, for comparison
     summary = trainer.fit(train, val, resume=args.resume)
     print(f"best validation loss {summary['best_val']:.5g} at step {summary['best_step']}; "
           f"{summary['epochs']:.2f} epochs in {summary['minutes']:.1f} min ({summary['stop']}); "
           f"weights: {Path(args.out) / 'sgela.safetensors'}; loss curve: {Path(args.out) / 'loss.png'}")
+    if before is not None:
+        change = 100 * (summary["best_val"] - before) / before
+        print(f"held-out recordings ({len(val)} windows never trained on): loss {before:.5g} with {args.init}, "
+              f"{summary['best_val']:.5g} fine-tuned ({change:+.1f} %): "
+              + ("the adaptation helped" if change < 0 else "no gain: keep the initial weights")
+              + f". Fit the matcher for the new weights: fit-matcher --weights {Path(args.out) / 'sgela'} ...")
     return 0

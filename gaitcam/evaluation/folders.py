@@ -39,6 +39,7 @@ from gaitcam.model.encoder import GaitEncoder
 from gaitcam.model.sgela import SGELA
 from gaitcam.recording.formats import find_recordings, read_recording
 from gaitcam.skeleton.normalize import normalize_windows
+from gaitcam.skeleton.sequence import SkeletonSequence
 from gaitcam.skeleton.shape import body_shape
 from gaitcam.skeleton.windows import WindowRule, track_windows
 
@@ -81,18 +82,28 @@ class Walk:
     failure: str | None = None  # why it gives no evidence (failure to acquire / enrol)
     evidence: dict[str, Evidence] = field(default_factory=dict)  # by encoding: sgela, untrained, raw
     bones: np.ndarray | None = None  # median bone lengths over tracked ends (the baseline)
+    as_probe: Walk | None = None  # another version of this walk to use when it is a probe (`benchmark shift`)
 
 
-def _encode_walk(walk: Walk, encoder: GaitEncoder, untrained: GaitEncoder | None, params: MatcherParams) -> None:
+def read_walk(walk: Walk) -> SkeletonSequence | None:
+    """The walk's skeletons (the longest track: one person per file), or None with `failure` set."""
     try:
         rec = read_recording(walk.path)
     except GaitcamError as e:
         walk.failure = f"unreadable ({e})"
-        return
+        return None
     if not rec.tracks:
         walk.failure = "no pose"
+        return None
+    return max(rec.tracks.values(), key=len)
+
+
+def encode_walk(walk: Walk, seq: SkeletonSequence | None, encoder: GaitEncoder, untrained: GaitEncoder | None,
+                params: MatcherParams) -> None:
+    """Fill the walk's evidence from its skeletons (when `seq` is None, it failed to be read)."""
+    if seq is None:
+        walk.failure = walk.failure or "no pose"
         return
-    seq = max(rec.tracks.values(), key=len)  # one person per file; the longest track is them
     rule = WindowRule(f=encoder.f)
     tw = track_windows(seq, rule)
     ev = windows_evidence(tw, 0, encoder, rule)
@@ -142,7 +153,7 @@ def encode_folders(gallery_dir: str | Path, probe_dir: str | Path, encoder: Gait
     walks = [Walk(name, str(p), role) for role, files in (("gallery", gallery_files), ("probe", probe_files))
              for name, paths in files.items() for p in paths]
     for w in tqdm(walks, desc="encoding", unit="walk", disable=None if progress else True, leave=False):
-        _encode_walk(w, encoder, untrained, params)
+        encode_walk(w, read_walk(w), encoder, untrained, params)
     return walks
 
 
@@ -189,7 +200,9 @@ def _run_fold(k: int, walks: list[Walk], fold_of: dict[str, int], variants: dict
     usable = [w for w in walks if w.failure is None]
     gallery = [w for w in usable if w.role == "gallery" and fold_of[w.identity] != k]
     enrolled = {w.identity for w in gallery}
-    probes = [w for w in usable if (fold_of[w.identity] == k) or (w.role == "probe" and w.identity in enrolled)]
+    probes = [w.as_probe or w for w in usable
+              if (fold_of[w.identity] == k) or (w.role == "probe" and w.identity in enrolled)]
+    probes = [w for w in probes if w.failure is None]
     if len(enrolled) < 1 or not probes:
         return
     labels = np.array([w.identity for w in gallery])
@@ -311,8 +324,8 @@ def _report(walks: list[Walk], sc: _Scores, variants: dict, fpir: float, thresho
         cues[name] = c
     fused = cues["fused"]
     failures = [{"path": w.path, "identity": w.identity, "role": w.role, "failure": w.failure}
-                for w in walks if w.failure is not None]
-    probes = [w for w in walks if w.role == "probe"]
+                for w in [*walks, *(w.as_probe for w in walks if w.as_probe)] if w.failure is not None]
+    probes = [w.as_probe or w for w in walks if w.role == "probe"]
     gallery = [w for w in walks if w.role == "gallery"]
     named = np.array(sc.named_at_calibration, dtype=bool)
     correct = np.array(sc.correct["fused"], dtype=bool)

@@ -205,13 +205,15 @@ class SGELA(nn.Module):
             return torch.cat([torch.zeros_like(target[:, :1]), target[:, :-1]], dim=1)
         return None
 
-    def forward(self, windows: torch.Tensor) -> SGELAOutput:
-        """windows: [B, f, J, 3] float (normalised as the weights' config says)."""
+    def forward(self, windows: torch.Tensor, clean: torch.Tensor | None = None) -> SGELAOutput:
+        """windows: [B, f, J, 3] float (normalised as the weights' config says). `clean`, when
+        given, is what to rebuild instead of `windows` (training with joints masked: the model
+        reads derived joints and must rebuild the measured ones)."""
         if windows.shape[1:] != (self.cfg.f, self.cfg.n_joints, len(AXES)):
             raise ValueError(
                 f"expected windows [B, {self.cfg.f}, {self.cfg.n_joints}, 3], got {list(windows.shape)}"
             )
-        target = self.targets(windows)
+        target = self.targets(windows if clean is None else clean)
         dec_in = self._decoder_inputs(target)
         outs = [
             model(windows[..., a], None if dec_in is None else dec_in[..., a])

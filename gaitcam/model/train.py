@@ -54,6 +54,34 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     device: str = "auto"
+    mask_joints: float = 0.0  # share of training windows read with a joint group lost and derived
+
+
+# Joint groups a sensor loses together, for `TrainConfig.mask_joints`: the model reads them derived
+# from their neighbours (as the window rule derives them) and must still rebuild the measured ones.
+MASK_GROUPS = (("HandLeft",), ("HandRight",), ("HandLeft", "HandRight"), ("HandLeft", "HandRight", "ShoulderCenter"),
+               ("FootLeft",), ("FootRight",), ("FootLeft", "FootRight"), ("Head",), ("ShoulderCenter",),
+               ("HipCenter", "Spine"))
+
+
+def mask_joints(windows: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """A copy of windows [B, f, 20, 3] where `share` of them lose one random joint group in every
+    frame, re-derived from the neighbours. The derivation rules are affine (weights summing to 1),
+    so deriving in the normalised body frame equals deriving in camera space and normalising."""
+    from gaitcam.skeleton.layouts import CANONICAL
+    from gaitcam.skeleton.repair import derive_missing
+    from gaitcam.skeleton.sequence import JointState
+
+    out = windows.copy()
+    chosen = np.flatnonzero(rng.random(len(windows)) < share)
+    if not len(chosen):
+        return out
+    states = np.full(windows.shape[:3], JointState.TRACKED, np.int8)
+    for i, g in zip(chosen, rng.integers(len(MASK_GROUPS), size=len(chosen))):
+        states[i, :, [CANONICAL.index(j) for j in MASK_GROUPS[g]]] = JointState.MISSING
+    derived, _ = derive_missing(out[chosen], states[chosen])
+    out[chosen] = derived
+    return out
 
 
 @dataclass
@@ -98,13 +126,24 @@ class Trainer:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.state = TrainState(lr=cfg.lr)
 
+    def start_from(self, model: SGELA) -> None:
+        """Fine-tune: begin from another model's weights (same architecture)."""
+        if model.cfg != self.model.cfg:
+            raise ValueError("the initial weights have another architecture than the model being trained")
+        self.model.load_state_dict(model.state_dict())
+
     # -- losses -----------------------------------------------------------------------------
     def _batch_loss(self, data: WindowSet, idx: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
         """Loss of windows `idx` (and, for a contrastive model, of a partner window each)."""
         contrastive = self.model.cfg.contrastive
         if contrastive:
             idx = np.concatenate([idx, same_sequence_partners(data.sequence, idx, rng)])
-        out = self.model(torch.from_numpy(data.windows[idx]).to(self.device))
+        clean = data.windows[idx]
+        if self.cfg.mask_joints:
+            read = torch.from_numpy(mask_joints(clean, self.cfg.mask_joints, rng)).to(self.device)
+            out = self.model(read, torch.from_numpy(clean).to(self.device))
+        else:
+            out = self.model(torch.from_numpy(clean).to(self.device))
         parts = self.model.window_losses(out)
         data_loss = sum(parts.values())
         total = data_loss.sum() if self.cfg.reduction == "sum" else data_loss.mean()

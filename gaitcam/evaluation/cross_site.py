@@ -1,0 +1,155 @@
+"""`python main.py benchmark cross-site`: does the open-set threshold travel to a new site?
+
+KGBD split by person. Persons 1-82 are "the lab": the encoder was trained self-supervised on
+their walks only (`weights/sgela-lab82`), and the matcher is fitted here on their walks only.
+Persons 83-123 are the new site's people: each enrolled, through the app's own enrolment into a
+fresh gallery, from all their walks but the highest-numbered, which is their probe. Persons
+124-164 are strangers: every walk of theirs is a probe. The threshold comes from the site's
+gallery alone (`identity.openset`, for `--fpir`), never from a labelled probe. Reported: the FPIR
+asked for and obtained, DIR, Rank-1.
+
+The partial-skeleton site repeats the protocol with every site recording rewritten as a
+Kinect v2 NTU file whose hands and shoulder centre are never tracked (as many Kinect v2
+installations report), enrolled with `enroll` and identified with `identify` as files: each
+enrolled person's highest walk and each stranger's highest walk are the probes ("everyone's
+other walk"), half the site's people being enrolled.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from gaitcam.identity.enrollment import enroll_recordings, identify_recording, load_index, track_evidence
+from gaitcam.identity.gallery import Gallery
+from gaitcam.identity.matcher import Matcher, MatcherParams
+from gaitcam.model.encoder import GaitEncoder
+from gaitcam.recording.formats import read_recording, write_recording
+from gaitcam.recording.kgbd import KgbdWalk, list_walks
+from gaitcam.recording.recording import Recording, RecordingMeta
+from gaitcam.skeleton.layouts import CANONICAL
+from gaitcam.skeleton.retarget import to_canonical
+from gaitcam.skeleton.sequence import JointState, SkeletonSequence
+
+log = logging.getLogger(__name__)
+
+LAB, SITE, STRANGERS = range(1, 83), range(83, 124), range(124, 165)
+NEVER_TRACKED = ("HandLeft", "HandRight", "ShoulderCenter")
+
+
+def _number(w: KgbdWalk) -> int:
+    return int(w.person.removeprefix("Person"))
+
+
+def _by_person(walks: list[KgbdWalk], persons: range) -> dict[str, list[KgbdWalk]]:
+    out: dict[str, list[KgbdWalk]] = {}
+    for w in walks:
+        if _number(w) in persons:
+            out.setdefault(w.person, []).append(w)
+    return {p: sorted(ws, key=lambda w: w.walk) for p, ws in sorted(out.items())}
+
+
+def fit_lab(root: str | Path, encoder: GaitEncoder, progress: bool = True) -> MatcherParams:
+    """The matcher fitted on the lab's walks (persons 1-82, every walk) only."""
+    evidence, labels = [], []
+    for person, walks in tqdm(_by_person(list_walks(root), LAB).items(), desc="lab walks", unit="person",
+                              disable=None if progress else True, leave=False):
+        for w in walks:
+            ev = track_evidence(read_recording(w.path).tracks[0], 0, encoder)
+            if ev.failure() is None:
+                evidence.append(ev.evidence())
+                labels.append(person)
+    return MatcherParams.fit(encoder.version, evidence, labels, notes={"fitted_on": "KGBD persons 1-82 (the lab)"})
+
+
+def _site(root: str | Path, params: MatcherParams, encoder: GaitEncoder, fpir: float, files: dict[str, str],
+          progress: bool) -> dict:
+    """Enrol the site's people from `files` (walk path -> the file to use), identify the probes."""
+    walks = list_walks(root)
+    site, strangers = _by_person(walks, SITE), _by_person(walks, STRANGERS)
+    with tempfile.TemporaryDirectory(prefix="gaitcam-site-") as tmp, Gallery(Path(tmp) / "site.db") as gallery:
+        for person, ws in tqdm(site.items(), desc="enrolling", unit="person", disable=None if progress else True,
+                               leave=False):
+            enroll_recordings(gallery, encoder, params, person, [files[str(w.path)] for w in ws[:-1]])
+        index = load_index(gallery, params, fpir)
+    return {"index": index, "site": site, "strangers": strangers}
+
+
+def _identify(path: str, encoder: GaitEncoder, params: MatcherParams, index) -> tuple[str | None, str | None, str | None]:
+    """(name given, nearest person, failure) for one probe file, as `identify` says it."""
+    (result,) = identify_recording(read_recording(path), encoder, params, index).values()
+    return result.decision.identity, result.decision.candidate, result.failure
+
+
+def run_cross_site(root: str | Path, encoder: GaitEncoder, fpir: float = 0.01, partial: bool = True,
+                   progress: bool = True) -> dict:
+    params = fit_lab(root, encoder, progress)
+    params.fpir = fpir
+    all_walks = {str(w.path): str(w.path) for w in list_walks(root)}
+    s = _site(root, params, encoder, fpir, all_walks, progress)
+    index = s["index"]
+    enrolled = [(p, str(ws[-1].path)) for p, ws in s["site"].items()]
+    stranger = [(p, str(w.path)) for p, ws in s["strangers"].items() for w in ws]
+    said = {path: _identify(path, encoder, params, index)
+            for _, path in tqdm(enrolled + stranger, desc="identifying", unit="walk",
+                                disable=None if progress else True, leave=False)}
+    result = {
+        "fpir_target": fpir,
+        "fpir_obtained": float(np.mean([said[p][0] is not None for _, p in stranger])),
+        "dir": float(np.mean([said[p][0] == person for person, p in enrolled])),
+        "rank1": float(np.mean([said[p][1] == person for person, p in enrolled])),
+        "n_stranger_probes": len(stranger), "n_enrolled_probes": len(enrolled),
+        "n_stranger_people": len(s["strangers"]), "n_enrolled_people": len(s["site"]),
+        "fta": sum(said[p][2] is not None for _, p in enrolled + stranger),
+        "threshold": index.calibration.describe(), "lab_weights": encoder.version,
+    }
+    if partial:
+        result["partial"] = _partial_site(root, params, encoder, fpir, progress)
+    return result
+
+
+def _partial_site(root: str | Path, params: MatcherParams, encoder: GaitEncoder, fpir: float, progress: bool) -> dict:
+    """The site again, every recording an NTU file with hands and shoulder centre never tracked."""
+    walks = [w for w in list_walks(root) if _number(w) in SITE or _number(w) in STRANGERS]
+    index_of = [CANONICAL.index(j) for j in NEVER_TRACKED]
+    with tempfile.TemporaryDirectory(prefix="gaitcam-ntu-") as tmp:
+        files = {}
+        for w in walks:
+            seq = to_canonical(read_recording(w.path).tracks[0])
+            joints, states = seq.joints.copy(), seq.states.copy()
+            joints[:, index_of], states[:, index_of] = np.nan, JointState.MISSING
+            out = Path(tmp) / f"{w.person}-{w.walk}.skeleton"
+            write_recording(Recording(RecordingMeta("kinect", CANONICAL.name, 30.0),
+                                      {1: SkeletonSequence(joints, seq.timestamps, CANONICAL, states)}), out)
+            files[str(w.path)] = str(out)
+        s = _site(root, params, encoder, fpir, files, progress)
+        index = s["index"]
+        enrolled = [(p, files[str(ws[-1].path)]) for p, ws in s["site"].items()]
+        stranger = [(p, files[str(ws[-1].path)]) for p, ws in s["strangers"].items()]
+        said = {path: _identify(path, encoder, params, index) for _, path in enrolled + stranger}
+    named_right = sum(said[p][0] == person for person, p in enrolled)
+    strangers_named = sum(said[p][0] is not None for _, p in stranger)
+    return {"joints_never_tracked": list(NEVER_TRACKED), "format": "NTU RGB+D .skeleton (Kinect v2 layout)",
+            "enrolled_people": len(enrolled), "enrolled_named_correctly": named_right,
+            "stranger_people": len(stranger), "strangers_named": strangers_named,
+            "per_14_enrolled_named": 14 * named_right / len(enrolled),
+            "per_14_strangers_named": 14 * strangers_named / len(stranger),
+            "threshold": index.calibration.describe()}
+
+
+def format_cross_site(r: dict) -> str:
+    lines = [f"lab: KGBD persons 1-82; site: {r['n_enrolled_people']} people enrolled, {r['n_stranger_people']} "
+             f"strangers ({r['n_stranger_probes']} stranger probes, {r['n_enrolled_probes']} enrolled probes)",
+             f"threshold from the site's gallery: {r['threshold']}",
+             f"FPIR asked {100 * r['fpir_target']:g} %, obtained {100 * r['fpir_obtained']:.2f} %; DIR "
+             f"{100 * r['dir']:.1f} %; Rank-1 {100 * r['rank1']:.1f} %; {r['fta']} probes failed to acquire"]
+    if "partial" in r:
+        p = r["partial"]
+        lines.append(f"partial skeletons ({', '.join(p['joints_never_tracked'])} never tracked, {p['format']}): "
+                     f"{p['enrolled_named_correctly']} of {p['enrolled_people']} enrolled people named correctly "
+                     f"({p['per_14_enrolled_named']:.1f} of 14), {p['strangers_named']} of {p['stranger_people']} "
+                     f"strangers named ({p['per_14_strangers_named']:.1f} of 14); {p['threshold']}")
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""The open-set score and the threshold a gallery calibrates for itself."""
+import numpy as np
+import pytest
+
+from gaitcam.errors import GaitcamError
+from gaitcam.identity.openset import (loo_scores, normalised, person_levels, ratio, ratios, threshold_for)
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_ratio_is_nearest_over_second_capped():
+    d = np.array([[0.2, 0.8, 0.5], [0.9, 1.0, 3.0]])
+    np.testing.assert_allclose(ratios(d), [0.4, 0.9])
+    np.testing.assert_allclose(ratios(d, cap=0.5), [0.4, 1.8])  # no close second: the cap stands in
+    assert ratio(d[0], 2) == pytest.approx(2.5) and ratio(np.array([0.3]), 0, cap=1.0) == pytest.approx(0.3)
+    assert np.isfinite(ratio(np.array([0.0, 0.0]), 0))  # identical distances do not divide by zero
+
+
+def test_threshold_is_the_empirical_quantile_when_the_tail_is_sampled():
+    scores = np.random.default_rng(0).lognormal(mean=-0.3, sigma=0.2, size=1000)
+    t, how = threshold_for(scores, 0.01)
+    assert how == "empirical quantile" and (scores <= t).mean() == pytest.approx(0.01, abs=0.002)
+    t_small, how_small = threshold_for(scores[:50], 0.01)  # 50 scores do not reach 1 %
+    assert how_small == "log-normal fit" and abs(np.log(t_small) - (-0.3 - 2.326 * 0.2)) < 0.1
+    with pytest.raises(GaitcamError, match="too few"):
+        threshold_for(scores[:2], 0.01)
+
+
+def test_levels_and_leave_one_person_out_scores():
+    rng = np.random.default_rng(1)
+    centres = _unit(rng.normal(size=(12, 16)))
+    z = _unit(np.repeat(centres, 3, axis=0) + 0.05 * rng.normal(size=(36, 16)))
+    person_of = np.repeat(np.arange(12), 3)
+    levels = person_levels(z, person_of, 0.1)
+    assert levels.shape == (12,) and (levels > 0.3).all()  # other people are far from everyone
+    d = normalised(z, z, person_of, levels, 12)
+    assert (d.argmin(axis=1) == person_of).all()
+    scores = loo_scores(z, person_of, 0.1, 1, 1.0)
+    assert len(scores) == 36 and np.median(scores) > 0.6  # as strangers, no one comes much closer than another
+    again = _unit(np.repeat(centres, 2, axis=0) + 0.05 * rng.normal(size=(24, 16)))  # new walks, enrolled people
+    genuine = ratios(normalised(again, z, person_of, levels, 12))
+    assert genuine.max() < scores.min()
