@@ -86,8 +86,8 @@ def test_small_real_evaluation_counts_failures_and_carries_on(tmp_path, one_thre
     assert sorted((Path(f["path"]).name, f["failure"].split(" ")[0]) for f in r["failures"]) == [
         ("broken.txt.gz", "unreadable"), ("empty.gaitrec", "no")]
     assert r["projection"].startswith("shipped")  # 4 enrolled: too few to fit a whitening on
-    assert sorted(r["cues"]) == ["bone_1nn", "fused"]
-    for cue in ("fused", "bone_1nn"):
+    assert sorted(r["cues"]) == ["bone_1nn", "fused", "shape"]
+    for cue in ("fused", "shape", "bone_1nn"):
         m = r["cues"][cue]
         assert 0 <= m["rank1"] <= m["rank5"] <= 1 and 0 < m["map"] <= 1 and len(m["cmc"]) == 5
         assert m["rank1_ci95"][0] <= m["rank1"] <= m["rank1_ci95"][1]

@@ -187,3 +187,20 @@ def test_a_small_gallery_falls_back_on_the_training_scores():
     m.tracks[1], m.tracks[2] = people.walk(20), people.walk(25)
     d = m.decide(0.0, [1])[1]
     assert d.identity == "p20"  # one person enrolled: still named against the typical impostor
+
+
+def test_a_stranger_who_resembles_someone_in_the_cohort_is_not_named():
+    people = People(40, seed=6)
+    params = _fit(people, 20)  # people 0-19 train the matcher and stay as its cohort
+    assert len(params.cohort) == 60 and sorted(set(params.cohort_of.tolist())) == list(range(20))
+    twin = 25
+    people.gait[twin], people.cycle[twin], people.bones[twin] = people.gait[3], people.cycle[3], people.bones[3]
+    index = _index(people, params, range(20, 32))  # the twin of cohort person 3 is enrolled
+    m = Matcher(index, params)
+    m.tracks[1] = people.walk(3)  # person 3 walks by: as close to the cohort's 3 as to the twin
+    d = m.decide(0.0, [1])[1]
+    assert d.candidate == f"p{twin}" and d.identity is None
+    no_cohort = MatcherParams(**{**params.__dict__, "cohort": params.cohort[:0], "cohort_of": params.cohort_of[:0]})
+    m = Matcher(_index(people, no_cohort, range(20, 32)), no_cohort)
+    m.tracks[1] = people.walk(3)
+    assert m.decide(0.0, [1])[1].identity == f"p{twin}"  # without the cohort it would have been named

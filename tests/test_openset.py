@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from gaitcam.errors import GaitcamError
-from gaitcam.identity.openset import (loo_scores, normalised, person_levels, ratio, ratios, threshold_for)
+from gaitcam.identity.openset import (loo_scores, normalised, open_scores, person_levels, ratio, ratios,
+                                      threshold_for)
 
 
 def _unit(x):
@@ -24,6 +25,8 @@ def test_threshold_is_the_empirical_quantile_when_the_tail_is_sampled():
     assert how == "empirical quantile" and (scores <= t).mean() == pytest.approx(0.01, abs=0.002)
     t_small, how_small = threshold_for(scores[:50], 0.01)  # 50 scores do not reach 1 %
     assert how_small == "log-normal fit" and abs(np.log(t_small) - (-0.3 - 2.326 * 0.2)) < 0.1
+    heavy = np.r_[np.full(40, 0.9), 0.2]  # one low score: the fit must not land above it
+    assert threshold_for(heavy, 0.01)[0] == pytest.approx(0.2)
     with pytest.raises(GaitcamError, match="too few"):
         threshold_for(scores[:2], 0.01)
 
@@ -37,8 +40,18 @@ def test_levels_and_leave_one_person_out_scores():
     assert levels.shape == (12,) and (levels > 0.3).all()  # other people are far from everyone
     d = normalised(z, z, person_of, levels, 12)
     assert (d.argmin(axis=1) == person_of).all()
-    scores = loo_scores(z, person_of, 0.1, 1, 1.0)
+    scores = loo_scores(z, person_of, 12, 0.1, 1, 1.0)
     assert len(scores) == 36 and np.median(scores) > 0.6  # as strangers, no one comes much closer than another
     again = _unit(np.repeat(centres, 2, axis=0) + 0.05 * rng.normal(size=(24, 16)))  # new walks, enrolled people
     genuine = ratios(normalised(again, z, person_of, levels, 12))
     assert genuine.max() < scores.min()
+
+
+def test_the_cohort_is_never_named_but_counts_as_a_second():
+    d = np.array([[0.3, 0.9, 0.35],   # near enrolled 0, and as near a cohort person (column 2)
+                  [0.3, 0.9, 2.0],    # near enrolled 0 only
+                  [0.8, 0.9, 0.1]])   # nearest is a cohort person
+    best, score = open_scores(d, named=2)
+    assert best.tolist() == [0, 0, 0]
+    np.testing.assert_allclose(score, [0.3 / 0.35, 0.3 / 0.9, 8.0])
+    np.testing.assert_allclose(ratios(d[:, :2]), [0.3 / 0.9, 0.3 / 0.9, 0.8 / 0.9])

@@ -2,9 +2,8 @@
 
     .venv/bin/python docs/experiments/matcher_choice.py [--threads 2]   # ~6 min to encode, then ~1 min a row
 
-Validation split inside the 658 training walks (the `kgbd-layout` gallery): per person the
-highest-numbered training walk is the pseudo-probe, the other training walks the gallery. The
-same fold protocol as `evaluate` runs on it (every person a stranger once, the matcher fitted and
+The validation split (validation.py: per person the highest-numbered of the 658 training walks
+is the pseudo-probe). The same fold protocol as `evaluate` runs on it (every person a stranger once, the matcher fitted and
 the threshold calibrated on each fold's enrolled gallery), with the same code, for each setting
 below. Printed per setting: validation Rank-1, FNIR at FPIR 1 % and 0.3 %, and FPIR obtained at
 the calibrated threshold (target 1 %). The shipped defaults (`identity/matcher.py`) are the row
@@ -12,7 +11,6 @@ marked "shipped"; docs/accuracy.md has the table this prints.
 """
 import argparse
 import pickle
-import re
 import sys
 from pathlib import Path
 
@@ -20,7 +18,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gaitcam.evaluation.folders import encode_folders, evaluate_walks  # noqa: E402
+from validation import encode, validation_walks  # noqa: E402
+
+from gaitcam.evaluation.folders import evaluate_walks  # noqa: E402
 from gaitcam.identity.matcher import MatcherParams  # noqa: E402
 from gaitcam.model.encoder import GaitEncoder  # noqa: E402
 
@@ -37,16 +37,10 @@ cache = Path(args.cache)
 if cache.is_file():
     walks = pickle.loads(cache.read_bytes())
 else:
-    walks = encode_folders(args.gallery, args.gallery, encoder, params, controls=False)
-    walks = [w for w in walks if w.role == "gallery"]
+    walks, seqs = validation_walks(args.gallery)
+    encode(walks, seqs, encoder, params)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_bytes(pickle.dumps(walks))
-number = {id(w): int(re.match(r"\d+", Path(w.path).name).group()) for w in walks}
-highest = {}
-for w in walks:
-    highest[w.identity] = max(highest.get(w.identity, 0), number[id(w)])
-for w in walks:
-    w.role = "probe" if number[id(w)] == highest[w.identity] else "gallery"
 
 ALL = ("gait", "cycle", "shape")
 SHIPPED = dict(pca=128, shrink=1e-2, loc_quantile=0.1)

@@ -36,6 +36,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (numpy's BLAS follows OPENBLAS_NUM_THREADS)")
     p.add_argument("--limit-people", type=int, metavar="N", help="kgbd: only the first N persons (a quick run)")
     p.add_argument("--seed", type=int, default=0, help="seeds the untrained encoder, RNs, folds and perturbations")
+    p.add_argument("--select-on-probes", action="store_true",
+                   help="kgbd classifier: choose the RN's epoch on the probe windows, as the released code did "
+                   "(optimistic; labelled so in the output), to compare with the paper")
     p.add_argument("--no-controls", dest="controls", action="store_false",
                    help="kgbd: SGE-LA only, e.g. for an ablation (its controls are the shipped weights' run's)")
     p.add_argument("--fpir", type=float, default=0.01, metavar="RATE",
@@ -72,6 +75,7 @@ def _kgbd(args: argparse.Namespace) -> int:
     result = run_kgbd_benchmark(
         args.root, args.protocol, args.weights or str(APP_ROOT / "weights" / "sgela"), threads=args.threads,
         limit_people=args.limit_people, seed=args.seed, rn_dir=args.rn, device=args.device, controls=args.controls,
+        select_on_probes=args.select_on_probes,
     )
     plot = plot_path(args, "runs/benchmark", f"kgbd_{args.protocol}_cmc.png")
     result["plot"] = str(save_cmc_plot(result, plot))

@@ -44,6 +44,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                      help="fit on the walks enrolled in the gallery (--gallery, else the config's)")
     p.add_argument("--exclude-last", type=int, default=0, metavar="N",
                    help="with --train: leave the last N identities out (e.g. to keep them strangers)")
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="with --train: fit on the walks as recorded only, not also on a copy of each under a "
+                   "random sensor shift (mirrored, jitter, joints never tracked, camera pose, frame rate)")
     p.add_argument("--out", metavar="JSON", help="where to write (default: WEIGHTS.matcher.json)")
     add_runtime_options(p, fpir=False)
     p.set_defaults(func=cmd_fit_matcher)
@@ -86,7 +89,7 @@ def cmd_fit_matcher(args: argparse.Namespace) -> int:
         with Gallery(cfg.gallery) as gallery:
             params = fit_matcher_from_gallery(gallery, encoder)
     else:
-        params = fit_matcher(args.train, encoder, exclude_last=args.exclude_last)
+        params = fit_matcher(args.train, encoder, exclude_last=args.exclude_last, augment=args.augment)
     out = Path(args.out) if args.out else matcher_params_path(cfg.weights)
     params.save(out)
     print(f"matcher for encoder {encoder.version}: {params.notes['walks']} walks of {params.notes['people']} people, "

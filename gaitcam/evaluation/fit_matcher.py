@@ -9,7 +9,10 @@ calibrates its own for the FPIR asked (`identity.openset`).
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
+
+import numpy as np
 
 from tqdm import tqdm
 
@@ -20,14 +23,17 @@ from gaitcam.identity.gallery import Gallery
 from gaitcam.identity.matcher import Evidence, MatcherParams, template_version
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording
+from gaitcam.skeleton.perturb import random_shift
+from gaitcam.skeleton.retarget import to_canonical
 
 log = logging.getLogger(__name__)
 
 
-def folder_evidence(train_dir: str | Path, encoder: GaitEncoder, exclude_last: int = 0, progress: bool = True
-                    ) -> tuple[list[Evidence], list[str], list[str]]:
+def folder_evidence(train_dir: str | Path, encoder: GaitEncoder, exclude_last: int = 0, augment: bool = True,
+                    progress: bool = True) -> tuple[list[Evidence], list[str], list[str]]:
     """(evidence, labels, people left out) of every usable track in `train_dir/<identity>/...`;
-    the last `exclude_last` identities (sorted by name) are left out."""
+    the last `exclude_last` identities (sorted by name) are left out. With `augment`, every track
+    once more under a random sensor shift (`skeleton.perturb.random_shift`), same label."""
     folders = identity_folders(train_dir)
     names = sorted(folders)
     if exclude_last:
@@ -43,19 +49,25 @@ def folder_evidence(train_dir: str | Path, encoder: GaitEncoder, exclude_last: i
                 log.warning("skipped: %s", e)
                 continue
             for tid, seq in rec.tracks.items():
-                ev = track_evidence(seq, tid, encoder)
-                if ev.failure() is None:
-                    evidence.append(ev.evidence())
-                    labels.append(name)
+                versions = [seq]
+                if augment:
+                    rng = np.random.default_rng([tid, zlib.crc32(str(path).encode())])
+                    versions.append(random_shift(to_canonical(seq), rng))
+                for version in versions:
+                    ev = track_evidence(version, tid, encoder)
+                    if ev.failure() is None:
+                        evidence.append(ev.evidence())
+                        labels.append(name)
     return evidence, labels, sorted(folders)[len(names):]
 
 
-def fit_matcher(train_dir: str | Path, encoder: GaitEncoder, exclude_last: int = 0, progress: bool = True
-                ) -> MatcherParams:
-    """MatcherParams for `encoder` from `train_dir/<identity>/<recordings>` (one walk = one row)."""
-    evidence, labels, left_out = folder_evidence(train_dir, encoder, exclude_last, progress)
+def fit_matcher(train_dir: str | Path, encoder: GaitEncoder, exclude_last: int = 0, augment: bool = True,
+                progress: bool = True) -> MatcherParams:
+    """MatcherParams for `encoder` from `train_dir/<identity>/<recordings>` (one walk = one row,
+    plus its shifted copy with `augment`)."""
+    evidence, labels, left_out = folder_evidence(train_dir, encoder, exclude_last, augment, progress)
     params = MatcherParams.fit(encoder.version, evidence, labels,
-                               notes={"fitted_on": str(train_dir), "left_out": left_out})
+                               notes={"fitted_on": str(train_dir), "left_out": left_out, "augmented": augment})
     log.info("matcher fitted on %d walks of %d people", len(labels), len(set(labels)))
     return params
 
@@ -65,6 +77,8 @@ def fit_matcher_from_gallery(gallery: Gallery, encoder: GaitEncoder) -> MatcherP
     names, evidence = gallery_evidence(gallery, template_version(encoder.version))
     if not names:
         raise GaitcamError(f"{gallery.path}: nothing enrolled with these weights to fit on")
-    params = MatcherParams.fit(encoder.version, evidence, names, notes={"fitted_on": f"gallery {gallery.path}"})
+    # No cohort: the cohort must be people who are never enrolled, and these all are.
+    params = MatcherParams.fit(encoder.version, evidence, names, cohort=False,
+                               notes={"fitted_on": f"gallery {gallery.path}"})
     log.info("matcher fitted on %d enrolled walks of %d people", len(names), len(set(names)))
     return params

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,11 +35,13 @@ from tqdm import tqdm
 from gaitcam.errors import FormatError, GaitcamError
 from gaitcam.identity.enrollment import MIN_WALK_SECONDS, windows_evidence
 from gaitcam.identity.matcher import Evidence, GalleryIndex, MatcherParams
-from gaitcam.identity.openset import MIN_PEOPLE, cross_fitted_scores, ratios
+from gaitcam.identity.openset import MIN_PEOPLE, cross_fitted_scores, open_scores, ratios
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.model.sgela import SGELA
 from gaitcam.recording.formats import find_recordings, read_recording
 from gaitcam.skeleton.normalize import normalize_windows
+from gaitcam.skeleton.perturb import random_shift
+from gaitcam.skeleton.retarget import to_canonical
 from gaitcam.skeleton.sequence import SkeletonSequence
 from gaitcam.skeleton.shape import body_shape
 from gaitcam.skeleton.windows import WindowRule, track_windows
@@ -51,12 +54,11 @@ VARIANTS = {
     "fused": (("gait", "cycle", "shape"), "sgela"),
     "gait": (("gait",), "sgela"),
     "cycle": (("cycle",), "sgela"),
-    "shape": (("shape",), "sgela"),
     "gait_untrained": (("gait",), "untrained"),
     "gait_raw": (("gait",), "raw"),
 }
 NAMES = {"fused": "fusion (shipped)", "gait": "gait (AGE) only", "cycle": "gait cycle only",
-         "shape": "body shape only", "bone_1nn": "baseline: 1-NN on median bone lengths",
+         "shape": "body shape only (standardised L1)", "bone_1nn": "baseline: 1-NN on median bone lengths",
          "gait_untrained": "control: gait, untrained network", "gait_raw": "control: gait, raw windows"}
 
 
@@ -78,7 +80,7 @@ class Walk:
 
     identity: str
     path: str
-    role: str  # "gallery" or "probe"
+    role: str  # "gallery", "probe", or "augment" (an extra training copy of a gallery walk)
     failure: str | None = None  # why it gives no evidence (failure to acquire / enrol)
     evidence: dict[str, Evidence] = field(default_factory=dict)  # by encoding: sgela, untrained, raw
     bones: np.ndarray | None = None  # median bone lengths over tracked ends (the baseline)
@@ -99,12 +101,12 @@ def read_walk(walk: Walk) -> SkeletonSequence | None:
 
 
 def encode_walk(walk: Walk, seq: SkeletonSequence | None, encoder: GaitEncoder, untrained: GaitEncoder | None,
-                params: MatcherParams) -> None:
+                params: MatcherParams, rule: WindowRule | None = None) -> None:
     """Fill the walk's evidence from its skeletons (when `seq` is None, it failed to be read)."""
     if seq is None:
         walk.failure = walk.failure or "no pose"
         return
-    rule = WindowRule(f=encoder.f)
+    rule = rule or WindowRule(f=encoder.f)
     tw = track_windows(seq, rule)
     ev = windows_evidence(tw, 0, encoder, rule)
     need = MIN_WALK_SECONDS if walk.role == "gallery" else 0.0
@@ -143,8 +145,9 @@ class _Scores:
 
 
 def encode_folders(gallery_dir: str | Path, probe_dir: str | Path, encoder: GaitEncoder, params: MatcherParams,
-                   controls: bool = True, seed: int = 0, progress: bool = True) -> list[Walk]:
-    """Every recording of both folders read and encoded once (with the controls' encodings)."""
+                   controls: bool = True, augment: bool = True, seed: int = 0, progress: bool = True) -> list[Walk]:
+    """Every recording of both folders read and encoded once (with the controls' encodings),
+    and, with `augment`, every gallery walk once more under a random sensor shift (`augmented`)."""
     gallery_files, probe_files = identity_folders(gallery_dir), identity_folders(probe_dir)
     untrained = None
     if controls:
@@ -152,9 +155,22 @@ def encode_folders(gallery_dir: str | Path, probe_dir: str | Path, encoder: Gait
         untrained = GaitEncoder(SGELA(encoder.model.cfg), encoder.normalization, "untrained", device=encoder.device.type)
     walks = [Walk(name, str(p), role) for role, files in (("gallery", gallery_files), ("probe", probe_files))
              for name, paths in files.items() for p in paths]
+    copies = []
     for w in tqdm(walks, desc="encoding", unit="walk", disable=None if progress else True, leave=False):
-        encode_walk(w, read_walk(w), encoder, untrained, params)
-    return walks
+        seq = read_walk(w)
+        encode_walk(w, seq, encoder, untrained, params)
+        if augment and w.role == "gallery" and w.failure is None:
+            copies.append(augmented(w, seq, encoder, params, seed))
+    return walks + copies
+
+
+def augmented(walk: Walk, seq: SkeletonSequence, encoder: GaitEncoder, params: MatcherParams, seed: int = 0) -> Walk:
+    """A training copy of a gallery walk under one random sensor shift (`skeleton.perturb`), for
+    the fused matcher's fit to learn what a person's walks look like through another sensor."""
+    copy = Walk(walk.identity, walk.path, "augment")
+    rng = np.random.default_rng([seed, zlib.crc32(walk.path.encode())])
+    encode_walk(copy, random_shift(to_canonical(seq), rng), encoder, None, params)
+    return copy
 
 
 def evaluate_walks(walks: list[Walk], encoder_version: str, params: MatcherParams, folds: int = 10,
@@ -188,7 +204,7 @@ def evaluate_folders(gallery_dir: str | Path, probe_dir: str | Path, encoder: Ga
                      seed: int = 0, progress: bool = True) -> dict:
     """The whole report as a dict; rates are fractions in [0, 1] (module docstring)."""
     started = time.monotonic()
-    walks = encode_folders(gallery_dir, probe_dir, encoder, params, controls, seed, progress)
+    walks = encode_folders(gallery_dir, probe_dir, encoder, params, controls, seed=seed, progress=progress)
     result = evaluate_walks(walks, encoder.version, params, folds, fpir, controls, bootstrap, seed, progress)
     result["seconds"] = time.monotonic() - started
     return result
@@ -200,11 +216,14 @@ def _run_fold(k: int, walks: list[Walk], fold_of: dict[str, int], variants: dict
     usable = [w for w in walks if w.failure is None]
     gallery = [w for w in usable if w.role == "gallery" and fold_of[w.identity] != k]
     enrolled = {w.identity for w in gallery}
-    probes = [w.as_probe or w for w in usable
-              if (fold_of[w.identity] == k) or (w.role == "probe" and w.identity in enrolled)]
+    probes = [w.as_probe or w for w in usable if w.role != "augment"
+              and ((fold_of[w.identity] == k) or (w.role == "probe" and w.identity in enrolled))]
     probes = [w for w in probes if w.failure is None]
     if len(enrolled) < 1 or not probes:
         return
+    # Training copies of the enrolled people's walks under sensor shifts: the fused matcher is
+    # fitted on them too (never enrolled); the single cues and the controls are fitted without.
+    extra = [w for w in usable if w.role == "augment" and w.identity in enrolled]
     labels = np.array([w.identity for w in gallery])
     # A whitening fitted on a few people only learns them: small galleries use the shipped one.
     can_fit = len(enrolled) >= MIN_PEOPLE and len(labels) > len(enrolled)
@@ -215,8 +234,11 @@ def _run_fold(k: int, walks: list[Walk], fold_of: dict[str, int], variants: dict
     scores.fold += [k] * len(probes)
     for name, (blocks, encoding) in variants.items():
         ev = [w.evidence[encoding] for w in gallery]
-        if can_fit:
-            p = MatcherParams.fit(version, ev, labels, blocks, calibrate=False, **fit)
+        copies = [w for w in extra if name == "fused" and encoding in w.evidence]
+        both = ev + [w.evidence[encoding] for w in copies]
+        fit_labels = np.array([w.identity for w in gallery + copies])
+        if can_fit:  # no cohort: the only people not in this gallery are the fold's strangers
+            p = MatcherParams.fit(version, both, fit_labels, blocks, calibrate=False, cohort=False, **fit)
         elif name == "fused":
             p = params
         else:
@@ -225,36 +247,45 @@ def _run_fold(k: int, walks: list[Walk], fold_of: dict[str, int], variants: dict
         p.prior_scores = p.prior_scores or params.prior_scores  # a small fold's gallery calibrates on these
         cal = None
         if name == "fused" and can_fit and len(enrolled) >= MIN_PEOPLE:
-            raw = np.stack([e.descriptor(blocks) for e in ev])
-            cal = cross_fitted_scores(raw, labels, lambda idx: MatcherParams.fit(
-                version, [ev[i] for i in idx], labels[idx], blocks, calibrate=False, **fit), seed=seed)[0]
+            raw = np.stack([e.descriptor(blocks) for e in both])
+            cal = cross_fitted_scores(raw, fit_labels, lambda idx: MatcherParams.fit(
+                version, [both[i] for i in idx], fit_labels[idx], blocks, calibrate=False, cohort=False, **fit),
+                seed=seed)[0]
         index = GalleryIndex(list(labels), np.stack([e.descriptor(blocks) for e in ev]), p, fpir, cal,
                              "gallery (cross-fitted)" if cal is not None else "gallery")
-        d = index.distances(np.stack([w.evidence[encoding].descriptor(blocks) for w in probes]))
-        nearest = d.argmin(axis=1)
+        d_all = index.distances(np.stack([w.evidence[encoding].descriptor(blocks) for w in probes]))
+        nearest, score = open_scores(d_all, len(index), p.ratio_cap)
+        d = d_all[:, : len(index)]
         truth = np.array([index.people.index(w.identity) if w.identity in enrolled else -1 for w in probes])
         true_d = np.where(truth >= 0, d[np.arange(len(d)), np.maximum(truth, 0)], np.nan)
         rank = np.where(truth >= 0, (d <= true_d[:, None]).sum(axis=1), np.nan)  # ties count against
-        score = ratios(d, p.ratio_cap)
         scores.rank.setdefault(name, []).extend(rank.tolist())
         scores.score.setdefault(name, []).extend(score.tolist())
         scores.correct.setdefault(name, []).extend((nearest == truth).tolist())
         if name == "fused":
             thresholds.append(index.calibration)
             scores.named_at_calibration += (score <= index.threshold).tolist()
-    # The baseline: Euclidean distance between median bone lengths, nearest enrolled walk.
-    gb = np.stack([w.bones for w in gallery])
-    qb = np.stack([w.bones for w in probes])
-    diff = qb[:, None] - gb[None]
-    shared = np.isfinite(diff).sum(-1)
-    dist = np.sqrt(np.nansum(diff ** 2, -1) * diff.shape[-1] / np.maximum(shared, 1))
-    dist[shared == 0] = np.inf
+    # Body shape on its own, and the plain baseline, on the median bone lengths of each walk (bones
+    # with both ends tracked): standardised L1 (the best shape-only distance on the validation
+    # split; the whitened cosine of the fused descriptor ignores a body's overall size) and
+    # Euclidean. Both compare the bones measured in both walks, scaled to all 19.
+    gb, qb = np.stack([w.bones for w in gallery]), np.stack([w.bones for w in probes])
+    mean, std = np.nanmean(gb, axis=0), np.nanstd(gb, axis=0) + 1e-6
     people = sorted(enrolled)
-    per = np.full((len(probes), len(people)), np.inf)
-    np.minimum.at(per.T, np.searchsorted(people, labels), dist.T)
     truth = np.array([people.index(w.identity) if w.identity in enrolled else -1 for w in probes])
-    true_d = np.where(truth >= 0, per[np.arange(len(per)), np.maximum(truth, 0)], np.nan)
-    scores.rank.setdefault("bone_1nn", []).extend(np.where(truth >= 0, (per <= true_d[:, None]).sum(1), np.nan).tolist())
+    for name, power, standardise in (("shape", 1, True), ("bone_1nn", 2, False)):
+        q, g = ((qb - mean) / std, (gb - mean) / std) if standardise else (qb, gb)
+        diff = np.abs(q[:, None] - g[None]) ** power
+        shared = np.isfinite(diff).sum(-1)
+        dist = (np.nansum(diff, -1) * diff.shape[-1] / np.maximum(shared, 1)) ** (1 / power)
+        dist[shared == 0] = np.inf
+        per = np.full((len(probes), len(people)), np.inf)
+        np.minimum.at(per.T, np.searchsorted(people, labels), dist.T)
+        true_d = np.where(truth >= 0, per[np.arange(len(per)), np.maximum(truth, 0)], np.nan)
+        scores.rank.setdefault(name, []).extend(np.where(truth >= 0, (per <= true_d[:, None]).sum(1), np.nan).tolist())
+        if name == "shape":
+            scores.score.setdefault(name, []).extend(ratios(per).tolist())
+            scores.correct.setdefault(name, []).extend((per.argmin(axis=1) == truth).tolist())
 
 
 def _fnir_at(score: np.ndarray, correct: np.ndarray, stranger: np.ndarray, fpir: float) -> tuple[float, float]:
@@ -307,7 +338,7 @@ def _report(walks: list[Walk], sc: _Scores, variants: dict, fpir: float, thresho
     stranger = np.array(sc.stranger, dtype=bool)
     n_people = len({w.identity for w in walks})
     cues = {}
-    for name in [*variants, "bone_1nn"]:
+    for name in ["fused", "gait", "cycle", "shape", "gait_untrained", "gait_raw", "bone_1nn"]:
         if name not in sc.rank:
             continue
         rank = np.array(sc.rank[name], dtype=np.float64)
@@ -326,7 +357,7 @@ def _report(walks: list[Walk], sc: _Scores, variants: dict, fpir: float, thresho
     failures = [{"path": w.path, "identity": w.identity, "role": w.role, "failure": w.failure}
                 for w in [*walks, *(w.as_probe for w in walks if w.as_probe)] if w.failure is not None]
     probes = [w.as_probe or w for w in walks if w.role == "probe"]
-    gallery = [w for w in walks if w.role == "gallery"]
+    gallery = [w for w in walks if w.role == "gallery"]  # "augment" copies are neither
     named = np.array(sc.named_at_calibration, dtype=bool)
     correct = np.array(sc.correct["fused"], dtype=bool)
     result = {
@@ -336,7 +367,7 @@ def _report(walks: list[Walk], sc: _Scores, variants: dict, fpir: float, thresho
         "fta_rate": sum(w.failure is not None for w in probes) / max(len(probes), 1),
         "fte_rate": sum(w.failure is not None for w in gallery) / max(len(gallery), 1),
         "n_probe": int((~stranger).sum()), "n_stranger_probes": int(stranger.sum()),
-        "n_walks": len(walks), "level": "recording",
+        "n_walks": sum(w.role != "augment" for w in walks), "level": "recording",
         "calibrated": {
             "fpir_target": fpir,
             "fpir_obtained": float(named[stranger].mean()) if stranger.any() else None,

@@ -207,7 +207,7 @@ def prepare_enrolment(index: GalleryIndex, encoder: GaitEncoder, params: Matcher
     warnings = []
     if len(index):
         d = index.distances(ev.evidence().descriptor(params.blocks)[None])[0]
-        j = int(d.argmin())
+        j = int(d[: len(index)].argmin())
         score = index.score(d, j)
         if score >= params.min_score and index.people[j] != name:
             warnings.append(f"{name} looks like already enrolled {index.people[j]} "

@@ -149,6 +149,8 @@ class MatcherParams:
     shape_cov: np.ndarray  # [15, 15]
     loc: float  # a person's impostor level when the gallery holds too few others to say
     prior_scores: dict[int, np.ndarray]  # held-out training people's open-set scores, by gallery size
+    cohort: np.ndarray  # [C, k] the training walks, projected: people never enrolled (`openset`)
+    cohort_of: np.ndarray  # [C] which (anonymous) training person each cohort walk is
     loc_quantile: float = LOC_QUANTILE  # a person's impostor level: this quantile of others' distances
     ratio_cap: float = RATIO_CAP  # the second-nearest person's normalised distance counts at most this
     min_windows: int = 10  # evidence before a track may be named (10 windows = 1 s at stride 3)
@@ -157,7 +159,7 @@ class MatcherParams:
     fpir: float = openset.DEFAULT_FPIR  # the false-positive identification rate the threshold aims at
     notes: dict = field(default_factory=dict)
 
-    _ARRAYS = ("mean", "std", "projection", "shape_mean", "shape_cov")
+    _ARRAYS = ("mean", "std", "projection", "shape_mean", "shape_cov", "cohort", "cohort_of")
 
     @property
     def template_version(self) -> str:
@@ -186,6 +188,7 @@ class MatcherParams:
             data["ratio_cap"] = np.inf if data.get("ratio_cap") is None else data["ratio_cap"]
             params = cls(**{**data, "blocks": tuple(data["blocks"]), **{k: arrays[k] for k in cls._ARRAYS},
                             "prior_scores": priors})
+            params.cohort_of = params.cohort_of.astype(np.int64)
         except (OSError, ValueError, TypeError, KeyError) as e:
             raise GaitcamError(f"{json_path}: cannot read matcher parameters ({e})") from e
         if params.projection.shape[0] != len(params.mean):
@@ -196,11 +199,13 @@ class MatcherParams:
     def fit(cls, encoder_version: str, evidence: Sequence[Evidence], labels: Sequence[str],
             blocks: Sequence[str] = BLOCKS, pca: int = PCA_DIMS, shrink: float = SHRINK,
             loc_quantile: float = LOC_QUANTILE, ratio_cap: float = RATIO_CAP, calibrate: bool = True,
-            notes: dict | None = None) -> MatcherParams:
+            cohort: bool = True, notes: dict | None = None) -> MatcherParams:
         """Fit on labelled training walks (one Evidence each); the labels shape the whitening.
 
         `calibrate` also cross-fits the open-set scores of held-out training people, which a
-        gallery too small to calibrate itself falls back on (`prior_scores`).
+        gallery too small to calibrate itself falls back on (`prior_scores`). `cohort` keeps the
+        training walks as the open-set cohort: only for training people who will never be
+        enrolled (not when fitting on a gallery, or on `evaluate`'s folds).
         """
         labels = np.asarray(labels)
         if len(np.unique(labels)) < 2 or len(labels) <= len(np.unique(labels)):
@@ -216,8 +221,8 @@ class MatcherParams:
             if len(complete) > len(SHAPE_BONES):
                 shape_cov = np.cov(complete.T)
         params = cls(encoder_version, tuple(blocks), age_dim, np.zeros(raw.shape[1]), np.ones(raw.shape[1]),
-                     np.eye(raw.shape[1]), shape_mean, shape_cov, 1.0, {}, loc_quantile, ratio_cap,
-                     notes=dict(notes or {}))
+                     np.eye(raw.shape[1]), shape_mean, shape_cov, 1.0, {}, np.zeros((0, 1), np.float32),
+                     np.zeros(0, np.int32), loc_quantile, ratio_cap, notes=dict(notes or {}))
         x = params.complete(raw)
         if not np.isfinite(x).all():
             raise GaitcamError("a training walk lacks part of its descriptor (too short for a gait-cycle segment?)")
@@ -225,13 +230,18 @@ class MatcherParams:
         params.projection = _whitening((x - params.mean) / params.std, labels, pca, shrink)
         z = params.project(raw)
         params.loc = float(np.median(openset.person_levels(z, labels, loc_quantile)))
+        if cohort:
+            params.cohort, params.cohort_of = z, np.unique(labels, return_inverse=True)[1].astype(np.int32)
         if calibrate:
             params.prior_scores = openset.cross_fitted_scores(
                 raw, labels, lambda idx: cls.fit(encoder_version, [evidence[i] for i in idx], labels[idx], blocks,
-                                                 pca, shrink, loc_quantile, ratio_cap, calibrate=False),
+                                                 pca, shrink, loc_quantile, ratio_cap, calibrate=False, cohort=False),
+                # Without a cohort: at a site unlike the training people the cohort is far from
+                # everyone and changes no score, so these are the scores a small gallery can count on.
                 sizes=openset.PRIOR_SIZES)
         params.notes.update({"walks": int(len(labels)), "people": int(len(np.unique(labels))),
-                             "pca": int(params.projection.shape[1]), "shrink": shrink})
+                             "pca": int(params.projection.shape[1]), "shrink": shrink,
+                             "cohort_walks": int(len(params.cohort))})
         return params
 
     def complete(self, descriptors: np.ndarray) -> np.ndarray:
@@ -300,8 +310,9 @@ def _whitening(z: np.ndarray, labels: np.ndarray, pca: int, shrink: float) -> np
 
 
 class GalleryIndex:
-    """Enrolled walks as projected descriptors (one row per enrolment, several per person), each
-    person's impostor level, and the open-set threshold the gallery calibrates for itself."""
+    """Enrolled walks as projected descriptors (one row per enrolment, several per person), the
+    matcher's cohort beside them, each person's impostor level, and the open-set threshold the
+    gallery calibrates for itself."""
 
     def __init__(self, names: list[str], descriptors: np.ndarray, params: MatcherParams,
                  fpir: float | None = None, scores: np.ndarray | None = None, source: str = "gallery") -> None:
@@ -310,10 +321,18 @@ class GalleryIndex:
         self.names = list(names)
         self.people = sorted(set(self.names))
         self.params = params
-        self.person_of = np.array([self.people.index(n) for n in self.names], dtype=np.int64)
-        self.z = params.project(descriptors) if self.names else np.zeros((0, params.projection.shape[1]), np.float32)
-        self.levels = openset.person_levels(self.z, self.person_of, params.loc_quantile, MIN_IMPOSTORS, params.loc)
-        self.calibration = (openset.calibrate(self.z, self.person_of, params, fpir or params.fpir, scores, source)
+        k = params.projection.shape[1]
+        z = params.project(descriptors) if self.names else np.zeros((0, k), np.float32)
+        person_of = np.array([self.people.index(n) for n in self.names], dtype=np.int64)
+        cohort = params.cohort if len(params.cohort) and params.cohort.shape[1] == k else np.zeros((0, k), np.float32)
+        # Enrolled people are columns 0..P-1 of every distance row, the cohort's people after them.
+        self.z = np.concatenate([z, cohort]).astype(np.float32)
+        self.person_of = np.concatenate([person_of, len(self.people) + params.cohort_of[: len(cohort)]]).astype(np.int64)
+        self.n_columns = int(self.person_of.max()) + 1 if len(self.person_of) else 0
+        self.levels = openset._levels_from(openset._walk_to_person(self.z, self.person_of, self.n_columns),
+                                           self.person_of, params.loc_quantile, MIN_IMPOSTORS, params.loc)
+        self.calibration = (openset.calibrate(self.z, self.person_of, len(self.people), params,
+                                              fpir or params.fpir, scores, source)
                             if self.names else None)  # no one enrolled: everyone is a stranger anyway
 
     def __len__(self) -> int:
@@ -324,11 +343,13 @@ class GalleryIndex:
         return self.calibration.threshold if self.calibration else float("nan")
 
     def distances(self, descriptors: np.ndarray) -> np.ndarray:
-        """[Q, P] normalised distance of each query to each person (their nearest enrolment)."""
-        return openset.normalised(self.params.project(descriptors), self.z, self.person_of, self.levels, len(self.people))
+        """[Q, P + cohort] normalised distance of each query to each person (their nearest
+        walk): the enrolled people's columns first, in `people` order."""
+        return openset.normalised(self.params.project(descriptors), self.z, self.person_of, self.levels,
+                                  self.n_columns)
 
     def score(self, d: np.ndarray, person: int) -> float:
-        """Open-set score of one query row `d` [P] for `person`: 1 identical, 0.5 at the
+        """Open-set score of one query row `d` for enrolled `person`: 1 identical, 0.5 at the
         threshold, 0 at twice it."""
         return float(np.clip(1.0 - openset.ratio(d, person, self.params.ratio_cap) / (2.0 * self.threshold), 0.0, 1.0))
 
@@ -390,9 +411,9 @@ class Matcher:
         d = self.index.distances(np.stack([e.descriptor(self.params.blocks) for e in ev]))
         people = self.index.people
         for i, t in enumerate(ready):  # everyone first gets their nearest person as candidate ...
-            j = int(d[i].argmin())
+            j = int(d[i, : len(people)].argmin())
             out[t] = Decision(None, self.index.score(d[i], j), people[j], ev[i].windows)
-        rows, cols = linear_sum_assignment(d)  # ... and a name only through the joint assignment
+        rows, cols = linear_sum_assignment(d[:, : len(people)])  # ... and a name only through the joint assignment
         for i, j in zip(rows, cols):
             score = self.index.score(d[i], j)
             if score >= self.params.min_score:

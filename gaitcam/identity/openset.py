@@ -12,8 +12,11 @@ gallery with too few scores for the tail asked for gets a log-normal fit to its 
 
 Scores: the distance to each person (their nearest enrolled walk) is divided by that person's
 impostor level, the `LOC_QUANTILE` quantile of how close other people's walks come to them
-(`person_levels`); the open-set score is the nearest person's normalised distance over the
-second nearest's (`ratio`). Small is confident.
+(`person_levels`); the open-set score is the nearest enrolled person's normalised distance over
+the nearest other person's (`open_scores`), "other" including a cohort of people who are never
+enrolled (the matcher's training walks): a stranger who happens to resemble an enrolled person
+mostly resembles somebody in the cohort as well, so strangers score alike at every site and the
+threshold calibrated on one gallery holds for the next stranger. Small is confident.
 """
 from __future__ import annotations
 
@@ -83,34 +86,45 @@ def normalised(zq: np.ndarray, zg: np.ndarray, person_of: np.ndarray, levels: np
 
 def ratio(d: np.ndarray, person: int, cap: float = np.inf) -> float:
     """Open-set score of a normalised distance row d [P] for `person`: d[person] over the nearest
-    other person's, that one taken at most `cap` (a gallery of few people has no close second)."""
+    other person's (cohort included), that one taken at most `cap` (a gallery of few people has
+    no close second)."""
     others = np.delete(d, person)
     second = min(others.min() if len(others) else np.inf, cap)
     return float(d[person] / max(second, 1e-12))
 
 
+def open_scores(d: np.ndarray, named: int, cap: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+    """(nearest enrolled person [Q], its `ratio` [Q]) for normalised distances d [Q, P] whose
+    first `named` columns are enrolled people and the rest the cohort."""
+    best = d[:, :named].argmin(axis=1)
+    rows = np.arange(len(d))
+    rest = d.copy()
+    rest[rows, best] = np.inf
+    second = np.minimum(rest.min(axis=1) if d.shape[1] > 1 else np.full(len(d), np.inf), cap)
+    return best, d[rows, best] / np.maximum(second, 1e-12)
+
+
 def ratios(d: np.ndarray, cap: float = np.inf) -> np.ndarray:
-    """`ratio` of every row's nearest person, vectorised: [Q]."""
-    s = np.sort(d, axis=1)
-    second = np.minimum(s[:, 1] if d.shape[1] > 1 else np.full(len(d), np.inf), cap)
-    return s[:, 0] / np.maximum(second, 1e-12)
+    """`ratio` of every row's nearest person, with no cohort: [Q]."""
+    return open_scores(d, d.shape[1], cap)[1]
 
 
-def loo_scores(z: np.ndarray, person_of: np.ndarray, q: float, min_impostors: int, default: float,
+def loo_scores(z: np.ndarray, person_of: np.ndarray, named: int, q: float, min_impostors: int, default: float,
                cap: float = np.inf) -> np.ndarray:
     """Open-set scores of every enrolled walk against the gallery without its own person, with
-    every level recomputed without that person too (as for a real stranger)."""
+    every level recomputed without that person too (as for a real stranger). People `named` and
+    above are the cohort: never left out, never named."""
     n = int(person_of.max()) + 1 if len(person_of) else 0
-    if n < 2:
+    if named < 2:
         return np.zeros(0)
     m = _walk_to_person(z, person_of, n)
     scores = []
-    for p in range(n):
+    for p in range(named):
         mine, others = person_of == p, person_of != p
         rest = np.delete(np.arange(n), p)
         sub_of = np.searchsorted(rest, person_of[others])
         levels = _levels_from(m[np.ix_(others, rest)], sub_of, q, min_impostors, default)
-        scores.append(ratios(m[np.ix_(mine, rest)] / levels[None, :], cap))
+        scores.append(open_scores(m[np.ix_(mine, rest)] / levels[None, :], named - 1, cap)[1])
     return np.concatenate(scores)
 
 
@@ -118,11 +132,13 @@ PRIOR_SIZES = (1, 2, 3, 4, 6, 9)  # gallery sizes below MIN_PEOPLE with stranger
 
 
 def cross_fitted_scores(descriptors: np.ndarray, labels: np.ndarray, fit: Callable[[np.ndarray], MatcherParams],
-                        groups: int = 5, seed: int = 0, sizes: tuple[int, ...] = ()) -> dict[int, np.ndarray]:
+                        groups: int = 5, seed: int = 0, sizes: tuple[int, ...] = (), cohort: bool = False
+                        ) -> dict[int, np.ndarray]:
     """Stranger scores when the projection is fitted on labelled walks: people split into
     `groups`; each group's walks are scored against the other people, with the projection
     fitted without the group (so they are strangers to it as well). Key 0: against all the
-    other people; key n in `sizes`: against galleries of n people drawn from them (10 draws)."""
+    other people; key n in `sizes`: against galleries of n people drawn from them (10 draws),
+    the rest of them the cohort when `cohort` is set (as the app's matcher carries one)."""
     from gaitcam.identity.matcher import MIN_IMPOSTORS
 
     people, person_of = np.unique(np.asarray(labels), return_inverse=True)
@@ -141,12 +157,19 @@ def cross_fitted_scores(descriptors: np.ndarray, labels: np.ndarray, fit: Callab
         for size in (0, *sizes):
             for _ in range(1 if size == 0 else 10):
                 chosen = np.arange(n) if size == 0 else rng.choice(n, min(size, n), replace=False)
-                rows = np.isin(sub_of, chosen)
-                _, of = np.unique(sub_of[rows], return_inverse=True)
+                # enrolled people first (0..k-1), then the cohort (the other training people)
+                rank = np.full(n, -1)
+                rank[chosen] = np.arange(len(chosen))
+                if cohort and size:
+                    rest = np.setdiff1d(np.arange(n), chosen)
+                    rank[rest] = len(chosen) + np.arange(len(rest))
+                rows = rank[sub_of] >= 0
+                of = rank[sub_of[rows]]
                 k = int(of.max()) + 1
                 levels = _levels_from(_walk_to_person(zg[rows], of, k), of, params.loc_quantile, MIN_IMPOSTORS,
                                       params.loc)
-                out.setdefault(size, []).append(ratios(normalised(zq, zg[rows], of, levels, k), params.ratio_cap))
+                d = normalised(zq, zg[rows], of, levels, k)
+                out.setdefault(size, []).append(open_scores(d, len(chosen), params.ratio_cap)[1])
     return {size: np.concatenate(parts) for size, parts in out.items()}
 
 
@@ -167,32 +190,35 @@ class Calibration:
 
 
 def threshold_for(scores: np.ndarray, fpir: float) -> tuple[float, str]:
-    """The fpir-quantile of stranger scores: empirical when the sample reaches that far into
-    the tail (at least two scores below it), else from a log-normal fitted to the scores."""
+    """The fpir-quantile of stranger scores: empirical (interpolated) when the sample reaches that
+    far into the tail, else from a log-normal fitted to the scores, and never above the lowest
+    score seen (a tail heavier than the fit's must not make the threshold laxer than the data)."""
     scores = np.asarray(scores, np.float64)
     scores = scores[np.isfinite(scores) & (scores > 0)]
-    if len(scores) * fpir >= 2:
+    if len(scores) * fpir >= 1:
         return float(np.quantile(scores, fpir)), "empirical quantile"
     if len(scores) >= 3:
         log = np.log(scores)
-        return float(np.exp(log.mean() + norm.ppf(fpir) * log.std())), "log-normal fit"
+        fitted = float(np.exp(log.mean() + norm.ppf(fpir) * log.std()))
+        return min(fitted, float(scores.min())), "log-normal fit"
     raise GaitcamError(f"{len(scores)} stranger scores are too few to calibrate a threshold; "
                        "run fit-matcher on more people")
 
 
-def calibrate(z: np.ndarray, person_of: np.ndarray, params: MatcherParams, fpir: float,
+def calibrate(z: np.ndarray, person_of: np.ndarray, named: int, params: MatcherParams, fpir: float,
               scores: np.ndarray | None = None, source: str = "gallery") -> Calibration:
     """The threshold for `fpir` from the gallery's own leave-one-person-out scores (or the
     `scores` given). A gallery of under MIN_PEOPLE people uses the scores held-out training
-    people got against training galleries of its size (the largest size not above it)."""
+    people got against training galleries of its size (the largest size not above it). People
+    `named` and above in `person_of` are the cohort."""
     from gaitcam.identity.matcher import MIN_IMPOSTORS
 
     if not 0 < fpir < 1:
         raise ValueError(f"FPIR must lie strictly between 0 and 1, got {fpir}")
-    people = int(person_of.max()) + 1 if len(person_of) else 0
+    people = named
     if scores is None:
         if people >= MIN_PEOPLE:
-            scores = loo_scores(z, person_of, params.loc_quantile, MIN_IMPOSTORS, params.loc, params.ratio_cap)
+            scores = loo_scores(z, person_of, named, params.loc_quantile, MIN_IMPOSTORS, params.loc, params.ratio_cap)
         else:
             size = max([s for s in params.prior_scores if 0 < s <= people], default=0)
             scores, source = params.prior_scores.get(size, np.zeros(0)), f"training walks ({size}-person galleries)"

@@ -54,6 +54,17 @@ class SkeletonSequence:
     def __len__(self) -> int:
         return len(self.joints)
 
+    def mirrored(self) -> SkeletonSequence:
+        """The walk as a mirrored camera would report it: x negated, and each left joint named
+        right and vice versa (a pose estimator names the mirror image's limbs)."""
+        names = self.layout.joints
+        swap = [names.index(j.replace("Left", "#").replace("Right", "Left").replace("#", "Right")
+                            .replace("left", "#").replace("right", "left").replace("#", "right")
+                            .replace("LEFT", "#").replace("RIGHT", "LEFT").replace("#", "RIGHT"))
+                for j in names]
+        joints = self.joints[:, swap] * np.array([-1, 1, 1], np.float32)
+        return SkeletonSequence(joints, self.timestamps, self.layout, self.states[:, swap], self.source)
+
     @property
     def missing_fraction(self) -> float:
         """Share of joint positions that are MISSING (a quality measure for enrolment)."""

@@ -14,7 +14,9 @@ means, and the encoder trains on what it will see. Frame by frame:
    walking or running person) is the sensor jumping to a wrong pose: the run restarts there.
 5. **Resample** to `rate` (30 fps, what the encoder learned from), interpolating across dropped
    frames up to `bridge` seconds; a longer gap restarts the run.
-6. **Cut**: within a run, a window of `f` frames every `stride` frames, and a gait-cycle
+6. **Smooth**: each frame is the mean of the last `smooth` resampled frames of the run, which
+   damps sensor jitter (independent from frame to frame) and keeps the motion of a stride.
+7. **Cut**: within a run, a window of `f` frames every `stride` frames, and a gait-cycle
    segment of `segment` frames every `segment_hop` frames (`skeleton.cycle`).
 
 Strides: training uses f // 2 (overlapping windows), the paper's test f (disjoint windows), live
@@ -43,6 +45,7 @@ MAX_JOINT_SPEED = 15.0  # m/s
 BRIDGE_SECONDS = 0.3  # the longest dropout (of a joint or of whole frames) filled by interpolation
 SEGMENT = 32  # frames of a gait-cycle segment (1.07 s at 30 fps, about one stride)
 SEGMENT_HOP = 8
+SMOOTH = 1  # resampled frames averaged into each frame
 
 
 def train_stride(f: int) -> int:
@@ -66,9 +69,10 @@ class WindowRule:
     max_joint_speed: float | None = MAX_JOINT_SPEED
     segment: int = SEGMENT
     segment_hop: int = SEGMENT_HOP
+    smooth: int = SMOOTH
 
     def __post_init__(self) -> None:
-        if self.f < 1 or self.stride < 1 or self.segment < 2 or self.segment_hop < 1:
+        if self.f < 1 or self.stride < 1 or self.segment < 2 or self.segment_hop < 1 or self.smooth < 1:
             raise ValueError(f"window length, stride and segment must be positive, got {self}")
         if not self.rate > 0 or not self.bridge >= 0:
             raise ValueError(f"rate must be positive and bridge non-negative, got {self}")
@@ -121,7 +125,9 @@ class TrackWindower:
         self._resampler = Resampler(rule.rate, rule.max_step(source_fps))
         self._size = max(rule.f, rule.segment)
         self._ring = np.empty((self._size, 20, 5), dtype=np.float32)
-        self._count = 0  # grid frames in the current run
+        self._raw = np.empty((rule.smooth, 20, 5), dtype=np.float32)  # the last resampled frames, to smooth
+        self._raw_count = 0  # resampled frames in the current run
+        self._count = 0  # smoothed frames in the current run
         self._started = False  # the track has had a run (a later restart is a gap)
         self._last: tuple[float, np.ndarray] | None = None  # last complete source frame
         self._held: list[tuple[float, np.ndarray, np.ndarray]] = []  # frames waiting for a bridge
@@ -173,7 +179,7 @@ class TrackWindower:
 
     def _restart(self) -> None:
         self._resampler.reset()
-        self._count = 0
+        self._count = self._raw_count = 0
 
     def _process(self, time: float, joints: np.ndarray, states: np.ndarray,
                  windows: list[Window], segments: list[np.ndarray]) -> None:
@@ -189,10 +195,16 @@ class TrackWindower:
                                (states == JointState.TRACKED)[:, None]], axis=1).astype(np.float32)
         out = self._resampler.push(time, data)
         if out.restart:
-            self.stats.gaps += self._started and self._count > 0
+            self.stats.gaps += self._started and self._raw_count > 0
             self._started = True
-            self._count = 0
-        for t, frame in zip(out.times, out.joints):
+            self._count = self._raw_count = 0
+        for t, raw in zip(out.times, out.joints):
+            self._raw[self._raw_count % rule.smooth] = raw
+            self._raw_count += 1
+            if self._raw_count < rule.smooth:
+                continue
+            frame = np.concatenate([self._raw[..., :_DERIVED].mean(axis=0), self._raw[..., _DERIVED:_TRACKED].max(axis=0),
+                                    self._raw[..., _TRACKED:].min(axis=0)], axis=1)
             self._ring[self._count % self._size] = frame
             self._count += 1
             n = self._count

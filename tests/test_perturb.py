@@ -1,4 +1,4 @@
-"""The sensor-shift perturbations: each does what its name says, and only that."""
+"""Sensor shifts: each perturbation does what its name says, and only that."""
 import numpy as np
 import pytest
 
@@ -56,3 +56,22 @@ def test_camera_keeps_the_body_rigid_and_mirror_swaps_sides(seq):
     left, right = CANONICAL.index("HandLeft"), CANONICAL.index("HandRight")
     np.testing.assert_allclose(mirrored.joints[:, left], seq.joints[:, right] * [-1, 1, 1], rtol=1e-6)
     np.testing.assert_allclose(_run("mirrored", mirrored).joints, seq.joints, rtol=1e-6)  # twice: unchanged
+
+
+def test_random_shifts_cover_every_kind_and_keep_the_walk_usable(seq):
+    from gaitcam.skeleton.perturb import random_shift
+
+    kinds, mirrored = set(), []
+    for s in range(80):
+        out = random_shift(seq, np.random.default_rng(s))
+        assert out.layout == CANONICAL and len(out) > 10
+        if len(out) != len(seq) or not np.allclose(np.diff(out.timestamps), 1 / 30):
+            kinds.add("time")
+            continue
+        kinds.add("untracked" if (out.states == JointState.MISSING).any() else "geometry")
+        hip = out.joints[:, CANONICAL.index("HipLeft")]
+        as_is = np.nanmean(np.abs(hip - seq.joints[:, CANONICAL.index("HipLeft")]))
+        flipped = np.nanmean(np.abs(hip - seq.joints[:, CANONICAL.index("HipRight")] * [-1, 1, 1]))
+        mirrored.append(flipped < as_is)
+    assert kinds == {"time", "untracked", "geometry"}
+    assert 0.25 < np.mean(mirrored) < 0.75  # mirrored about half of the time
