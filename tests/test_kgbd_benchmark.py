@@ -109,10 +109,11 @@ def test_missing_weights_is_one_line_error(kgbd, tmp_path, capsys):
     assert err.startswith("error:") and "weights config not found" in err and "\n" not in err
 
 
-def test_released_model_selection_rule_is_run_and_labelled(kgbd):
+def test_released_model_selection_rule_is_run_and_labelled(kgbd, caplog):
     root, weights = kgbd
     r = run_kgbd_benchmark(root, "classifier", weights, seed=0, rn_config=FAST_RN, progress=False,
                            controls=False, select_on_probes=True)
     assert r["model_selection"].startswith("probe windows (the released code's rule")
     assert r["rn"]["sgela"]["n_val_windows"] == r["n_probe"]
     assert "chosen on the probe windows" in format_table(r)
+    assert "nothing held out" not in caplog.text  # the probe windows are what is held out

@@ -13,8 +13,9 @@ log = logging.getLogger(__name__)
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("enroll", help="add a person to the gallery from recordings of them walking",
                        description="Enrol NAME from one or more recordings (any supported format). A recording "
-                       "with several people needs --track. Refused: under 3 s of usable walking or over 20 %% "
-                       "missing joints. Warned: a close match to someone already enrolled.")
+                       "with several people needs --track. Joints a sensor never tracks are derived from their "
+                       "neighbours where the geometry allows. Refused, with the reason: under 3 s of usable "
+                       "walking or over 20 %% of frames unusable (joints missing longer than 0.3 s). Warned: a close match to someone already enrolled.")
     p.add_argument("name")
     p.add_argument("recordings", nargs="+", metavar="RECORDING")
     p.add_argument("--track", type=int, help="which person of a multi-person recording")

@@ -4,9 +4,10 @@ KGBD split by person. Persons 1-82 are "the lab": the encoder was trained self-s
 their walks only (`weights/sgela-lab82`), and the matcher is fitted here on their walks only.
 Persons 83-123 are the new site's people: each enrolled, through the app's own enrolment into a
 fresh gallery, from all their walks but the highest-numbered, which is their probe. Persons
-124-164 are strangers: every walk of theirs is a probe. The threshold comes from the site's
-gallery alone (`identity.openset`, for `--fpir`), never from a labelled probe. Reported: the FPIR
-asked for and obtained, DIR, Rank-1.
+124-164 are strangers: every walk of theirs is a probe. (On another KGBD-style tree: the first
+half of the persons, then a quarter, then the rest.) The threshold comes from the site's gallery
+alone (`identity.openset`, for `--fpir`), never from a labelled probe. Reported: the FPIR asked
+for and obtained, with its exact (Clopper-Pearson) 95 % interval, DIR, Rank-1.
 
 The partial-skeleton site repeats the protocol with every site recording rewritten as a
 Kinect v2 NTU file whose hands and shoulder centre are never tracked (as many Kinect v2
@@ -21,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import beta
 from tqdm import tqdm
 
 from gaitcam.identity.enrollment import enroll_recordings, identify_recording, load_index, track_evidence
@@ -36,12 +38,27 @@ from gaitcam.skeleton.sequence import JointState, SkeletonSequence
 
 log = logging.getLogger(__name__)
 
-LAB, SITE, STRANGERS = range(1, 83), range(83, 124), range(124, 165)
 NEVER_TRACKED = ("HandLeft", "HandRight", "ShoulderCenter")
 
 
 def _number(w: KgbdWalk) -> int:
     return int(w.person.removeprefix("Person"))
+
+
+def groups(walks: list[KgbdWalk]) -> tuple[range, range, range]:
+    """(lab, site, strangers) person numbers: the first half, a quarter, the rest (KGBD's 164:
+    1-82, 83-123, 124-164)."""
+    n = max((_number(w) for w in walks), default=0)
+    lab = n // 2
+    site = lab + (n - lab) // 2
+    return range(1, lab + 1), range(lab + 1, site + 1), range(site + 1, n + 1)
+
+
+def fpir_interval(named: int, strangers: int) -> list[float]:
+    """Exact (Clopper-Pearson) 95 % interval of a rate observed as `named` of `strangers`."""
+    lo = beta.ppf(0.025, named, strangers - named + 1) if named > 0 else 0.0
+    hi = beta.ppf(0.975, named + 1, strangers - named) if named < strangers else 1.0
+    return [float(lo), float(hi)]
 
 
 def _by_person(walks: list[KgbdWalk], persons: range) -> dict[str, list[KgbdWalk]]:
@@ -55,21 +72,24 @@ def _by_person(walks: list[KgbdWalk], persons: range) -> dict[str, list[KgbdWalk
 def fit_lab(root: str | Path, encoder: GaitEncoder, progress: bool = True) -> MatcherParams:
     """The matcher fitted on the lab's walks (persons 1-82, every walk) only."""
     evidence, labels = [], []
-    for person, walks in tqdm(_by_person(list_walks(root), LAB).items(), desc="lab walks", unit="person",
+    kgbd = list_walks(root)
+    lab = groups(kgbd)[0]
+    for person, walks in tqdm(_by_person(kgbd, lab).items(), desc="lab walks", unit="person",
                               disable=None if progress else True, leave=False):
         for w in walks:
             ev = track_evidence(read_recording(w.path).tracks[0], 0, encoder)
             if ev.failure() is None:
                 evidence.append(ev.evidence())
                 labels.append(person)
-    return MatcherParams.fit(encoder.version, evidence, labels, notes={"fitted_on": "KGBD persons 1-82 (the lab)"})
+    return MatcherParams.fit(encoder.version, evidence, labels, notes={"fitted_on": f"KGBD persons {lab.start}-{lab.stop - 1} (the lab)"})
 
 
 def _site(root: str | Path, params: MatcherParams, encoder: GaitEncoder, fpir: float, files: dict[str, str],
           progress: bool) -> dict:
     """Enrol the site's people from `files` (walk path -> the file to use), identify the probes."""
     walks = list_walks(root)
-    site, strangers = _by_person(walks, SITE), _by_person(walks, STRANGERS)
+    _, site_people, stranger_people = groups(walks)
+    site, strangers = _by_person(walks, site_people), _by_person(walks, stranger_people)
     with tempfile.TemporaryDirectory(prefix="gaitcam-site-") as tmp, Gallery(Path(tmp) / "site.db") as gallery:
         for person, ws in tqdm(site.items(), desc="enrolling", unit="person", disable=None if progress else True,
                                leave=False):
@@ -96,9 +116,15 @@ def run_cross_site(root: str | Path, encoder: GaitEncoder, fpir: float = 0.01, p
     said = {path: _identify(path, encoder, params, index)
             for _, path in tqdm(enrolled + stranger, desc="identifying", unit="walk",
                                 disable=None if progress else True, leave=False)}
+    named = sum(said[p][0] is not None for _, p in stranger)
+    lab, site, strangers = groups(list_walks(root))
     result = {
         "fpir_target": fpir,
-        "fpir_obtained": float(np.mean([said[p][0] is not None for _, p in stranger])),
+        "fpir_obtained": named / max(len(stranger), 1),
+        "fpir_obtained_ci95": fpir_interval(named, len(stranger)),
+        "n_strangers_named": named,
+        "persons": {"lab": [lab.start, lab.stop - 1], "site": [site.start, site.stop - 1],
+                    "strangers": [strangers.start, strangers.stop - 1]},
         "dir": float(np.mean([said[p][0] == person for person, p in enrolled])),
         "rank1": float(np.mean([said[p][1] == person for person, p in enrolled])),
         "n_stranger_probes": len(stranger), "n_enrolled_probes": len(enrolled),
@@ -113,7 +139,9 @@ def run_cross_site(root: str | Path, encoder: GaitEncoder, fpir: float = 0.01, p
 
 def _partial_site(root: str | Path, params: MatcherParams, encoder: GaitEncoder, fpir: float, progress: bool) -> dict:
     """The site again, every recording an NTU file with hands and shoulder centre never tracked."""
-    walks = [w for w in list_walks(root) if _number(w) in SITE or _number(w) in STRANGERS]
+    kgbd = list_walks(root)
+    _, site, strangers = groups(kgbd)
+    walks = [w for w in kgbd if _number(w) in site or _number(w) in strangers]
     index_of = [CANONICAL.index(j) for j in NEVER_TRACKED]
     with tempfile.TemporaryDirectory(prefix="gaitcam-ntu-") as tmp:
         files = {}
@@ -141,10 +169,14 @@ def _partial_site(root: str | Path, params: MatcherParams, encoder: GaitEncoder,
 
 
 def format_cross_site(r: dict) -> str:
-    lines = [f"lab: KGBD persons 1-82; site: {r['n_enrolled_people']} people enrolled, {r['n_stranger_people']} "
-             f"strangers ({r['n_stranger_probes']} stranger probes, {r['n_enrolled_probes']} enrolled probes)",
+    (lab0, lab1), lo_hi = r["persons"]["lab"], r["fpir_obtained_ci95"]
+    lines = [f"lab: KGBD persons {lab0}-{lab1}; site: {r['n_enrolled_people']} people enrolled, "
+             f"{r['n_stranger_people']} strangers ({r['n_stranger_probes']} stranger probes, "
+             f"{r['n_enrolled_probes']} enrolled probes)",
              f"threshold from the site's gallery: {r['threshold']}",
-             f"FPIR asked {100 * r['fpir_target']:g} %, obtained {100 * r['fpir_obtained']:.2f} %; DIR "
+             f"FPIR asked {100 * r['fpir_target']:g} %, obtained {100 * r['fpir_obtained']:.2f} % ({r['n_strangers_named']} "
+             f"of {r['n_stranger_probes']} stranger probes named; exact 95 % CI {100 * lo_hi[0]:.2f}-"
+             f"{100 * lo_hi[1]:.2f} %); DIR "
              f"{100 * r['dir']:.1f} %; Rank-1 {100 * r['rank1']:.1f} %; {r['fta']} probes failed to acquire"]
     if "partial" in r:
         p = r["partial"]

@@ -147,7 +147,7 @@ def fit_rn(
 
     `select_on` (features [M, f, D], labels [M]) replaces the held-out walks for choosing the
     epoch, and then every training window trains: the released code's rule, which chose on the
-    probe set (spec §8.7): an optimistic figure, for comparison with the paper only.
+    probe set: an optimistic figure, for comparison with the paper only.
 
     Every frame is one training sample (cross-entropy). After each epoch the window-level
     accuracy on the held-out walks is measured; the best epoch's weights are kept, and
@@ -166,15 +166,15 @@ def fit_rn(
     train_windows, val_windows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     if len(train_windows) == 0:
         raise ValueError("no training windows left after holding out validation walks")
-    if len(val_windows) == 0:
-        log.warning("no person has two training walks: nothing held out, the RN trains all %d epochs",
-                    cfg.max_epochs)
     frames = features.reshape(n * f, dim)  # a view if contiguous: frame i*f+t is frame t of window i
     train_rows = (train_windows[:, None] * f + np.arange(f)).ravel()
     val_features, val_labels = features[val_windows], labels[val_windows]
     if select_on is not None:
         val_features, val_labels = np.asarray(select_on[0]), np.asarray(select_on[1], dtype=np.int64)
         val_windows = np.arange(len(val_labels))
+    if len(val_windows) == 0:
+        log.warning("no person has two training walks: nothing held out, the RN trains all %d epochs",
+                    cfg.max_epochs)
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
