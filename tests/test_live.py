@@ -1,7 +1,14 @@
 """The app as `python main.py` runs it: the demo names its enrolled walkers, not the stranger."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from contextlib import ExitStack
+from pathlib import Path
 
+import pytest
 
 from gaitcam.cli import main
 from gaitcam.identity.enrollment import demo_gallery
@@ -85,3 +92,24 @@ def test_without_a_display_the_app_says_so_and_runs_headless(monkeypatch, capsys
     assert main(["--duration", "3"]) == 0
     assert "running headless" in caplog.text
     assert "summary" in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_a_live_run_with_a_true_summary_and_exit_0(sig, tmp_path):
+    """How services are stopped (SIGTERM) and Ctrl-C (SIGINT): the run drains and says what it did."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "QT_QPA_PLATFORM": "", "DISPLAY": ""}
+    child = subprocess.Popen([sys.executable, str(root / "main.py"), "--headless",
+                              "--log-level", "WARNING"], cwd=tmp_path, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = child.stdout.readline()  # a first decision: the demo has been running a while
+        assert json.loads(first)["track"] is not None
+        time.sleep(1.0)
+        child.send_signal(sig)
+        rest, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    summary = json.loads(rest.strip().splitlines()[-1])["summary"]
+    assert summary["frames"] > 60 and summary["frames_with_pose"] > 0 and summary["windows"] > 0

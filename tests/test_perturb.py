@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from gaitcam.evaluation.shift import DESCRIPTIONS, PERTURBATIONS
 from gaitcam.skeleton.layouts import CANONICAL
+from gaitcam.skeleton.perturb import DESCRIPTIONS, PERTURBATIONS
 from gaitcam.skeleton.sequence import JointState, SkeletonSequence
 
 

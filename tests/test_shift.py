@@ -7,7 +7,7 @@ import torch
 
 from fake_kgbd import write_fake_kgbd
 from gaitcam.cli import main
-from gaitcam.evaluation.shift import DESCRIPTIONS
+from gaitcam.skeleton.perturb import DESCRIPTIONS
 from gaitcam.model.sgela import SGELA, SGELAConfig
 from gaitcam.model.weights import save_weights
 

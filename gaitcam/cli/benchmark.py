@@ -12,7 +12,7 @@ LAB_WEIGHTS = APP_ROOT / "weights" / "sgela-lab82"
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    from gaitcam.evaluation.shift import PERTURBATIONS
+    from gaitcam.skeleton.perturb import PERTURBATIONS
 
     p = sub.add_parser(
         "benchmark",

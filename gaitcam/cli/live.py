@@ -10,9 +10,11 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import threading
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -145,17 +147,33 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
                             recordings_dir=cfg.recordings,
                             screenshot=Path(args.screenshot) if args.screenshot else None, duration=args.duration)
         else:
-            try:
+            with _stop_on_signals(pipeline):
                 stats = pipeline.run(duration=args.duration)
-            except KeyboardInterrupt:  # Ctrl-C ends a live run: stop, and still say what happened
-                pipeline.stop()
-                stats = pipeline.stats
     _print_line({"summary": {"frames": stats.frames, "frames_with_pose": stats.frames_with_pose,
                              "windows": stats.windows, "tracks": stats.tracks, "dropped": stats.dropped,
                              "skipped": stats.skipped, "errors": stats.errors}}, lock)
     if out is not None:
         print(f"recorded {out}", file=sys.stderr)
     return 0
+
+
+@contextmanager
+def _stop_on_signals(pipeline) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM (how services are stopped) end the run the way its end does:
+    the pipeline drains, the recording is flushed, the gallery closed, and the summary counts
+    everything that happened. A second signal interrupts at once."""
+    def handler(signum: int, frame) -> None:
+        if pipeline.stopping:
+            raise KeyboardInterrupt
+        log.info("%s: stopping", signal.Signals(signum).name)
+        pipeline.stop()
+
+    before = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
 
 
 def _writer(out: Path, source, sensor: str, calibration):

@@ -112,6 +112,13 @@ def cmd_gallery(args: argparse.Namespace) -> int:
             gallery.rename(args.old, args.new)
             print(f"renamed {args.old} to {args.new}")
         else:
-            deleted = gallery.remove(args.name, delete_recordings=args.delete_recordings)
-            print(f"removed {args.name}" + (f" and deleted {len(deleted)} recording(s)" if deleted else ""))
+            info = next((p for p in gallery.people() if p.name == args.name), None)
+            own = gallery.remove(args.name, delete_recordings=args.delete_recordings)
+            templates = f" and their {info.n_templates} template(s)" if info else ""
+            print(f"removed {args.name}{templates} from {cfg.gallery} (scrubbed from the file)")
+            if args.delete_recordings:
+                print(f"deleted {len(own)} recording(s) only they appeared in" + "".join(f"\n  {p}" for p in own))
+            elif own:
+                print(f"kept {len(own)} recording(s) of theirs (`--delete-recordings` deletes them):"
+                      + "".join(f"\n  {p}" for p in own))
     return 0

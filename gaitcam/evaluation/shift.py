@@ -21,32 +21,10 @@ from gaitcam.evaluation.folders import VARIANTS, Walk, augmented, encode_walk, e
 from gaitcam.identity.matcher import MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.kgbd import list_walks, probe_split
-from gaitcam.skeleton.perturb import Perturb, camera_moved, dropped, frame_rate, jitter, mirrored, untracked
+from gaitcam.skeleton.perturb import DESCRIPTIONS, PERTURBATIONS
 from gaitcam.skeleton.retarget import to_canonical
 from gaitcam.skeleton.sequence import SkeletonSequence
 from gaitcam.skeleton.windows import WindowRule
-
-PERTURBATIONS: dict[str, Perturb | None] = {
-    "clean": None,
-    "hands_untracked": untracked("HandLeft", "HandRight", "ShoulderCenter"),  # and the shoulder centre
-    "feet_missing": untracked("FootLeft", "FootRight"),
-    "frames_dropped_5": dropped(0.05),
-    "frames_dropped_10": dropped(0.10),
-    "jitter_1cm": jitter(0.01),
-    "jitter_3cm": jitter(0.03),
-    "fps_15": frame_rate(15.0),
-    "fps_25": frame_rate(25.0),
-    "camera_higher_tilted": camera_moved(0.5, 15.0),
-    "mirrored": mirrored,
-}
-DESCRIPTIONS = {
-    "clean": "probes as recorded", "hands_untracked": "hands and shoulder centre never tracked",
-    "feet_missing": "feet never tracked", "frames_dropped_5": "5 % of frames dropped",
-    "frames_dropped_10": "10 % of frames dropped", "jitter_1cm": "1 cm joint jitter", "jitter_3cm": "3 cm joint jitter",
-    "fps_15": "15 fps", "fps_25": "25 fps", "camera_higher_tilted": "camera 0.5 m higher, tilted 15 degrees down",
-    "mirrored": "left/right mirrored",
-}
-
 
 def perturb_probes(walks: Iterable[Walk], name: str, canonical: dict[str, SkeletonSequence | None],
                    encoder: GaitEncoder, params: MatcherParams, seed: int = 0, rule: WindowRule | None = None) -> None:

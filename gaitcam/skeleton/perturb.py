@@ -96,3 +96,26 @@ def random_shift(seq: SkeletonSequence, rng: np.random.Generator) -> SkeletonSeq
     if kind == 3:
         return frame_rate(float(rng.uniform(10, 30)))(seq, rng)
     return dropped(float(rng.uniform(0.02, 0.2)))(seq, rng)
+
+
+# The sensor shifts of `benchmark shift`, by name (clean first).
+PERTURBATIONS: dict[str, Perturb | None] = {
+    "clean": None,
+    "hands_untracked": untracked("HandLeft", "HandRight", "ShoulderCenter"),  # and the shoulder centre
+    "feet_missing": untracked("FootLeft", "FootRight"),
+    "frames_dropped_5": dropped(0.05),
+    "frames_dropped_10": dropped(0.10),
+    "jitter_1cm": jitter(0.01),
+    "jitter_3cm": jitter(0.03),
+    "fps_15": frame_rate(15.0),
+    "fps_25": frame_rate(25.0),
+    "camera_higher_tilted": camera_moved(0.5, 15.0),
+    "mirrored": mirrored,
+}
+DESCRIPTIONS = {
+    "clean": "probes as recorded", "hands_untracked": "hands and shoulder centre never tracked",
+    "feet_missing": "feet never tracked", "frames_dropped_5": "5 % of frames dropped",
+    "frames_dropped_10": "10 % of frames dropped", "jitter_1cm": "1 cm joint jitter", "jitter_3cm": "3 cm joint jitter",
+    "fps_15": "15 fps", "fps_25": "25 fps", "camera_higher_tilted": "camera 0.5 m higher, tilted 15 degrees down",
+    "mirrored": "left/right mirrored",
+}

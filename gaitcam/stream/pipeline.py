@@ -168,6 +168,11 @@ class Pipeline:
         """End `run` soon (from any thread, e.g. the view's close button)."""
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """`stop` was asked for."""
+        return self._stop.is_set()
+
     def run(self, duration: float | None = None) -> Stats:
         """Process until the source ends, `duration` seconds (wall clock) pass, or `stop`."""
         deadline = None if duration is None else clock.monotonic() + duration
