@@ -25,7 +25,8 @@ import numpy as np
 from scipy.stats import beta
 from tqdm import tqdm
 
-from gaitcam.identity.enrollment import enroll_recordings, identify_recording, load_index, track_evidence
+from gaitcam.evaluation.fit_matcher import training_evidence
+from gaitcam.identity.enrollment import enroll_recordings, identify_recording, load_index
 from gaitcam.identity.gallery import Gallery
 from gaitcam.identity.matcher import Matcher, MatcherParams
 from gaitcam.model.encoder import GaitEncoder
@@ -70,18 +71,19 @@ def _by_person(walks: list[KgbdWalk], persons: range) -> dict[str, list[KgbdWalk
 
 
 def fit_lab(root: str | Path, encoder: GaitEncoder, progress: bool = True) -> MatcherParams:
-    """The matcher fitted on the lab's walks (persons 1-82, every walk) only."""
+    """The matcher fitted on the lab's walks (persons 1-82, every walk) only, as `fit-matcher`
+    fits one: each walk as recorded and once under a random sensor shift."""
     evidence, labels = [], []
     kgbd = list_walks(root)
     lab = groups(kgbd)[0]
     for person, walks in tqdm(_by_person(kgbd, lab).items(), desc="lab walks", unit="person",
                               disable=None if progress else True, leave=False):
         for w in walks:
-            ev = track_evidence(read_recording(w.path).tracks[0], 0, encoder)
-            if ev.failure() is None:
-                evidence.append(ev.evidence())
-                labels.append(person)
-    return MatcherParams.fit(encoder.version, evidence, labels, notes={"fitted_on": f"KGBD persons {lab.start}-{lab.stop - 1} (the lab)"})
+            found = training_evidence(read_recording(w.path).tracks[0], 0, w.path, encoder)
+            evidence += found
+            labels += [person] * len(found)
+    return MatcherParams.fit(encoder.version, evidence, labels,
+                             notes={"fitted_on": f"KGBD persons {lab.start}-{lab.stop - 1} (the lab)", "augmented": True})
 
 
 def _site(root: str | Path, params: MatcherParams, encoder: GaitEncoder, fpir: float, files: dict[str, str],

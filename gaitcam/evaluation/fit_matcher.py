@@ -25,6 +25,7 @@ from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording
 from gaitcam.skeleton.perturb import random_shift
 from gaitcam.skeleton.retarget import to_canonical
+from gaitcam.skeleton.sequence import SkeletonSequence
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +50,26 @@ def folder_evidence(train_dir: str | Path, encoder: GaitEncoder, exclude_last: i
                 log.warning("skipped: %s", e)
                 continue
             for tid, seq in rec.tracks.items():
-                versions = [seq]
-                if augment:
-                    rng = np.random.default_rng([tid, zlib.crc32(str(path).encode())])
-                    versions.append(random_shift(to_canonical(seq), rng))
-                for version in versions:
-                    ev = track_evidence(version, tid, encoder)
-                    if ev.failure() is None:
-                        evidence.append(ev.evidence())
-                        labels.append(name)
+                for ev in training_evidence(seq, tid, path, encoder, augment):
+                    evidence.append(ev)
+                    labels.append(name)
     return evidence, labels, sorted(folders)[len(names):]
+
+
+def training_evidence(seq: SkeletonSequence, track: int, path: str | Path, encoder: GaitEncoder,
+                      augment: bool = True) -> list[Evidence]:
+    """The evidence a matcher learns from one training track: as recorded and, with `augment`,
+    once more under a random sensor shift seeded by its file and track (unusable ones left out)."""
+    versions = [seq]
+    if augment:
+        rng = np.random.default_rng([track, zlib.crc32(str(path).encode())])
+        versions.append(random_shift(to_canonical(seq), rng))
+    out = []
+    for version in versions:
+        ev = track_evidence(version, track, encoder)
+        if ev.failure() is None:
+            out.append(ev.evidence())
+    return out
 
 
 def fit_matcher(train_dir: str | Path, encoder: GaitEncoder, exclude_last: int = 0, augment: bool = True,
