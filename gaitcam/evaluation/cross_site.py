@@ -28,7 +28,7 @@ from tqdm import tqdm
 from gaitcam.evaluation.fit_matcher import training_evidence
 from gaitcam.identity.enrollment import enroll_recordings, identify_recording, load_index
 from gaitcam.identity.gallery import Gallery
-from gaitcam.identity.matcher import Matcher, MatcherParams
+from gaitcam.identity.matcher import MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording, write_recording
 from gaitcam.recording.kgbd import KgbdWalk, list_walks
@@ -70,11 +70,10 @@ def _by_person(walks: list[KgbdWalk], persons: range) -> dict[str, list[KgbdWalk
     return {p: sorted(ws, key=lambda w: w.walk) for p, ws in sorted(out.items())}
 
 
-def fit_lab(root: str | Path, encoder: GaitEncoder, progress: bool = True) -> MatcherParams:
+def fit_lab(kgbd: list[KgbdWalk], encoder: GaitEncoder, progress: bool = True) -> MatcherParams:
     """The matcher fitted on the lab's walks (persons 1-82, every walk) only, as `fit-matcher`
     fits one: each walk as recorded and once under a random sensor shift."""
     evidence, labels = [], []
-    kgbd = list_walks(root)
     lab = groups(kgbd)[0]
     for person, walks in tqdm(_by_person(kgbd, lab).items(), desc="lab walks", unit="person",
                               disable=None if progress else True, leave=False):
@@ -86,10 +85,9 @@ def fit_lab(root: str | Path, encoder: GaitEncoder, progress: bool = True) -> Ma
                              notes={"fitted_on": f"KGBD persons {lab.start}-{lab.stop - 1} (the lab)", "augmented": True})
 
 
-def _site(root: str | Path, params: MatcherParams, encoder: GaitEncoder, fpir: float, files: dict[str, str],
+def _site(walks: list[KgbdWalk], params: MatcherParams, encoder: GaitEncoder, fpir: float, files: dict[str, str],
           progress: bool) -> dict:
     """Enrol the site's people from `files` (walk path -> the file to use), identify the probes."""
-    walks = list_walks(root)
     _, site_people, stranger_people = groups(walks)
     site, strangers = _by_person(walks, site_people), _by_person(walks, stranger_people)
     with tempfile.TemporaryDirectory(prefix="gaitcam-site-") as tmp, Gallery(Path(tmp) / "site.db") as gallery:
@@ -108,10 +106,10 @@ def _identify(path: str, encoder: GaitEncoder, params: MatcherParams, index) -> 
 
 def run_cross_site(root: str | Path, encoder: GaitEncoder, fpir: float = 0.01, partial: bool = True,
                    progress: bool = True) -> dict:
-    params = fit_lab(root, encoder, progress)
+    kgbd = list_walks(root)
+    params = fit_lab(kgbd, encoder, progress)
     params.fpir = fpir
-    all_walks = {str(w.path): str(w.path) for w in list_walks(root)}
-    s = _site(root, params, encoder, fpir, all_walks, progress)
+    s = _site(kgbd, params, encoder, fpir, {str(w.path): str(w.path) for w in kgbd}, progress)
     index = s["index"]
     enrolled = [(p, str(ws[-1].path)) for p, ws in s["site"].items()]
     stranger = [(p, str(w.path)) for p, ws in s["strangers"].items() for w in ws]
@@ -119,7 +117,7 @@ def run_cross_site(root: str | Path, encoder: GaitEncoder, fpir: float = 0.01, p
             for _, path in tqdm(enrolled + stranger, desc="identifying", unit="walk",
                                 disable=None if progress else True, leave=False)}
     named = sum(said[p][0] is not None for _, p in stranger)
-    lab, site, strangers = groups(list_walks(root))
+    lab, site, strangers = groups(kgbd)
     result = {
         "fpir_target": fpir,
         "fpir_obtained": named / max(len(stranger), 1),
@@ -135,13 +133,13 @@ def run_cross_site(root: str | Path, encoder: GaitEncoder, fpir: float = 0.01, p
         "threshold": index.calibration.describe(), "lab_weights": encoder.version,
     }
     if partial:
-        result["partial"] = _partial_site(root, params, encoder, fpir, progress)
+        result["partial"] = _partial_site(kgbd, params, encoder, fpir, progress)
     return result
 
 
-def _partial_site(root: str | Path, params: MatcherParams, encoder: GaitEncoder, fpir: float, progress: bool) -> dict:
+def _partial_site(kgbd: list[KgbdWalk], params: MatcherParams, encoder: GaitEncoder, fpir: float,
+                  progress: bool) -> dict:
     """The site again, every recording an NTU file with hands and shoulder centre never tracked."""
-    kgbd = list_walks(root)
     _, site, strangers = groups(kgbd)
     walks = [w for w in kgbd if _number(w) in site or _number(w) in strangers]
     index_of = [CANONICAL.index(j) for j in NEVER_TRACKED]
@@ -155,7 +153,7 @@ def _partial_site(root: str | Path, params: MatcherParams, encoder: GaitEncoder,
             write_recording(Recording(RecordingMeta("kinect", CANONICAL.name, 30.0),
                                       {1: SkeletonSequence(joints, seq.timestamps, CANONICAL, states)}), out)
             files[str(w.path)] = str(out)
-        s = _site(root, params, encoder, fpir, files, progress)
+        s = _site(kgbd, params, encoder, fpir, files, progress)
         index = s["index"]
         enrolled = [(p, files[str(ws[-1].path)]) for p, ws in s["site"].items()]
         stranger = [(p, files[str(ws[-1].path)]) for p, ws in s["strangers"].items()]

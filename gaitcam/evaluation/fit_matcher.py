@@ -9,10 +9,7 @@ calibrates its own for the FPIR asked (`identity.openset`).
 from __future__ import annotations
 
 import logging
-import zlib
 from pathlib import Path
-
-import numpy as np
 
 from tqdm import tqdm
 
@@ -23,8 +20,7 @@ from gaitcam.identity.gallery import Gallery
 from gaitcam.identity.matcher import Evidence, MatcherParams, template_version
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording
-from gaitcam.skeleton.perturb import random_shift
-from gaitcam.skeleton.retarget import to_canonical
+from gaitcam.skeleton.perturb import shifted_copy
 from gaitcam.skeleton.sequence import SkeletonSequence
 
 log = logging.getLogger(__name__)
@@ -60,10 +56,7 @@ def training_evidence(seq: SkeletonSequence, track: int, path: str | Path, encod
                       augment: bool = True) -> list[Evidence]:
     """The evidence a matcher learns from one training track: as recorded and, with `augment`,
     once more under a random sensor shift seeded by its file and track (unusable ones left out)."""
-    versions = [seq]
-    if augment:
-        rng = np.random.default_rng([track, zlib.crc32(str(path).encode())])
-        versions.append(random_shift(to_canonical(seq), rng))
+    versions = [seq, shifted_copy(seq, str(path), track)] if augment else [seq]
     out = []
     for version in versions:
         ev = track_evidence(version, track, encoder)

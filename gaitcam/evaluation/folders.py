@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +39,7 @@ from gaitcam.model.encoder import GaitEncoder
 from gaitcam.model.sgela import SGELA
 from gaitcam.recording.formats import find_recordings, read_recording
 from gaitcam.skeleton.normalize import normalize_windows
-from gaitcam.skeleton.perturb import random_shift
-from gaitcam.skeleton.retarget import to_canonical
+from gaitcam.skeleton.perturb import shifted_copy
 from gaitcam.skeleton.sequence import SkeletonSequence
 from gaitcam.skeleton.shape import body_shape
 from gaitcam.skeleton.windows import WindowRule, track_windows
@@ -168,8 +166,7 @@ def augmented(walk: Walk, seq: SkeletonSequence, encoder: GaitEncoder, params: M
     """A training copy of a gallery walk under one random sensor shift (`skeleton.perturb`), for
     the fused matcher's fit to learn what a person's walks look like through another sensor."""
     copy = Walk(walk.identity, walk.path, "augment")
-    rng = np.random.default_rng([seed, zlib.crc32(walk.path.encode())])
-    encode_walk(copy, random_shift(to_canonical(seq), rng), encoder, None, params)
+    encode_walk(copy, shifted_copy(seq, walk.path, seed), encoder, None, params)
     return copy
 
 

@@ -329,8 +329,7 @@ class GalleryIndex:
         self.z = np.concatenate([z, cohort]).astype(np.float32)
         self.person_of = np.concatenate([person_of, len(self.people) + params.cohort_of[: len(cohort)]]).astype(np.int64)
         self.n_columns = int(self.person_of.max()) + 1 if len(self.person_of) else 0
-        self.levels = openset._levels_from(openset._walk_to_person(self.z, self.person_of, self.n_columns),
-                                           self.person_of, params.loc_quantile, MIN_IMPOSTORS, params.loc)
+        self.levels = openset.person_levels(self.z, self.person_of, params.loc_quantile, MIN_IMPOSTORS, params.loc)
         self.calibration = (openset.calibrate(self.z, self.person_of, len(self.people), params,
                                               fpir or params.fpir, scores, source)
                             if self.names else None)  # no one enrolled: everyone is a stranger anyway

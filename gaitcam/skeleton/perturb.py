@@ -7,11 +7,13 @@ Every function works on canonical sequences and returns a new one.
 """
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 
 import numpy as np
 
 from gaitcam.skeleton.layouts import CANONICAL
+from gaitcam.skeleton.retarget import to_canonical
 from gaitcam.skeleton.sequence import JointState, SkeletonSequence
 
 Perturb = Callable[[SkeletonSequence, np.random.Generator], SkeletonSequence]
@@ -96,6 +98,12 @@ def random_shift(seq: SkeletonSequence, rng: np.random.Generator) -> SkeletonSeq
     if kind == 3:
         return frame_rate(float(rng.uniform(10, 30)))(seq, rng)
     return dropped(float(rng.uniform(0.02, 0.2)))(seq, rng)
+
+
+def shifted_copy(seq: SkeletonSequence, key: str, seed: int = 0) -> SkeletonSequence:
+    """A matcher's training copy of a walk (any layout): `random_shift` of its canonical form,
+    seeded by `key` (its file) and `seed`, so every run draws the same copy."""
+    return random_shift(to_canonical(seq), np.random.default_rng([seed, zlib.crc32(key.encode())]))
 
 
 # The sensor shifts of `benchmark shift`, by name (clean first).

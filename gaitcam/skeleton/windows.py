@@ -199,12 +199,16 @@ class TrackWindower:
             self._started = True
             self._count = self._raw_count = 0
         for t, raw in zip(out.times, out.joints):
-            self._raw[self._raw_count % rule.smooth] = raw
             self._raw_count += 1
-            if self._raw_count < rule.smooth:
-                continue
-            frame = np.concatenate([self._raw[..., :_DERIVED].mean(axis=0), self._raw[..., _DERIVED:_TRACKED].max(axis=0),
-                                    self._raw[..., _TRACKED:].min(axis=0)], axis=1)
+            if rule.smooth == 1:  # the default: no averaging, no copy
+                frame = raw
+            else:
+                self._raw[(self._raw_count - 1) % rule.smooth] = raw
+                if self._raw_count < rule.smooth:
+                    continue
+                frame = np.concatenate([self._raw[..., :_DERIVED].mean(axis=0),
+                                        self._raw[..., _DERIVED:_TRACKED].max(axis=0),
+                                        self._raw[..., _TRACKED:].min(axis=0)], axis=1)
             self._ring[self._count % self._size] = frame
             self._count += 1
             n = self._count
