@@ -52,7 +52,9 @@ def test_recording_plays_back_as_bodies_in_metres(kind, tmp_path):
     with source:
         while (frame := source.read()) is not None:
             frames.append(frame)
-    assert len(frames) >= N_FRAMES - 1  # playback may drop the first frame set while it synchronises
+    # Played at its own pace, a recording loses no frame set; the SDK's ROS1 reader never
+    # yields a `.bag`'s first one (so in 150 of 150 runs of this file).
+    assert len(frames) == (N_FRAMES if kind == "db3" else N_FRAMES - 1)
     times = np.array([f.time for f in frames])
     np.testing.assert_allclose(np.diff(times), 1 / 30, atol=1e-4)  # the recording's own clock
     k = intrinsics(rs, image.shape[1], image.shape[0])

@@ -103,6 +103,10 @@ class RealSenseSource(Source):
             self._estimator = PoseEstimator(self.tiles, self.detect_every)
         pipeline = rs.pipeline()
         try:
+            if self.path is not None:
+                # Playback pace is set on the device the config resolves to, before it starts:
+                # set after start, the first frame sets already play in real time and can be dropped.
+                config.resolve(rs.pipeline_wrapper(pipeline)).get_device().as_playback().set_real_time(self.realtime)
             profile = pipeline.start(config)
         except RuntimeError as e:  # a camera taken by another program, a corrupt recording
             what = f"play {self.path}" if self.path is not None else "the camera"
@@ -147,7 +151,6 @@ class RealSenseSource(Source):
                               f"(use {', '.join(_TO_BGR)})")
         if self.path is not None:
             self._playback = device.as_playback()
-            self._playback.set_real_time(self.realtime)
         self.fps = float(colour.fps())
         self._align = rs.align(rs.stream.color)
 
