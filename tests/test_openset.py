@@ -31,6 +31,16 @@ def test_threshold_is_the_empirical_quantile_when_the_tail_is_sampled():
         threshold_for(scores[:2], 0.01)
 
 
+def test_scores_from_few_people_get_the_fit_not_their_lowest_person():
+    # 40 people, 4 walks each, whose walks score alike: 160 scores, but one draw per person.
+    rng = np.random.default_rng(3)
+    scores = np.repeat(rng.lognormal(mean=-0.2, sigma=0.15, size=40), 4) * rng.lognormal(0, 0.03, size=160)
+    assert threshold_for(scores, 0.01)[1] == "empirical quantile"  # as if 160 independent scores
+    t, how = threshold_for(scores, 0.01, people=40)
+    assert how == "log-normal fit" and t < np.quantile(scores, 0.01)  # below the lowest person's walks
+    assert threshold_for(scores, 0.01, people=100)[1] == "empirical quantile"
+
+
 def test_levels_and_leave_one_person_out_scores():
     rng = np.random.default_rng(1)
     centres = _unit(rng.normal(size=(12, 16)))
