@@ -1,3 +1,23 @@
-"""gaitcam: real-time person re-identification from 3-D skeleton gait (SGE-LA)."""
+"""gaitcam: real-time person re-identification from 3-D skeleton gait (SGE-LA).
+
+    import gaitcam
+    session = gaitcam.open_session(gallery="site.db")
+
+`open_session` (gaitcam.session) is the library's entry point; `gaitcam.events` holds the
+events' JSON Schema. Importing gaitcam itself loads nothing heavy: torch comes with the session.
+"""
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+__all__ = ["open_session", "Session", "__version__"]
+
+if TYPE_CHECKING:
+    from gaitcam.session import Session, open_session
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("open_session", "Session"):
+        from gaitcam import session
+
+        return getattr(session, name)
+    raise AttributeError(f"module 'gaitcam' has no attribute {name!r}")

@@ -4,7 +4,8 @@ Precedence: command line > the config file > built-in defaults. The file is the 
 else `./gaitcam.toml`, else `$XDG_CONFIG_HOME/gaitcam/config.toml` (~/.config/...). Unknown
 keys and wrong types are errors naming the file and key: a typo must not silently fall back
 to a default. Relative paths are relative to the current folder; the defaults for the shipped
-weights and calibration are absolute (the checkout), so the app runs from any folder.
+weights and calibration are absolute (the checkout, or the installed package), so the app runs
+from any folder.
 `gaitcam.example.toml` at the repository root documents every key.
 """
 from __future__ import annotations
@@ -22,7 +23,11 @@ from typing import Any
 from gaitcam.errors import FormatError, GaitcamError
 from gaitcam.skeleton.windows import LIVE_STRIDE
 
-APP_ROOT = Path(__file__).resolve().parents[1]  # the checkout: shipped weights and calibration live here
+APP_ROOT = Path(__file__).resolve().parents[1]  # the checkout (or, installed, the site-packages folder)
+_ASSETS = Path(__file__).resolve().parent / "assets"  # an installed package's weights and demo walks
+INSTALLED = (_ASSETS / "weights").is_dir()
+WEIGHTS_DIR = _ASSETS / "weights" if INSTALLED else APP_ROOT / "weights"  # the shipped weights
+DEMO_DIR = _ASSETS / "demo" if INSTALLED else APP_ROOT / "recordings" / "demo"  # the demo gallery's walks
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -37,6 +42,12 @@ def default_gallery() -> Path:
     return _xdg("XDG_DATA_HOME", ".local/share") / "gaitcam" / "gallery.db"
 
 
+def default_calibration() -> Path:
+    """Sensor calibrations: the checkout's calibration/ folder, or the user's config folder
+    when gaitcam is installed as a package (never inside site-packages)."""
+    return _xdg("XDG_CONFIG_HOME", ".config") / "gaitcam" / "calibration" if INSTALLED else APP_ROOT / "calibration"
+
+
 @dataclass(frozen=True)
 class Config:
     """Every setting the app reads; frozen, so one stage cannot change it under another."""
@@ -47,10 +58,10 @@ class Config:
     stride: int = LIVE_STRIDE  # live: frames between window starts
     threads: int = 1  # torch CPU threads
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
-    weights: Path = APP_ROOT / "weights" / "sgela"
+    weights: Path = WEIGHTS_DIR / "sgela"
     gallery: Path = field(default_factory=default_gallery)
     recordings: Path = Path("recordings")
-    calibration: Path = APP_ROOT / "calibration"
+    calibration: Path = field(default_factory=default_calibration)
     log_level: str = "INFO"
     queue_size: int = 64  # capture queue, frames
     source: Path | None = field(default=None, compare=False)  # the file read, if any

@@ -9,7 +9,8 @@ import torch
 
 import gaitcam.benchmarks.encoder as encoder_bench
 import gaitcam.benchmarks.report as report
-from gaitcam.benchmarks.pipeline import DEMO_RECORDINGS, CaptureLog, LatencyProbe, PipelineRun, run_pipeline
+from gaitcam.benchmarks.pipeline import CaptureLog, LatencyProbe, PipelineRun, run_pipeline
+from gaitcam.config import DEMO_DIR
 from gaitcam.benchmarks.scene import crowd_recording
 from gaitcam.benchmarks.timing import Histogram, interleaved, peak_gflops
 from gaitcam.cli import build_parser, main
@@ -123,7 +124,7 @@ def test_bench_command_end_to_end(tmp_path, monkeypatch, one_thread):
     weights = tmp_path / "tiny"
     meta = save_weights(SGELA(SGELAConfig(hidden=16)), weights, normalization="body")
     enc = GaitEncoder.from_weights(weights, device="cpu")
-    halves = [(p.stem, half) for p in sorted(DEMO_RECORDINGS.glob("*.gaitrec"))
+    halves = [(p.stem, half) for p in sorted(DEMO_DIR.glob("*.gaitrec"))
               for s in read_recording(p).tracks.values() for half in _halves(s)]  # two walks per person
     MatcherParams.fit(meta["version"], [track_evidence(s, 0, enc).evidence() for _, s in halves],
                       [name for name, _ in halves]).save(f"{weights}.matcher.json")

@@ -137,11 +137,9 @@ def test_a_late_reader_gets_the_current_frame_not_a_burst():
 
 
 def test_the_shipped_demo_recordings_are_what_the_code_writes(tmp_path):
-    from pathlib import Path
-
-    from gaitcam.config import APP_ROOT
+    from gaitcam.config import DEMO_DIR
     from gaitcam.sensors.demo import write_demo_recordings
 
     for path in write_demo_recordings(tmp_path):
-        shipped = Path(APP_ROOT / "recordings" / "demo" / path.name)
+        shipped = DEMO_DIR / path.name
         assert shipped.read_bytes() == path.read_bytes(), path.name

@@ -10,14 +10,14 @@ import torch
 
 import gaitcam.model.encoder as encoder_module
 from gaitcam.benchmarks.scene import demo_windows
-from gaitcam.config import APP_ROOT
+from gaitcam.config import WEIGHTS_DIR
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.model.fast import TOLERANCE, FastAGE, matches_reference
 from gaitcam.model.sgela import SGELA, SGELAConfig
 from gaitcam.model.weights import load_weights
 from gaitcam.skeleton.normalize import normalize_windows
 
-WEIGHTS = APP_ROOT / "weights" / "sgela"
+WEIGHTS = WEIGHTS_DIR / "sgela"
 BATCHES = (1, 3, 37)  # the graph is traced at batch 2
 
 

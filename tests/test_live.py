@@ -6,11 +6,14 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from gaitcam.cli import main
+from gaitcam.events import SCHEMA
 from gaitcam.identity.enrollment import demo_gallery
 from gaitcam.identity.enrollment import load_index
 from gaitcam.identity.matcher import Matcher, MatcherParams
@@ -62,14 +65,28 @@ def test_demo_names_the_enrolled_walkers_and_not_the_stranger(one_thread):
     assert all(named[t] in (truth[t], None) for t in enrolled)  # never the wrong name
 
 
-def test_headless_prints_decisions_and_a_summary(capsys):
-    assert main(["--headless", "--duration", "6"]) == 0
+def test_headless_prints_schema_events_ending_with_the_summary(capsys):
+    assert main(["--headless", "--duration", "6", "--camera", "hall-1"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
-    assert set(lines[-1]["summary"]) >= {"frames", "frames_with_pose", "windows", "tracks", "dropped"}
-    assert lines[-1]["summary"]["frames"] > 0
-    decisions = lines[:-1]
-    assert decisions and all(set(d) == {"time", "track", "identity", "score", "sensor"} for d in decisions)
+    for line in lines:
+        jsonschema.validate(line, SCHEMA)
+    assert [e["seq"] for e in lines] == list(range(1, len(lines) + 1)) and {e["camera"] for e in lines} == {"hall-1"}
+    assert all(datetime.fromisoformat(e["time"]).utcoffset() == timedelta(0) for e in lines)
+    kinds = [e["event"] for e in lines]
+    assert kinds[0] == "sensor_status" and kinds[-2:] == ["sensor_status", "summary"]
+    assert lines[-2]["status"] == "stopped"  # the demo is live: it was stopped by --duration
+    summary = lines[-1]["summary"]
+    assert set(summary) >= {"frames", "frames_with_pose", "windows", "tracks", "dropped"} and summary["frames"] > 0
+    decisions = [e for e in lines if e["event"] == "identity"]
+    assert decisions and summary["decisions"] == len(decisions)
     assert {d["identity"] for d in decisions} & set(DEMO_PEOPLE)
+    assert all("identity" not in e for e in lines if e["event"] != "identity")
+    # Every track starts before its decisions, and a track that ended had its verdicts first.
+    started = {e["track"]: e["seq"] for e in lines if e["event"] == "track_started"}
+    ended = {e["track"]: e["seq"] for e in lines if e["event"] == "track_ended"}
+    assert ended and set(ended) <= set(started)
+    for d in decisions:
+        assert started[d["track"]] < d["seq"] < ended.get(d["track"], float("inf"))
 
 
 def test_list_sensors_says_what_is_usable(capsys):
@@ -103,8 +120,11 @@ def test_a_signal_ends_a_live_run_with_a_true_summary_and_exit_0(sig, tmp_path):
                               "--log-level", "WARNING"], cwd=tmp_path, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        first = child.stdout.readline()  # a first decision: the demo has been running a while
-        assert json.loads(first)["track"] is not None
+        kinds = []
+        while not kinds or kinds[-1] != "identity":  # a first decision: the demo has been running a while
+            line = child.stdout.readline()
+            assert line, "the run ended before its first decision"
+            kinds.append(json.loads(line)["event"])
         time.sleep(1.0)
         child.send_signal(sig)
         rest, err = child.communicate(timeout=60)

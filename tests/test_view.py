@@ -17,7 +17,7 @@ from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QFileDialog, QInputDialog  # noqa: E402
 
-from gaitcam.identity.enrollment import DEMO_RECORDINGS  # noqa: E402
+from gaitcam.config import DEMO_DIR  # noqa: E402
 from gaitcam.identity.enrollment import demo_gallery as enrol_demo_gallery  # noqa: E402
 from gaitcam.identity.enrollment import load_index  # noqa: E402
 from gaitcam.identity.gallery import Gallery  # noqa: E402
@@ -146,7 +146,7 @@ def test_demo_run_saves_a_screenshot_of_named_skeletons(tmp_path, model, demo_ga
 
 
 def test_replay_is_named_on_screen_and_the_transport_controls_it(tmp_path, model, demo_gallery):
-    source = PlayableReplay(DEMO_RECORDINGS / "Ada.gaitrec", speed=4.0)
+    source = PlayableReplay(DEMO_DIR / "Ada.gaitrec", speed=4.0)
     view = _view(source, demo_gallery, model, tmp_path, sensor="replay")
     view.show()
     view.start()
@@ -181,7 +181,7 @@ def test_replay_is_named_on_screen_and_the_transport_controls_it(tmp_path, model
 
 def test_a_plain_replay_source_runs_without_transport_controls(tmp_path, model, demo_gallery):
     encoder, params = model
-    pipeline = Pipeline(ReplaySource(DEMO_RECORDINGS / "Ada.gaitrec", speed=0), encoder,
+    pipeline = Pipeline(ReplaySource(DEMO_DIR / "Ada.gaitrec", speed=0), encoder,
                         Matcher(load_index(demo_gallery, params), params))
     shot = tmp_path / "replay.png"
     stats = run_gui(pipeline, gallery=demo_gallery, encoder=encoder, params=params, sensor_name="replay",
@@ -192,7 +192,7 @@ def test_a_plain_replay_source_runs_without_transport_controls(tmp_path, model, 
 
 
 def test_keys_pause_seek_and_change_speed(tmp_path, model, demo_gallery):
-    source = PlayableReplay(DEMO_RECORDINGS / "Ben.gaitrec", speed=1.0)
+    source = PlayableReplay(DEMO_DIR / "Ben.gaitrec", speed=1.0)
     view = _view(source, demo_gallery, model, tmp_path, sensor="replay")
     view.show()
     view.activateWindow()
@@ -246,7 +246,7 @@ def test_record_button_writes_a_recording_of_what_is_seen(tmp_path, model, demo_
 def _treadmill(path: Path) -> Path:
     """Ben's demo walk on the spot, without its gaps: one person in view for 30 s (a demo pass
     across the room lasts about 3 s, the least enrolment accepts)."""
-    seq = read_recording(DEMO_RECORDINGS / "Ben.gaitrec").tracks[1]
+    seq = read_recording(DEMO_DIR / "Ben.gaitrec").tracks[1]
     hip = seq.joints[:, CANONICAL.index("HipCenter")].copy()
     hip[:, 1] = 0.0  # keep the height: only the way across the floor goes
     joints = seq.joints - hip[:, None, :] + np.array([0.0, 0.0, 3.0], np.float32)
@@ -289,7 +289,7 @@ def test_enrolling_from_files_good_bad_and_with_several_people(tmp_path, model, 
     write_recording(Recording(meta, {4: demo_walk("Ada", 7, 8.0), 9: demo_walk("Chloe", 7, 8.0)}), two)
     junk = tmp_path / "junk.gaitrec"
     junk.write_bytes(b"not a recording")
-    picked = iter([str(DEMO_RECORDINGS / "Chloe.gaitrec"), str(junk), str(two)])
+    picked = iter([str(DEMO_DIR / "Chloe.gaitrec"), str(junk), str(two)])
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (next(picked), ""))
     names, offered = iter(["Cleo", "Second"]), []
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: (offered.append(k["text"]) or next(names), True))

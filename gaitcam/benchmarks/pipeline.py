@@ -31,10 +31,10 @@ import torch
 
 from gaitcam.benchmarks.scene import crowd_recording
 from gaitcam.benchmarks.timing import Histogram, ms
-from gaitcam.config import APP_ROOT
+from gaitcam.config import DEMO_DIR
 from gaitcam.identity.enrollment import track_evidence
 from gaitcam.errors import GaitcamError
-from gaitcam.identity.matcher import Decision, GalleryIndex, Matcher, MatcherParams
+from gaitcam.identity.matcher import Decision, GalleryIndex, Matcher
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording
 from gaitcam.recording.recording import Recording
@@ -42,7 +42,6 @@ from gaitcam.sensors.base import Frame, Source
 from gaitcam.sensors.replay import ReplaySource
 from gaitcam.stream.pipeline import Pipeline
 
-DEMO_RECORDINGS = APP_ROOT / "recordings" / "demo"
 SCENE_SECONDS = 60.0  # the crowd recording's length; the replay loops it (new people each time)
 MAX_LATENCY = 0.1  # seconds: window to decision, p99, for a stride to count as keeping up
 
@@ -175,18 +174,17 @@ class CountingEncoder:
 def demo_matcher(encoder: GaitEncoder, weights: str | Path) -> Matcher:
     """A matcher over the demo gallery (the shipped walks in recordings/demo/), with the matcher
     parameters fitted for `weights`, as the live demo uses."""
-    params = MatcherParams.load(Path(f"{weights}.matcher.json"))
-    if params.encoder_version != encoder.version:
-        raise GaitcamError(f"{weights}.matcher.json was fitted for encoder {params.encoder_version}, "
-                           f"the weights are {encoder.version}")
+    from gaitcam.session import matcher_params_for
+
+    params = matcher_params_for(encoder, weights)
     names, descriptors = [], []
-    for path in sorted(DEMO_RECORDINGS.glob("*.gaitrec")):
+    for path in sorted(DEMO_DIR.glob("*.gaitrec")):
         rec = read_recording(path)
         for tid, seq in rec.tracks.items():
             names.append(path.stem)
             descriptors.append(track_evidence(seq, tid, encoder).evidence().descriptor(params.blocks))
     if not names:
-        raise GaitcamError(f"{DEMO_RECORDINGS}: the demo gallery recordings are missing")
+        raise GaitcamError(f"{DEMO_DIR}: the demo gallery recordings are missing")
     return Matcher(GalleryIndex(names, np.stack(descriptors), params), params)
 
 

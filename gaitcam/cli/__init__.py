@@ -9,16 +9,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from gaitcam import __version__
-from gaitcam.cli import bench, benchmark, evaluate, files, live, people, train
+from gaitcam.cli import bench, benchmark, evaluate, files, live, people, schema, train
 from gaitcam.errors import GaitcamError
 
-COMMANDS = (live, people, files, evaluate, train, benchmark, bench)
+COMMANDS = (live, people, files, evaluate, train, benchmark, bench, schema)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python main.py",
+    prog = "gaitcam" if Path(sys.argv[0]).name == "gaitcam" else "python main.py"  # the console script or main.py
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="gaitcam: person re-identification by gait, from 3-D skeletons")
     parser.add_argument("--version", action="version", version=f"gaitcam {__version__}")
     parser.add_argument("--config", metavar="TOML", help="config file (default: ./gaitcam.toml, "

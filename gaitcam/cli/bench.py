@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from gaitcam.cli.common import save_json
-from gaitcam.config import APP_ROOT
+from gaitcam.config import WEIGHTS_DIR
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], metavar="N",
                    help="CPU thread counts to measure the encoder at; the first is the headline and the "
                    "pipeline's (default: 1 2)")
-    p.add_argument("--weights", default=str(APP_ROOT / "weights" / "sgela"),
+    p.add_argument("--weights", default=str(WEIGHTS_DIR / "sgela"),
                    help="encoder weights (default: weights/sgela)")
     p.add_argument("--view", action="store_true",
                    help="instead: the Qt view's draw time per frame with 6 people at 30 fps (offscreen without a display)")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 from gaitcam.cli.common import plot_path, save_json
-from gaitcam.config import APP_ROOT
+from gaitcam.config import WEIGHTS_DIR
 from gaitcam.errors import GaitcamError
 
-LAB_WEIGHTS = APP_ROOT / "weights" / "sgela-lab82"
+LAB_WEIGHTS = WEIGHTS_DIR / "sgela-lab82"
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -58,13 +58,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _encoder(args: argparse.Namespace, default):
-    import torch
+    from gaitcam.session import load_encoder
 
-    from gaitcam.model.encoder import GaitEncoder
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    return GaitEncoder.from_weights(args.weights or default, device=args.device)
+    return load_encoder(args.weights or default, args.device, args.threads or None)
 
 
 def _kgbd(args: argparse.Namespace) -> int:
@@ -73,7 +69,7 @@ def _kgbd(args: argparse.Namespace) -> int:
     if args.protocol is None:
         raise GaitcamError("benchmark kgbd needs --protocol classifier or retrieval")
     result = run_kgbd_benchmark(
-        args.root, args.protocol, args.weights or str(APP_ROOT / "weights" / "sgela"), threads=args.threads,
+        args.root, args.protocol, args.weights or str(WEIGHTS_DIR / "sgela"), threads=args.threads,
         limit_people=args.limit_people, seed=args.seed, rn_dir=args.rn, device=args.device, controls=args.controls,
         select_on_probes=args.select_on_probes,
     )
@@ -87,13 +83,11 @@ def _kgbd(args: argparse.Namespace) -> int:
 
 
 def _shift(args: argparse.Namespace) -> int:
-    from gaitcam.cli.common import matcher_params_path
     from gaitcam.evaluation.shift import format_shift, run_shift_benchmark
-    from gaitcam.identity.matcher import MatcherParams
+    from gaitcam.session import load_models
 
-    weights = args.weights or str(APP_ROOT / "weights" / "sgela")
-    encoder = _encoder(args, weights)
-    params = MatcherParams.load(matcher_params_path(weights))
+    models = load_models(args.weights or WEIGHTS_DIR / "sgela", args.device, args.threads or None)
+    encoder, params = models.encoder, models.params
     result = run_shift_benchmark(args.root, encoder, params, args.only, args.fpir, seed=args.seed)
     if args.json:
         save_json(args.json, result)

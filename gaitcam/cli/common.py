@@ -7,9 +7,6 @@ import logging
 from pathlib import Path
 
 from gaitcam.config import Config, load_config
-from gaitcam.errors import GaitcamError
-
-log = logging.getLogger(__name__)
 
 
 def add_runtime_options(p: argparse.ArgumentParser, gallery: bool = True, fpir: bool = True) -> None:
@@ -26,7 +23,6 @@ def add_runtime_options(p: argparse.ArgumentParser, gallery: bool = True, fpir: 
                        help="share of strangers allowed a name; the gallery calibrates its threshold for it "
                        "(default: the config's, 0.01)")
 
-
 def config_from(args: argparse.Namespace, **extra: object) -> Config:
     """The config file updated by whatever of its keys the command line gave."""
     keys = ("gallery", "weights", "threads", "device", "threshold", "fpir", "stride", "log_level", "queue_size")
@@ -36,62 +32,26 @@ def config_from(args: argparse.Namespace, **extra: object) -> Config:
         logging.getLogger().setLevel(cfg.log_level)
     return cfg
 
-
 def load_encoder(cfg: Config):
     """The encoder of the configured weights, on the configured device and thread count."""
-    import torch
+    from gaitcam.session import load_encoder as load
 
-    from gaitcam.model.encoder import GaitEncoder
+    return load(cfg.weights, cfg.device, cfg.threads, cfg.f)
 
-    torch.set_num_threads(cfg.threads)
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise GaitcamError(f"device {cfg.device}: no CUDA device here (torch {torch.__version__}); use auto or cpu")
-    encoder = GaitEncoder.from_weights(cfg.weights, device=cfg.device)
-    if encoder.f != cfg.f:
-        raise GaitcamError(f"{cfg.weights}: the weights use {encoder.f}-frame windows, the config says f = {cfg.f}")
-    return encoder
+def load_models(cfg: Config):
+    """The configured encoder and its matcher parameters, with the configured threshold and FPIR."""
+    from gaitcam.session import load_models as load
 
+    return load(cfg.weights, cfg.device, cfg.threads, cfg.f, cfg.threshold, cfg.fpir)
 
 def matcher_params_path(weights: Path) -> Path:
     return Path(f"{weights}.matcher.json")
-
-
-def load_params(cfg: Config, encoder):
-    """The matcher parameters fitted for exactly this encoder (refused for any other)."""
-    from gaitcam.identity.matcher import MatcherParams
-
-    path = matcher_params_path(cfg.weights)
-    if not path.is_file():
-        raise GaitcamError(f"{path}: no matcher parameters for these weights; "
-                           f"run `python main.py fit-matcher --train DIR --weights {cfg.weights}`")
-    params = MatcherParams.load(path)
-    if params.encoder_version != encoder.version:
-        raise GaitcamError(f"{path}: fitted for encoder {params.encoder_version}, the weights are "
-                           f"{encoder.version}; run fit-matcher again")
-    if cfg.threshold is not None:
-        params.min_score = cfg.threshold
-    params.fpir = cfg.fpir
-    return params
-
-
-def open_gallery(path: Path, encoder, params, rebuild: bool = True):
-    """The gallery, with templates of an older encoder rebuilt from their recordings first."""
-    from gaitcam.identity.enrollment import reenroll_stale
-    from gaitcam.identity.gallery import Gallery
-
-    gallery = Gallery(path)
-    if rebuild and gallery.stale(params.template_version):
-        names = reenroll_stale(gallery, encoder, params)
-        log.warning("re-enrolled %s for %s", ", ".join(names), params.template_version)
-    return gallery
-
 
 def save_json(path: str | Path, result: dict) -> None:
     """A command's results as indented JSON (the folder made if missing)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
-
 
 def plot_path(args: argparse.Namespace, fallback: str, name: str) -> Path:
     """Where a command's plot goes: --plot, else beside --json, else the fallback folder."""

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from gaitcam.errors import GaitcamError
-from gaitcam.cli.common import (add_runtime_options, config_from, load_encoder, load_params, matcher_params_path,
+from gaitcam.cli.common import (add_runtime_options, config_from, load_encoder, load_models, matcher_params_path,
                                 plot_path, save_json)
 
 
@@ -63,8 +63,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from gaitcam.evaluation.folders import evaluate_folders, format_result, save_plot
 
     cfg = config_from(args)
-    encoder = load_encoder(cfg)
-    params = load_params(cfg, encoder)
+    models = load_models(cfg)
+    encoder, params = models.encoder, models.params
     if args.folds < 2 or args.bootstrap < 1:
         raise GaitcamError("evaluate needs --folds 2 or more and --bootstrap 1 or more")
     result = evaluate_folders(args.gallery_dir, args.probe, encoder, params, folds=args.folds, fpir=cfg.fpir,

@@ -18,7 +18,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gaitcam.cli.common import config_from, load_encoder, load_params, open_gallery
+from gaitcam.cli.common import config_from, load_models
 from gaitcam.errors import GaitcamError
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,10 @@ def add_live_options(p: argparse.ArgumentParser, subcommand: bool = False) -> No
                    help="file or device for the sensor (replay/video: a file)")
     g.add_argument("--gallery", default=default(None), metavar="DB",
                    help="gallery database (default: the config's; demo: its own)")
-    g.add_argument("--headless", action="store_true", default=default(False), help="no window: JSON lines on stdout")
+    g.add_argument("--headless", action="store_true", default=default(False),
+                   help="no window: events as JSON lines on stdout (schema: `schema events`)")
+    g.add_argument("--camera", default=default(None), metavar="ID",
+                   help="this source's id in events (default: the sensor's name)")
     g.add_argument("--screenshot", default=default(None), metavar="PNG",
                    help="save the window (and PNG.json: what was drawn) at exit; implies the window, also under "
                    "QT_QPA_PLATFORM=offscreen")
@@ -105,8 +108,32 @@ def _print_line(obj: dict, lock: threading.Lock) -> None:
         print(json.dumps(obj), flush=True)
 
 
+class _HeadlessEvents:
+    """The live run's events (gaitcam.events) as JSON lines on stdout."""
+
+    def __init__(self, camera: str, threshold: float) -> None:
+        from gaitcam.events import EventStream
+
+        self.stream, self.threshold = EventStream(camera), threshold
+        self.lock = threading.Lock()
+        self.decisions = 0
+
+    def emit(self, event: str, **fields: object) -> None:
+        _print_line(self.stream.make(event, **fields), self.lock)
+
+    def on_decision(self, track: int, time: float, decision) -> None:
+        self.decisions += 1
+        score = round(float(decision.score), 4)
+        self.emit("identity", track=track, identity=decision.identity, score=score, threshold=self.threshold,
+                  margin=round(score - self.threshold, 4), nearest=decision.candidate)
+
+    def on_track(self, kind: str, track: int, time: float) -> None:
+        self.emit(f"track_{kind}", track=track)
+
+
 def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
     from gaitcam.identity.enrollment import demo_gallery, load_index
+    from gaitcam.session import open_gallery
     from gaitcam.identity.matcher import Matcher
     from gaitcam.stream.calibration import Calibration, calibration_path
     from gaitcam.stream.pipeline import Pipeline
@@ -116,14 +143,14 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
     cfg = config_from(args)
     gui = wants_window(args)
     source = make_source(args, gui)
-    encoder = load_encoder(cfg)
-    params = load_params(cfg, encoder)
+    models = load_models(cfg)
+    encoder, params = models.encoder, models.params
     lock = threading.Lock()
     with ExitStack() as stack:
         if args.sensor == "demo" and args.gallery is None:
             gallery = demo_gallery(stack, encoder, params)
         else:
-            gallery = stack.enter_context(open_gallery(cfg.gallery, encoder, params))
+            gallery = stack.enter_context(open_gallery(cfg.gallery, models))
         index = load_index(gallery, params)
         if not len(index):
             log.warning("%s: the gallery is empty; everyone will be unknown (enrol people with `enroll`)", gallery.path)
@@ -133,13 +160,10 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
         if out is not None:
             recorder = stack.enter_context(_writer(out, source, args.sensor, calibration))
 
-        def on_decision(track: int, time: float, decision) -> None:
-            _print_line({"time": round(time, 3), "track": track, "identity": decision.identity,
-                         "score": round(float(decision.score), 4), "sensor": args.sensor}, lock)
-
+        events = None if gui else _HeadlessEvents(args.camera or args.sensor, params.min_score)
         pipeline = Pipeline(source, encoder, Matcher(index, params), calibration=calibration,
                             stride=cfg.stride, queue_size=cfg.queue_size, recorder=recorder,
-                            on_decision=None if gui else on_decision)
+                            on_decision=events and events.on_decision, on_track=events and events.on_track)
         if gui:
             from gaitcam.ui import run_gui
 
@@ -147,11 +171,17 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
                             recordings_dir=cfg.recordings,
                             screenshot=Path(args.screenshot) if args.screenshot else None, duration=args.duration)
         else:
+            events.emit("sensor_status", status="started", detail=source.name)
             with _stop_on_signals(pipeline):
                 stats = pipeline.run(duration=args.duration)
-    _print_line({"summary": {"frames": stats.frames, "frames_with_pose": stats.frames_with_pose,
-                             "windows": stats.windows, "tracks": stats.tracks, "dropped": stats.dropped,
-                             "skipped": stats.skipped, "errors": stats.errors}}, lock)
+            events.emit("sensor_status", status="ended" if pipeline.source_ended and not pipeline.stopping else "stopped",
+                        detail=source.name)
+    summary = {"frames": stats.frames, "frames_with_pose": stats.frames_with_pose, "windows": stats.windows,
+               "tracks": stats.tracks, "dropped": stats.dropped, "skipped": stats.skipped, "errors": stats.errors}
+    if events is None:
+        _print_line({"summary": summary}, lock)
+    else:
+        events.emit("summary", summary=summary | {"decisions": events.decisions})
     if out is not None:
         print(f"recorded {out}", file=sys.stderr)
     return 0

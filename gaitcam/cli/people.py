@@ -5,7 +5,7 @@ import argparse
 import json
 import logging
 
-from gaitcam.cli.common import add_runtime_options, config_from, load_encoder, load_params, open_gallery
+from gaitcam.cli.common import add_runtime_options, config_from, load_models
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,12 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def cmd_enroll(args: argparse.Namespace) -> int:
     from gaitcam.identity.enrollment import enroll_recordings
+    from gaitcam.session import open_gallery
 
     cfg = config_from(args)
-    encoder = load_encoder(cfg)
-    params = load_params(cfg, encoder)
-    with open_gallery(cfg.gallery, encoder, params) as gallery:
+    models = load_models(cfg)
+    encoder, params = models.encoder, models.params
+    with open_gallery(cfg.gallery, models) as gallery:
         # All files are read and checked before anything is written (a bad one changes nothing).
         results = enroll_recordings(gallery, encoder, params, args.name, args.recordings, args.track,
                                     replace=args.replace)
@@ -65,12 +66,13 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 def cmd_identify(args: argparse.Namespace) -> int:
     from gaitcam.identity.enrollment import identify_recording, load_index
     from gaitcam.recording.formats import read_recording
+    from gaitcam.session import open_gallery
 
     recordings = [read_recording(p) for p in args.recordings]  # bad files fail before the gallery opens
     cfg = config_from(args)
-    encoder = load_encoder(cfg)
-    params = load_params(cfg, encoder)
-    with open_gallery(cfg.gallery, encoder, params) as gallery:
+    models = load_models(cfg)
+    encoder, params = models.encoder, models.params
+    with open_gallery(cfg.gallery, models) as gallery:
         index = load_index(gallery, params)
     if not len(index):
         log.warning("%s: the gallery is empty; everyone will be unknown", cfg.gallery)

@@ -5,6 +5,7 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from gaitcam.errors import GaitcamError
@@ -13,11 +14,10 @@ log = logging.getLogger(__name__)
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    from gaitcam.model.sgela import SGELAConfig
-    from gaitcam.model.train import TrainConfig
+    # Options that set a field of SGELAConfig or TrainConfig default to None and take the
+    # field's default in cmd_train: reading those defaults here would import torch for `--help`.
     from gaitcam.skeleton.normalize import NORMALIZATIONS
 
-    m, t = SGELAConfig(), TrainConfig()
     p = sub.add_parser(
         "train",
         help="self-supervised SGE-LA training on unlabeled recordings",
@@ -38,34 +38,33 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/train", help="output folder (weights, checkpoint, loss.png)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.*")
     g = p.add_argument_group("model")
-    g.add_argument("--f", type=int, default=m.f, help="frames per window")
+    g.add_argument("--f", type=int, help="frames per window (default 6)")
     g.add_argument("--stride", type=int, help="training stride (default f // 2)")
     g.add_argument("--normalization", choices=NORMALIZATIONS, default="body")
-    g.add_argument("--attention", choices=("LA", "BA"), default=m.attention)
-    g.add_argument("--reconstruction", choices=("reverse", "forward"), default=m.reconstruction)
-    g.add_argument("--decoder-input", choices=("zeros", "teacher"), default=m.decoder_input)
-    g.add_argument("--hidden", type=int, default=m.hidden)
+    g.add_argument("--attention", choices=("LA", "BA"), help="default LA")
+    g.add_argument("--reconstruction", choices=("reverse", "forward"), help="default reverse")
+    g.add_argument("--decoder-input", choices=("zeros", "teacher"), help="default zeros")
+    g.add_argument("--hidden", type=int, help="LSTM units (default 256)")
     g.add_argument("--contrastive", action="store_true",
                    help="add the TPAMI extension's contrastive loss between two windows of one sequence")
     g.add_argument("--mask-joints", type=float, default=0.0, metavar="SHARE",
                    help="share of training windows read with a joint group (hands, feet, head, trunk) lost and "
                    "derived from its neighbours, the measured joints still the target (default 0)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=t.epochs)
-    g.add_argument("--batch-size", type=int, default=t.batch_size)
-    g.add_argument("--lr", type=float, help=f"learning rate (default {t.lr:g}; with --init a tenth of it, so the "
+    g.add_argument("--epochs", type=int, help="default 400 (early stopping usually ends sooner)")
+    g.add_argument("--batch-size", type=int, help="default 128")
+    g.add_argument("--lr", type=float, help="learning rate (default 5e-4; with --init a tenth of it, so the "
                    "first steps keep what the weights learned)")
-    g.add_argument("--l2", type=float, default=t.l2, help="weight decay on ½Σw² (original: 0.02)")
-    g.add_argument("--reduction", choices=("mean", "sum"), default=t.reduction,
-                   help="batch reduction of the loss (original: sum)")
-    g.add_argument("--temperature", type=float, default=t.temperature, help="contrastive NT-Xent temperature")
-    g.add_argument("--contrastive-weight", type=float, default=t.contrastive_weight)
+    g.add_argument("--l2", type=float, help="weight decay on ½Σw² (default 0; original: 0.02)")
+    g.add_argument("--reduction", choices=("mean", "sum"), help="batch reduction of the loss (default mean; original: sum)")
+    g.add_argument("--temperature", type=float, help="contrastive NT-Xent temperature (default 0.5)")
+    g.add_argument("--contrastive-weight", type=float, help="default 1")
     g.add_argument("--val-fraction", type=float, default=0.1, help="share of sequences held out")
-    g.add_argument("--val-every", type=int, default=t.val_every, help="steps between validations")
-    g.add_argument("--patience", type=int, default=t.patience, help="validations without gain before stopping")
+    g.add_argument("--val-every", type=int, help="steps between validations (default 200)")
+    g.add_argument("--patience", type=int, help="validations without gain before stopping (default 8)")
     g.add_argument("--max-minutes", type=float, help="wall-clock budget")
     g.add_argument("--max-steps", type=int, help="step budget (equal work for ablations on a shared machine)")
-    g.add_argument("--seed", type=int, default=t.seed)
+    g.add_argument("--seed", type=int, help="default 0")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     p.set_defaults(func=cmd_train)
@@ -120,6 +119,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gaitcam.model.train import TrainConfig, Trainer
     from gaitcam.model.weights import load_weights
 
+    for cfg in (SGELAConfig(), TrainConfig()):  # unset options take the configs' defaults
+        for f in fields(cfg):
+            if f.name != "lr" and getattr(args, f.name, False) is None:  # lr: its default depends on --init
+                setattr(args, f.name, getattr(cfg, f.name))
     initial = None
     if args.init:
         initial, meta = load_weights(args.init)

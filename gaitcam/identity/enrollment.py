@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitcam.config import APP_ROOT
+from gaitcam.config import DEMO_DIR
 from gaitcam.errors import GaitcamError
 from gaitcam.identity.gallery import Gallery, RecordingRef, Template
 from gaitcam.identity.matcher import Decision, Evidence, GalleryIndex, Matcher, MatcherParams, window_descriptors
@@ -329,18 +329,17 @@ def identify_recording(rec: Recording, encoder: GaitEncoder, params: MatcherPara
     return dict(sorted(out.items()))
 
 
-DEMO_RECORDINGS = APP_ROOT / "recordings" / "demo"
 
 
 def demo_gallery(stack: ExitStack, encoder: GaitEncoder, params: MatcherParams) -> Gallery:
     """A temporary gallery of the demo people, enrolled from the shipped walks in
     recordings/demo/ (one file per person, named after them); deleted when `stack` closes."""
-    files = sorted(DEMO_RECORDINGS.glob(f"*{NATIVE_SUFFIX}"))
+    files = sorted(DEMO_DIR.glob(f"*{NATIVE_SUFFIX}"))
     if not files:
-        raise GaitcamError(f"{DEMO_RECORDINGS}: the demo gallery recordings are missing")
+        raise GaitcamError(f"{DEMO_DIR}: the demo gallery recordings are missing")
     folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="gaitcam-demo-"))
     gallery = stack.enter_context(Gallery(Path(folder) / "demo.db"))
     for f in files:
         enroll_recording(gallery, encoder, params, f.stem, f)
-    log.info("demo gallery: enrolled %s from %s", ", ".join(f.stem for f in files), DEMO_RECORDINGS)
+    log.info("demo gallery: enrolled %s from %s", ", ".join(f.stem for f in files), DEMO_DIR)
     return gallery

@@ -129,7 +129,9 @@ class Pipeline:
     coordinates. `on_frame(snapshot)` is called for every processed frame and must return at
     once (hand the snapshot to the view's thread); `on_decision(track, time, decision)` when a
     track's verdict changes (a first verdict once it has enough evidence, then every change of
-    name or to unknown; pending decisions are not reported). `recorder.write` gets each frame
+    name or to unknown; pending decisions are not reported); `on_track("started" | "ended",
+    track, time)` when a track gets its first frame, and when it has ended and its last windows
+    have been decided (so its last verdict comes before its end). `recorder.write` gets each frame
     with app track ids, in the source's own layout.
     """
 
@@ -145,11 +147,12 @@ class Pipeline:
         recorder: FrameRecorder | None = None,
         on_frame: Callable[[Snapshot], None] | None = None,
         on_decision: Callable[[int, float, Decision], None] | None = None,
+        on_track: Callable[[str, int, float], None] | None = None,
     ) -> None:
         self.source, self.encoder, self.matcher = source, encoder, matcher
         self.calibration = calibration
         self.stride = stride
-        self.recorder, self.on_frame, self.on_decision = recorder, on_frame, on_decision
+        self.recorder, self.on_frame, self.on_decision, self.on_track = recorder, on_frame, on_decision, on_track
         self.stats = Stats()
         self.tracker = Tracker()
         self._capture = Capture(source, queue_size)
@@ -172,6 +175,11 @@ class Pipeline:
     def stopping(self) -> bool:
         """`stop` was asked for."""
         return self._stop.is_set()
+
+    @property
+    def source_ended(self) -> bool:
+        """The source itself ended (a file played to its end, or a source that gave up)."""
+        return self._capture.done
 
     def run(self, duration: float | None = None) -> Stats:
         """Process until the source ends, `duration` seconds (wall clock) pass, or `stop`."""
@@ -282,6 +290,8 @@ class Pipeline:
         state = self._tracks.get(track_id)
         if state is None:
             state = self._tracks[track_id] = _Track(TrackWindower(self.rule, self.source.fps))
+            if self.on_track is not None:
+                self.on_track("started", track_id, time)
         windows, segments = state.windower.push(time, joints, states)
         ws = state.windower.stats
         self.stats.skipped += ws.incomplete - state.incomplete
@@ -322,6 +332,8 @@ class Pipeline:
                 del self._ending[track]
                 self.matcher.forget(track)
                 self._decisions.pop(track, None)
+                if self.on_track is not None:
+                    self.on_track("ended", track, self._time)
 
     def _publish(self, track: int, decision: Decision) -> None:
         before = self._decisions.get(track)

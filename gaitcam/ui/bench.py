@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from gaitcam.benchmarks.scene import crowd_recording
-from gaitcam.config import APP_ROOT
+from gaitcam.config import WEIGHTS_DIR
 from gaitcam.identity.enrollment import demo_gallery, load_index
-from gaitcam.identity.matcher import Matcher, MatcherParams
-from gaitcam.model.encoder import GaitEncoder
+from gaitcam.identity.matcher import Matcher
+from gaitcam.session import load_models
 from gaitcam.sensors.base import Body, Frame, Source
 from gaitcam.sensors.demo import DEMO_FLOOR
 from gaitcam.skeleton.layouts import CANONICAL
@@ -92,7 +92,7 @@ class CrowdSource(Source):
 
 
 def bench_view(people: int = 6, fps: float = 30.0, seconds: float = 10.0, *, image: bool = False,
-               weights: Path = APP_ROOT / "weights" / "sgela") -> dict:
+               weights: Path = WEIGHTS_DIR / "sgela") -> dict:
     """Redraw the window at `fps` for `seconds` with `people` in view; draw times and losses.
 
     `draw_ms_*` time a whole redraw, items updated and painted, after the first `WARMUP`
@@ -103,8 +103,8 @@ def bench_view(people: int = 6, fps: float = 30.0, seconds: float = 10.0, *, ima
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = application()
-    encoder = GaitEncoder.from_weights(weights)
-    params = MatcherParams.load(f"{weights}.matcher.json")
+    models = load_models(weights)
+    encoder, params = models.encoder, models.params
     with ExitStack() as stack:
         stack.callback(torch.set_num_threads, torch.get_num_threads())
         torch.set_num_threads(1)  # as live: one thread for batch-1 inference

@@ -1,0 +1,201 @@
+"""gaitcam as a library: `open_session` wires weights, encoder, matcher and gallery once.
+
+    import gaitcam
+
+    with gaitcam.open_session(gallery="site.db") as session:
+        session.enroll("ada", "ada-walk.gaitrec")
+        for decision in session.identify("visitor.gaitrec"):
+            print(decision["track"], decision["identity"], decision["score"])
+        for event in session.events():  # what happened, as schema events (gaitcam.events)
+            print(event)
+
+`load_models` is the one place weights become an encoder and its matcher parameters; the
+command line, the live view and the benchmarks call it too.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gaitcam.config import WEIGHTS_DIR
+from gaitcam.errors import GaitcamError
+from gaitcam.events import EventStream
+
+if TYPE_CHECKING:
+    from gaitcam.identity.enrollment import EnrollResult
+    from gaitcam.identity.gallery import Gallery
+    from gaitcam.identity.matcher import GalleryIndex, MatcherParams
+    from gaitcam.model.encoder import GaitEncoder
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "sgela"
+
+
+@dataclass
+class Models:
+    """An encoder and the matcher parameters fitted for exactly it."""
+
+    encoder: GaitEncoder
+    params: MatcherParams
+
+
+def load_encoder(weights: str | Path | None = None, device: str = "auto", threads: int | None = None,
+                 f: int | None = None) -> GaitEncoder:
+    """The encoder of `weights` (default: the shipped SGE-LA) on `device` ("auto": CUDA when
+    present). `threads` sets torch's CPU threads; `f` checks the window length the weights use."""
+    import torch
+
+    from gaitcam.model.encoder import GaitEncoder
+
+    weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise GaitcamError(f"device {device}: no CUDA device here (torch {torch.__version__}); use auto or cpu")
+    encoder = GaitEncoder.from_weights(weights, device=device)
+    if f is not None and encoder.f != f:
+        raise GaitcamError(f"{weights}: the weights use {encoder.f}-frame windows, the config says f = {f}")
+    return encoder
+
+
+def load_models(weights: str | Path | None = None, device: str = "auto", threads: int | None = None,
+                f: int | None = None, threshold: float | None = None, fpir: float | None = None) -> Models:
+    """`load_encoder`, and the matcher parameters fitted for exactly that encoder
+    (`WEIGHTS.matcher.json`, refused for any other). `threshold` (the score that names someone,
+    0.5 = calibrated) and `fpir` (the share of strangers allowed a name) override the defaults."""
+    weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    encoder = load_encoder(weights, device, threads, f)
+    params = matcher_params_for(encoder, weights)
+    if threshold is not None:
+        params.min_score = threshold
+    if fpir is not None:
+        params.fpir = fpir
+    return Models(encoder, params)
+
+
+def matcher_params_for(encoder: GaitEncoder, weights: str | Path) -> MatcherParams:
+    """The matcher parameters beside `weights` (`WEIGHTS.matcher.json`), refused unless fitted
+    for exactly this encoder."""
+    from gaitcam.identity.matcher import MatcherParams
+
+    path = Path(f"{weights}.matcher.json")
+    if not path.is_file():
+        raise GaitcamError(f"{path}: no matcher parameters for these weights; "
+                           f"run `gaitcam fit-matcher --train DIR --weights {weights}`")
+    params = MatcherParams.load(path)
+    if params.encoder_version != encoder.version:
+        raise GaitcamError(f"{path}: fitted for encoder {params.encoder_version}, the weights are "
+                           f"{encoder.version}; run fit-matcher again")
+    return params
+
+
+def open_gallery(path: str | Path, models: Models, rebuild: bool = True) -> Gallery:
+    """The gallery at `path`, with templates of an older encoder rebuilt from their recordings."""
+    from gaitcam.identity.enrollment import reenroll_stale
+    from gaitcam.identity.gallery import Gallery
+
+    if "://" in str(path):
+        raise GaitcamError(f"{path}: only gallery files (SQLite) are supported here, not URLs")
+    gallery = Gallery(path)
+    if rebuild and gallery.stale(models.params.template_version):
+        names = reenroll_stale(gallery, models.encoder, models.params)
+        log.warning("re-enrolled %s for %s", ", ".join(names), models.params.template_version)
+    return gallery
+
+
+class Session:
+    """Enrol and identify recordings against one gallery; every change and verdict is also an
+    event (`events()`). Close it (or use `with`) to close the gallery."""
+
+    def __init__(self, models: Models, gallery: Gallery, camera: str = "library") -> None:
+        self.models = models
+        self.gallery = gallery
+        self.stream = EventStream(camera)
+        self._events: deque[dict[str, Any]] = deque()
+        self._index: GalleryIndex | None = None
+
+    @property
+    def index(self) -> GalleryIndex:
+        """The gallery as the matcher sees it (reloaded, and recalibrated, after every change)."""
+        from gaitcam.identity.enrollment import load_index
+
+        if self._index is None:
+            self._index = load_index(self.gallery, self.models.params)
+        return self._index
+
+    def people(self) -> list[str]:
+        return [p.name for p in self.gallery.people()]
+
+    def enroll(self, name: str, recording_path: str | Path, track: int | None = None, replace: bool = False
+               ) -> EnrollResult:
+        """Enrol `name` from one recording (a multi-person one needs `track`); refused, with the
+        reason, when it holds too little usable walking. Emits `enrolled`."""
+        from gaitcam.identity.enrollment import enroll_recordings
+
+        (result,) = enroll_recordings(self.gallery, self.models.encoder, self.models.params, name,
+                                      [str(recording_path)], track, replace=replace)
+        self._index = None
+        self._events.append(self.stream.make("enrolled", name=result.name, walks=1, windows=result.windows,
+                                             seconds=round(result.seconds, 2)))
+        return result
+
+    def remove(self, name: str) -> None:
+        """Delete `name` and their templates for good. Emits `removed`."""
+        info = next((p for p in self.gallery.people() if p.name == name), None)
+        self.gallery.remove(name)
+        self._index = None
+        self._events.append(self.stream.make("removed", name=name, templates=info.n_templates if info else 0))
+
+    def identify(self, recording_path: str | Path) -> list[dict[str, Any]]:
+        """One decision per track of the recording: `identity` (a name, or None for a stranger
+        or a track too poor to tell), `score` (0.5 = the calibrated threshold; None when too
+        poor), `track`, `nearest`, `windows` and `failure` (why it could not tell, else None).
+        Emits an `identity` event per decided track."""
+        from gaitcam.identity.enrollment import identify_recording
+        from gaitcam.recording.formats import read_recording
+
+        rec = read_recording(recording_path)
+        threshold = self.models.params.min_score
+        out = []
+        for track, r in identify_recording(rec, self.models.encoder, self.models.params, self.index).items():
+            d = r.decision
+            score = None if d.pending else round(float(d.score), 4)
+            out.append({"track": track, "identity": d.identity, "score": score, "nearest": d.candidate,
+                        "windows": d.windows, "failure": r.failure})
+            if score is not None:
+                self._events.append(self.stream.make(
+                    "identity", track=track, identity=d.identity, score=score, threshold=threshold,
+                    margin=round(score - threshold, 4), nearest=d.candidate, recording=str(recording_path)))
+        return out
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """The events since the last call, oldest first (each one is yielded once)."""
+        while self._events:
+            yield self._events.popleft()
+
+    def close(self) -> None:
+        self.gallery.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_session(gallery: str | Path | None = None, weights: str | Path | None = None, device: str = "auto", *,
+                 fpir: float | None = None, threshold: float | None = None, threads: int | None = None,
+                 camera: str = "library") -> Session:
+    """A session on the gallery file `gallery` (default: the user's, as the app uses), with the
+    encoder `weights` (default: the shipped SGE-LA) on `device`. `fpir`: the share of strangers
+    allowed a name (default 0.01); the gallery calibrates its threshold for it."""
+    from gaitcam.config import default_gallery
+
+    models = load_models(weights, device, threads, threshold=threshold, fpir=fpir)
+    path = Path(gallery) if gallery is not None and "://" not in str(gallery) else gallery
+    return Session(models, open_gallery(path or default_gallery(), models), camera)

@@ -1,0 +1,44 @@
+"""The library: open_session enrols and identifies recordings, and reports both as schema events."""
+import jsonschema
+import pytest
+
+import gaitcam
+from gaitcam.config import DEMO_DIR
+from gaitcam.errors import GaitcamError
+from gaitcam.events import SCHEMA
+
+
+def test_a_session_enrols_identifies_removes_and_says_so_in_events(tmp_path):
+    with gaitcam.open_session(gallery=tmp_path / "g.db", device="cpu") as session:
+        for name in ("Ada", "Ben", "Chloe"):
+            assert session.enroll(name, DEMO_DIR / f"{name}.gaitrec").windows > 0
+        assert session.people() == ["Ada", "Ben", "Chloe"]
+        (decision,) = session.identify(DEMO_DIR / "Ada.gaitrec")
+        assert decision["identity"] == "Ada" and decision["score"] >= 0.5 and decision["failure"] is None
+        (stranger,) = session.identify(DEMO_DIR / "Dev.gaitrec")  # never enrolled
+        assert stranger["identity"] is None and stranger["nearest"] in ("Ada", "Ben", "Chloe")
+        session.remove("Ben")
+        assert session.people() == ["Ada", "Chloe"]
+        events = list(session.events())
+        assert list(session.events()) == []  # each event is yielded once
+    for e in events:
+        jsonschema.validate(e, SCHEMA)
+    assert [e["event"] for e in events] == ["enrolled"] * 3 + ["identity", "identity", "removed"]
+    assert [e["seq"] for e in events] == list(range(1, 7)) and {e["camera"] for e in events} == {"library"}
+    named = events[3]
+    assert named["identity"] == "Ada" and named["margin"] == pytest.approx(named["score"] - named["threshold"], abs=1e-4)
+    assert "identity" not in events[0] and events[4]["identity"] is None  # only decisions carry the key
+
+
+def test_a_failed_enrolment_changes_nothing_and_emits_nothing(tmp_path):
+    bad = tmp_path / "bad.gaitrec"
+    bad.write_bytes(b"not a recording")
+    with gaitcam.open_session(gallery=tmp_path / "g.db", device="cpu") as session:
+        with pytest.raises(GaitcamError):
+            session.enroll("Ada", bad)
+        assert session.people() == [] and list(session.events()) == []
+
+
+def test_a_gallery_url_is_refused_with_a_clear_error():
+    with pytest.raises(GaitcamError, match="only gallery files"):
+        gaitcam.open_session(gallery="postgresql://localhost/gaitcam", device="cpu")
