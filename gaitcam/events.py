@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections import deque
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -103,3 +105,92 @@ class EventStream:
         with self._lock:
             return {"event": event, "time": utc_now(), "seq": next(self._seq), "camera": self.camera,
                     "v": SCHEMA_VERSION, **body}
+
+
+class Subscription:
+    """One consumer's bounded queue of events. When the consumer falls behind, the oldest
+    events are dropped (and counted), so a slow reader never stalls the pipeline."""
+
+    def __init__(self, bus: EventBus, maxsize: int, count_drops: bool = True) -> None:
+        self._bus = bus
+        self._count_drops = count_drops
+        self._items: deque[dict[str, Any]] = deque(maxlen=maxsize)
+        self._ready = threading.Condition()
+        self.dropped = 0
+        self.closed = False
+
+    def put(self, event: dict[str, Any]) -> None:
+        with self._ready:
+            if len(self._items) == self._items.maxlen:
+                self.dropped += 1
+                if self._count_drops:
+                    self._bus.count_drop()
+            self._items.append(event)
+            self._ready.notify()
+
+    def get(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next event, or None after `timeout` seconds (or once closed and drained)."""
+        with self._ready:
+            if not self._items and not self.closed:
+                self._ready.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Events until the subscription is closed (blocks between them)."""
+        while not (self.closed and not self._items):
+            event = self.get(timeout=0.5)
+            if event is not None:
+                yield event
+
+    def close(self) -> None:
+        self._bus.unsubscribe(self)
+        with self._ready:
+            self.closed = True
+            self._ready.notify_all()
+
+
+class EventBus:
+    """One stream of events (one camera) and its subscribers: stdout, WebSocket clients, MQTT,
+    a library session. `publish` numbers and stamps an event and hands it to every subscriber."""
+
+    def __init__(self, camera: str) -> None:
+        self.stream = EventStream(camera)
+        self._subscribers: list[Subscription] = []
+        self._lock = threading.Lock()
+        self.published = 0
+        self.dropped = 0  # events dropped, over all subscribers, because one fell behind
+
+    def subscribe(self, maxsize: int = 1024, count_drops: bool = True) -> Subscription:
+        """A new consumer's queue of at most `maxsize` events; `count_drops` off for one that
+        only wants the newest (maxsize 1), whose drops are no consumer falling behind."""
+        sub = Subscription(self, maxsize, count_drops)
+        with self._lock:
+            self._subscribers.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subscribers:
+                self._subscribers.remove(sub)
+
+    def count_drop(self) -> None:
+        with self._lock:
+            self.dropped += 1
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, event: str, **fields: Any) -> dict[str, Any]:
+        made = self.stream.make(event, **fields)
+        with self._lock:
+            self.published += 1
+            subscribers = list(self._subscribers)
+        for sub in subscribers:
+            sub.put(made)
+        return made
+
+    def close(self) -> None:
+        """End every subscription (their iterators stop once drained)."""
+        for sub in list(self._subscribers):
+            sub.close()

@@ -15,7 +15,7 @@ command line, the live view and the benchmarks call it too.
 from __future__ import annotations
 
 import logging
-from collections import deque
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from gaitcam.config import WEIGHTS_DIR
 from gaitcam.errors import GaitcamError
-from gaitcam.events import EventStream
+from gaitcam.events import EventBus
 
 if TYPE_CHECKING:
     from gaitcam.identity.enrollment import EnrollResult
+    from gaitcam.sensors.base import Source
+    from gaitcam.stream.calibration import Calibration
+    from gaitcam.stream.pipeline import FrameRecorder, Snapshot, Stats
     from gaitcam.identity.gallery import Gallery
     from gaitcam.identity.matcher import GalleryIndex, MatcherParams
     from gaitcam.model.encoder import GaitEncoder
@@ -109,24 +112,38 @@ def open_gallery(path: str | Path, models: Models, rebuild: bool = True) -> Gall
 
 
 class Session:
-    """Enrol and identify recordings against one gallery; every change and verdict is also an
-    event (`events()`). Close it (or use `with`) to close the gallery."""
+    """Enrol and identify recordings against one gallery, and run live sources on it
+    (`live`); every change and verdict is also an event on `bus` (`events()` drains the
+    session's own subscription). Close it (or use `with`) to close the gallery."""
 
-    def __init__(self, models: Models, gallery: Gallery, camera: str = "library") -> None:
+    def __init__(self, models: Models, gallery: Gallery, camera: str = "library", keep_events: bool = True) -> None:
+        """`keep_events`: keep the events for `events()` (programs that subscribe to `bus`
+        themselves, like the command line and the service, leave it off)."""
         self.models = models
         self.gallery = gallery
-        self.stream = EventStream(camera)
-        self._events: deque[dict[str, Any]] = deque()
+        self.bus = EventBus(camera)
+        self._own = self.bus.subscribe(maxsize=100_000) if keep_events else None
         self._index: GalleryIndex | None = None
+        self._lock = threading.RLock()  # enrolments from several threads (the service) one at a time
+        self._runs: list[LiveRun] = []
 
     @property
     def index(self) -> GalleryIndex:
         """The gallery as the matcher sees it (reloaded, and recalibrated, after every change)."""
         from gaitcam.identity.enrollment import load_index
 
-        if self._index is None:
-            self._index = load_index(self.gallery, self.models.params)
-        return self._index
+        with self._lock:
+            if self._index is None:
+                self._index = load_index(self.gallery, self.models.params)
+            return self._index
+
+    def _changed(self) -> None:
+        """The gallery changed: recalibrate, and let live runs match against it from now on."""
+        with self._lock:
+            self._index = None
+            index = self.index
+        for run in self._runs:
+            run.pipeline.matcher.index = index
 
     def people(self) -> list[str]:
         return [p.name for p in self.gallery.people()]
@@ -137,19 +154,27 @@ class Session:
         reason, when it holds too little usable walking. Emits `enrolled`."""
         from gaitcam.identity.enrollment import enroll_recordings
 
-        (result,) = enroll_recordings(self.gallery, self.models.encoder, self.models.params, name,
-                                      [str(recording_path)], track, replace=replace)
-        self._index = None
-        self._events.append(self.stream.make("enrolled", name=result.name, walks=1, windows=result.windows,
-                                             seconds=round(result.seconds, 2)))
+        with self._lock:
+            (result,) = enroll_recordings(self.gallery, self.models.encoder, self.models.params, name,
+                                          [str(recording_path)], track, replace=replace)
+            self._changed()
+        self.bus.publish("enrolled", name=result.name, walks=1, windows=result.windows, seconds=round(result.seconds, 2))
         return result
 
-    def remove(self, name: str) -> None:
-        """Delete `name` and their templates for good. Emits `removed`."""
-        info = next((p for p in self.gallery.people() if p.name == name), None)
-        self.gallery.remove(name)
-        self._index = None
-        self._events.append(self.stream.make("removed", name=name, templates=info.n_templates if info else 0))
+    def rename(self, old: str, new: str) -> None:
+        with self._lock:
+            self.gallery.rename(old, new)
+            self._changed()
+
+    def remove(self, name: str, delete_recordings: bool = False) -> list[Path]:
+        """Delete `name` and their templates for good (scrubbed from the gallery file); returns
+        the recordings only they appeared in, deleted too with `delete_recordings`. Emits `removed`."""
+        with self._lock:
+            info = next((p for p in self.gallery.people() if p.name == name), None)
+            own = self.gallery.remove(name, delete_recordings)
+            self._changed()
+        self.bus.publish("removed", name=name, templates=info.n_templates if info else 0)
+        return own
 
     def identify(self, recording_path: str | Path) -> list[dict[str, Any]]:
         """One decision per track of the recording: `identity` (a name, or None for a stranger
@@ -168,17 +193,29 @@ class Session:
             out.append({"track": track, "identity": d.identity, "score": score, "nearest": d.candidate,
                         "windows": d.windows, "failure": r.failure})
             if score is not None:
-                self._events.append(self.stream.make(
-                    "identity", track=track, identity=d.identity, score=score, threshold=threshold,
-                    margin=round(score - threshold, 4), nearest=d.candidate, recording=str(recording_path)))
+                self.bus.publish("identity", track=track, identity=d.identity, score=score, threshold=threshold,
+                                 margin=round(score - threshold, 4), nearest=d.candidate, recording=str(recording_path))
         return out
 
     def events(self) -> Iterator[dict[str, Any]]:
         """The events since the last call, oldest first (each one is yielded once)."""
-        while self._events:
-            yield self._events.popleft()
+        if self._own is None:
+            raise GaitcamError("this session does not keep its events (keep_events=False); subscribe to its bus")
+        while (event := self._own.get(timeout=0)) is not None:
+            yield event
+
+    def live(self, source: Source, *, calibration: Calibration | None = None, recorder: FrameRecorder | None = None,
+             stride: int | None = None, queue_size: int = 64) -> LiveRun:
+        """The live pipeline on `source`, matching against this gallery and publishing on `bus`;
+        `run()` it here or `start()` it in a thread."""
+        run = LiveRun(self, source, calibration=calibration, recorder=recorder, stride=stride, queue_size=queue_size)
+        self._runs.append(run)
+        return run
 
     def close(self) -> None:
+        for run in self._runs:
+            run.stop()
+        self.bus.close()
         self.gallery.close()
 
     def __enter__(self) -> Session:
@@ -186,6 +223,93 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def summary(stats: Stats) -> dict[str, int]:
+    """A live run's counts, as the `summary` event carries them."""
+    return {"frames": stats.frames, "frames_with_pose": stats.frames_with_pose, "windows": stats.windows,
+            "tracks": stats.tracks, "dropped": stats.dropped, "skipped": stats.skipped, "errors": stats.errors}
+
+
+class LiveRun:
+    """A source through the live pipeline against a session's gallery. Publishes on the session's
+    bus: `sensor_status` (started, then ended or stopped), `track_started`, `identity` each time
+    a track's verdict changes, `track_ended`, and the `summary` last."""
+
+    def __init__(self, session: Session, source: Source, *, calibration: Calibration | None = None,
+                 recorder: FrameRecorder | None = None, stride: int | None = None, queue_size: int = 64) -> None:
+        from gaitcam.identity.matcher import Matcher
+        from gaitcam.skeleton.windows import LIVE_STRIDE
+        from gaitcam.stream.pipeline import Pipeline
+
+        self.session, self.source = session, source
+        models = session.models
+        self.pipeline = Pipeline(source, models.encoder, Matcher(session.index, models.params), calibration=calibration,
+                                 stride=stride or LIVE_STRIDE, queue_size=queue_size, recorder=recorder,
+                                 on_frame=self._frame, on_decision=self._decision, on_track=self._track)
+        self.decisions = 0
+        self.latest: Snapshot | None = None  # the last frame's tracks and verdicts
+        self.stats: Stats | None = None
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def _frame(self, snapshot: Snapshot) -> None:
+        self.latest = snapshot
+
+    def _decision(self, track: int, time: float, decision) -> None:
+        self.decisions += 1
+        threshold = self.session.models.params.min_score
+        score = round(float(decision.score), 4)
+        self.session.bus.publish("identity", track=track, identity=decision.identity, score=score, threshold=threshold,
+                                 margin=round(score - threshold, 4), nearest=decision.candidate)
+
+    def _track(self, kind: str, track: int, time: float) -> None:
+        self.session.bus.publish(f"track_{kind}", track=track)
+
+    def tracks(self) -> list[dict[str, Any]]:
+        """The tracks in view now, with their current verdicts."""
+        snap = self.latest
+        if snap is None:
+            return []
+        out = []
+        for track in sorted(snap.tracks):
+            d = snap.decisions.get(track)
+            pending = d is None or d.pending
+            out.append({"track": track, "identity": None if d is None else d.identity,
+                        "score": None if pending else round(float(d.score), 4),
+                        "nearest": None if d is None else d.candidate})
+        return out
+
+    def run(self, duration: float | None = None) -> Stats:
+        """Run until the source ends, `duration` seconds pass, or `stop`; the summary comes last."""
+        bus = self.session.bus
+        bus.publish("sensor_status", status="started", detail=self.source.name)
+        try:
+            self.stats = stats = self.pipeline.run(duration=duration)
+        finally:
+            ended = self.pipeline.source_ended and not self.pipeline.stopping
+            bus.publish("sensor_status", status="ended" if ended else "stopped", detail=self.source.name)
+        bus.publish("summary", summary=summary(stats) | {"decisions": self.decisions})
+        return stats
+
+    def start(self, duration: float | None = None) -> None:
+        """`run` in a background thread (`join` waits for it; an error that ended it is `error`)."""
+        def target() -> None:
+            try:
+                self.run(duration)
+            except BaseException as e:  # kept for whoever joins; the thread must not die silently
+                log.error("live run ended: %s", e)
+                self.error = e
+        self._thread = threading.Thread(target=target, name="gaitcam-live", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.pipeline.stop()
+
+    def join(self, timeout: float | None = None) -> Stats | None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.stats
 
 
 def open_session(gallery: str | Path | None = None, weights: str | Path | None = None, device: str = "auto", *,

@@ -151,3 +151,10 @@ def test_bench_command_end_to_end(tmp_path, monkeypatch, one_thread):
     assert result["pipeline"]["stride_1"]["encoder"] == "fast"
     assert result["pipeline"]["stride_1_reference"]["encoder"] == "reference"
     assert main(["bench", "--threads", "0"]) == 2
+
+
+def test_startup_times_a_fresh_help_and_the_demo_s_first_frame():
+    from gaitcam.benchmarks.startup import bench_startup
+
+    r = bench_startup(repeats=1)
+    assert 0 < r["help_seconds"] < r["first_frame_seconds"] < 60 and len(r["first_frame_runs"]) == 1

@@ -138,3 +138,38 @@ def test_recordings_are_never_overwritten(tmp_path, capsys):
     out.write_text("precious")
     assert main(["convert", "recordings/demo/Ada.gaitrec", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err and out.read_text() == "precious"
+
+
+def test_the_readme_flow_record_enrol_identify(tmp_path, capsys):
+    """As the README says: record the demo, enrol people from the recording, identify it."""
+    rec, db = str(tmp_path / "walk.gaitrec"), str(tmp_path / "my.db")
+    assert main(["record", "--headless", "--duration", "12", "--out", rec]) == 0
+    said = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    live = {e["track"]: e["identity"] for e in said if e["event"] == "identity"}  # the demo gallery's verdicts
+    first = {name: min(t for t, n in live.items() if n == name) for name in ("Ada", "Ben")}
+    for name, track in first.items():
+        assert main(["--gallery", db, "enroll", name, rec, "--track", str(track)]) == 0
+        assert f"enrolled {name}" in capsys.readouterr().out
+    assert main(["--gallery", db, "identify", rec, "--json"]) == 0
+    now = {r["track"]: r["identity"] for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert all(now[t] == name for name, t in first.items())
+    known = {t: name for t, name in live.items() if name in ("Ada", "Ben", "Chloe")}  # named live: their truth
+    assert all(now[t] in (name, None) for t, name in known.items() if name != "Chloe")  # never the wrong name
+    assert all(now[t] is None for t, name in known.items() if name == "Chloe")  # not enrolled here
+    again = [t for t, name in known.items() if name != "Chloe" and t not in first.values()]
+    assert again and sum(now[t] == known[t] for t in again) >= len(again) / 2  # their other passes
+
+
+def test_enroll_live_records_the_walker_in_front_of_the_sensor_and_enrols_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the recording is kept under ./recordings
+    db = str(tmp_path / "live.db")
+    assert main(["--gallery", db, "enroll", "--live", "Walker"]) == 0
+    out, err = capsys.readouterr()
+    assert "/20 windows" in err and "enrolled Walker from recordings/enrol-demo-" in out
+    (rec,) = (tmp_path / "recordings").glob("enrol-demo-*.gaitrec")
+    assert main(["--gallery", db, "identify", str(rec), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert "Walker" in {r["identity"] for r in rows}
+    assert main(["--gallery", db, "enroll", "--live", "Nobody", "--wait", "0.3"]) == 2  # no one walks that fast
+    assert "nothing enrolled" in capsys.readouterr().err
+    assert len(list((tmp_path / "recordings").glob("*.gaitrec"))) == 1  # the failed attempt left nothing

@@ -31,6 +31,7 @@ def test_installed_package_runs_from_any_folder(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--disable-pip-version-check", "--target", str(site), str(src)], check=True, timeout=300)
     assert (site / "gaitcam" / "assets" / "weights" / "sgela.safetensors").is_file()
+    assert (site / "gaitcam" / "service" / "page.html").is_file()
     assert sorted(p.name for p in (site / "gaitcam" / "assets" / "demo").iterdir()) == \
         ["Ada.gaitrec", "Ben.gaitrec", "Chloe.gaitrec", "Dev.gaitrec"]
     elsewhere = tmp_path / "elsewhere"

@@ -17,6 +17,7 @@ import torch
 
 from gaitcam.benchmarks.encoder import BATCHES, TRAIN_BATCH, bench_encoder
 from gaitcam.benchmarks.pipeline import PipelineRun, demo_matcher, run_pipeline
+from gaitcam.benchmarks.startup import bench_startup
 from gaitcam.benchmarks.scene import demo_windows
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.model.sgela import count_macs, pick_device
@@ -126,6 +127,8 @@ def run_benchmarks(
         soak = run_pipeline(fast, encoders["fast"][1], stride=soak_stride, speed=soak_speed,
                             seconds=60 * soak_minutes, rss_every=60.0, **setting).summary()
         result.update({"soak": soak, "soak_rss_mb_start": soak["rss_mb_start"], "soak_rss_mb_end": soak["rss_mb_end"]})
+    say("start-up: --help and the demo's first frame, 3 fresh processes each ...")
+    result["startup"] = bench_startup()
     if hasattr(os, "getloadavg"):
         result["machine"]["load_average_end"] = round(os.getloadavg()[0], 2)
     return result
@@ -154,6 +157,10 @@ def summary(result: dict) -> str:
                      f"{run['window_latency_ms_p99']} ms); encode p50 {run['encode_ms_p50']} ms; AGEs wait for the "
                      f"decision p50 {run['result_wait_ms_p50']} ms; dropped {run['dropped']}; "
                      f"CPU {run['cpu_percent']} %; RSS {run['rss_mb_end']} MiB; keeps up: {run['keeps_up']}")
+    if "startup" in result:
+        st = result["startup"]
+        lines.append(f"start-up (fresh process, median of {len(st['help_runs'])}): --help {st['help_seconds']:.2f} s; "
+                     f"the demo's first frame {st['first_frame_seconds']:.2f} s")
     if "soak" in result:
         s = result["soak"]
         lines.append(f"soak: {s['duration_s']} s at {s['speed']:g}x, stride {s['stride']}: RSS {s['rss_mb_start']} -> "

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 from gaitcam import __version__
-from gaitcam.cli import bench, benchmark, evaluate, files, live, people, schema, train
+from gaitcam.cli import bench, benchmark, evaluate, files, live, people, schema, serve, train
 from gaitcam.errors import GaitcamError
 
-COMMANDS = (live, people, files, evaluate, train, benchmark, bench, schema)
+COMMANDS = (live, people, files, evaluate, train, benchmark, bench, schema, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,8 @@ def add(sub: argparse._SubParsersAction) -> None:
         "reference training step) for the reference model and the fast path, alternating them so both share "
         "the same machine load, at each thread count; then 6 replayed people at 30 fps, stride 1, through the "
         "whole live pipeline (frame-to-decision latency, drops, CPU, memory), with the reference encoder "
-        "alongside. On CUDA the encoder figures are the GPU's. The default run takes a few minutes.",
+        "alongside; then start-up (--help, and the demo's first frame, in fresh processes). On CUDA the encoder "
+        "figures are the GPU's. The default run takes a few minutes.",
     )
     p.add_argument("--json", metavar="OUT", help="write the full results here")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], metavar="N",

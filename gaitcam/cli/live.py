@@ -15,11 +15,20 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gaitcam.cli.common import config_from, load_models
+from gaitcam.config import Config
 from gaitcam.errors import GaitcamError
+
+if TYPE_CHECKING:
+    from gaitcam.identity.gallery import Gallery
+    from gaitcam.sensors.base import Source
+    from gaitcam.session import Models
+    from gaitcam.stream.calibration import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,9 @@ def add_live_options(p: argparse.ArgumentParser, subcommand: bool = False) -> No
                    help="no window: events as JSON lines on stdout (schema: `schema events`)")
     g.add_argument("--camera", default=default(None), metavar="ID",
                    help="this source's id in events (default: the sensor's name)")
+    g.add_argument("--mqtt", default=default(None), metavar="HOST:PORT",
+                   help="also publish the events to this MQTT broker, topic gaitcam/<camera>/events "
+                   "(with --headless and serve)")
     g.add_argument("--screenshot", default=default(None), metavar="PNG",
                    help="save the window (and PNG.json: what was drawn) at exit; implies the window, also under "
                    "QT_QPA_PLATFORM=offscreen")
@@ -98,97 +110,115 @@ def wants_window(args: argparse.Namespace) -> bool:
             or os.environ.get("QT_QPA_PLATFORM"):
         if args.screenshot and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        from gaitcam.ui.xcb import install_hint, missing_packages, uses_xcb
+
+        if uses_xcb() and (missing := missing_packages()):  # else Qt aborts without saying what to install
+            raise GaitcamError(install_hint(missing))
         return True
     log.warning("no display (DISPLAY/WAYLAND_DISPLAY unset, no QT_QPA_PLATFORM): running headless")
     return False
 
 
-def _print_line(obj: dict, lock: threading.Lock) -> None:
-    with lock:
-        print(json.dumps(obj), flush=True)
+def mqtt_publisher(args: argparse.Namespace, session):
+    """The MQTT publisher of the session's events when --mqtt asks for one (connected now, so
+    an unreachable broker is said before the run starts)."""
+    if not args.mqtt:
+        return None
+    from gaitcam.mqtt import MqttPublisher
+
+    return MqttPublisher(session.bus, args.mqtt)
 
 
-class _HeadlessEvents:
-    """The live run's events (gaitcam.events) as JSON lines on stdout."""
+def print_events(sub) -> threading.Thread:
+    """Print a bus subscription's events as JSON lines until it is closed and drained."""
+    def target() -> None:
+        for event in sub:
+            print(json.dumps(event), flush=True)
+    thread = threading.Thread(target=target, name="gaitcam-stdout", daemon=True)
+    thread.start()
+    return thread
 
-    def __init__(self, camera: str, threshold: float) -> None:
-        from gaitcam.events import EventStream
 
-        self.stream, self.threshold = EventStream(camera), threshold
-        self.lock = threading.Lock()
-        self.decisions = 0
+@dataclass
+class LiveSetup:
+    """What a live run needs, loaded as the config and options say."""
 
-    def emit(self, event: str, **fields: object) -> None:
-        _print_line(self.stream.make(event, **fields), self.lock)
+    models: Models
+    source: Source
+    gallery: Gallery
+    calibration: Calibration | None
 
-    def on_decision(self, track: int, time: float, decision) -> None:
-        self.decisions += 1
-        score = round(float(decision.score), 4)
-        self.emit("identity", track=track, identity=decision.identity, score=score, threshold=self.threshold,
-                  margin=round(score - self.threshold, 4), nearest=decision.candidate)
 
-    def on_track(self, kind: str, track: int, time: float) -> None:
-        self.emit(f"track_{kind}", track=track)
+def live_setup(args: argparse.Namespace, cfg: Config, stack: ExitStack, gui: bool) -> LiveSetup:
+    """The source, the models, the gallery (the demo's own when the demo runs without --gallery)
+    and the sensor's floor calibration; the gallery is closed with `stack`."""
+    from gaitcam.identity.enrollment import demo_gallery
+    from gaitcam.session import open_gallery
+    from gaitcam.stream.calibration import Calibration, calibration_path
+
+    source = make_source(args, gui)  # first: a missing sensor is said before the model loads
+    models = load_models(cfg)
+    if args.sensor == "demo" and args.gallery is None:
+        gallery = demo_gallery(stack, models.encoder, models.params)
+    else:
+        gallery = stack.enter_context(open_gallery(cfg.gallery, models))
+    if not gallery.people():
+        log.warning("%s: the gallery is empty; everyone will be unknown (enrol people with `enroll`)", gallery.path)
+    cal_file = calibration_path(args.sensor, cfg.calibration)
+    return LiveSetup(models, source, gallery, Calibration.load(cal_file) if cal_file.is_file() else None)
 
 
 def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
-    from gaitcam.identity.enrollment import demo_gallery, load_index
-    from gaitcam.session import open_gallery
+    from gaitcam.events import EventStream
+    from gaitcam.identity.enrollment import load_index
     from gaitcam.identity.matcher import Matcher
-    from gaitcam.stream.calibration import Calibration, calibration_path
+    from gaitcam.session import Session, summary
     from gaitcam.stream.pipeline import Pipeline
 
     if args.list_sensors:
         return _list_sensors()
     cfg = config_from(args)
     gui = wants_window(args)
-    source = make_source(args, gui)
-    models = load_models(cfg)
-    encoder, params = models.encoder, models.params
-    lock = threading.Lock()
     with ExitStack() as stack:
-        if args.sensor == "demo" and args.gallery is None:
-            gallery = demo_gallery(stack, encoder, params)
-        else:
-            gallery = stack.enter_context(open_gallery(cfg.gallery, models))
-        index = load_index(gallery, params)
-        if not len(index):
-            log.warning("%s: the gallery is empty; everyone will be unknown (enrol people with `enroll`)", gallery.path)
-        cal_file = calibration_path(args.sensor, cfg.calibration)
-        calibration = Calibration.load(cal_file) if cal_file.is_file() else None
+        setup = live_setup(args, cfg, stack, gui)
+        source, models, gallery, calibration = setup.source, setup.models, setup.gallery, setup.calibration
         recorder = None
         if out is not None:
-            recorder = stack.enter_context(_writer(out, source, args.sensor, calibration))
-
-        events = None if gui else _HeadlessEvents(args.camera or args.sensor, params.min_score)
-        pipeline = Pipeline(source, encoder, Matcher(index, params), calibration=calibration,
-                            stride=cfg.stride, queue_size=cfg.queue_size, recorder=recorder,
-                            on_decision=events and events.on_decision, on_track=events and events.on_track)
+            recorder = stack.enter_context(writer(out, source, args.sensor, calibration))
         if gui:
             from gaitcam.ui import run_gui
 
-            stats = run_gui(pipeline, gallery=gallery, encoder=encoder, params=params, sensor_name=args.sensor,
+            if args.mqtt:
+                raise GaitcamError("--mqtt publishes the events of --headless runs and `serve`; add --headless")
+            params = models.params
+            pipeline = Pipeline(source, models.encoder, Matcher(load_index(gallery, params), params),
+                                calibration=calibration, stride=cfg.stride, queue_size=cfg.queue_size,
+                                recorder=recorder)
+            stats = run_gui(pipeline, gallery=gallery, encoder=models.encoder, params=params, sensor_name=args.sensor,
                             recordings_dir=cfg.recordings,
                             screenshot=Path(args.screenshot) if args.screenshot else None, duration=args.duration)
+            print(json.dumps(EventStream(args.camera or args.sensor).make("summary", summary=summary(stats))), flush=True)
         else:
-            events.emit("sensor_status", status="started", detail=source.name)
-            with _stop_on_signals(pipeline):
-                stats = pipeline.run(duration=args.duration)
-            events.emit("sensor_status", status="ended" if pipeline.source_ended and not pipeline.stopping else "stopped",
-                        detail=source.name)
-    summary = {"frames": stats.frames, "frames_with_pose": stats.frames_with_pose, "windows": stats.windows,
-               "tracks": stats.tracks, "dropped": stats.dropped, "skipped": stats.skipped, "errors": stats.errors}
-    if events is None:
-        _print_line({"summary": summary}, lock)
-    else:
-        events.emit("summary", summary=summary | {"decisions": events.decisions})
+            session = Session(models, gallery, args.camera or args.sensor, keep_events=False)
+            printer = print_events(session.bus.subscribe(maxsize=100_000))
+            publisher = mqtt_publisher(args, session)
+            run = session.live(source, calibration=calibration, recorder=recorder, stride=cfg.stride,
+                               queue_size=cfg.queue_size)
+            try:
+                with stop_on_signals(run.pipeline):
+                    run.run(duration=args.duration)
+            finally:
+                session.bus.close()
+                printer.join()
+                if publisher is not None:
+                    publisher.close()
     if out is not None:
         print(f"recorded {out}", file=sys.stderr)
     return 0
 
 
 @contextmanager
-def _stop_on_signals(pipeline) -> Iterator[None]:
+def stop_on_signals(pipeline) -> Iterator[None]:
     """SIGINT (Ctrl-C) and SIGTERM (how services are stopped) end the run the way its end does:
     the pipeline drains, the recording is flushed, the gallery closed, and the summary counts
     everything that happened. A second signal interrupts at once."""
@@ -206,7 +236,7 @@ def _stop_on_signals(pipeline) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _writer(out: Path, source, sensor: str, calibration):
+def writer(out: Path, source, sensor: str, calibration):
     from gaitcam.recording.native import RecordingWriter
     from gaitcam.recording.recording import RecordingMeta
 

@@ -6,6 +6,7 @@ import json
 import logging
 
 from gaitcam.cli.common import add_runtime_options, config_from, load_models
+from gaitcam.errors import GaitcamError
 
 log = logging.getLogger(__name__)
 
@@ -14,14 +15,22 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("enroll", help="add a person to the gallery from recordings of them walking",
                        description="Enrol NAME from one or more recordings (any supported format). A recording "
                        "with several people needs --track. Joints a sensor never tracks are derived from their "
-                       "neighbours where the geometry allows. Refused, with the reason: under 3 s of usable "
-                       "walking or over 20 %% of frames unusable (joints missing longer than 0.3 s). Warned: a close match to someone already enrolled.")
+                       "neighbours where the geometry allows. Refused, with the reason: under 20 windows (2 s) "
+                       "of usable walking or over 20 %% of frames unusable (joints missing longer than 0.3 s). Warned: a close match to someone already enrolled.")
     p.add_argument("name")
-    p.add_argument("recordings", nargs="+", metavar="RECORDING")
+    p.add_argument("recordings", nargs="*", metavar="RECORDING")
     p.add_argument("--track", type=int, help="which person of a multi-person recording")
     p.add_argument("--replace", action="store_true", help="replace NAME's templates instead of adding walks")
+    live = p.add_argument_group("enrol the person walking in front of the sensor now")
+    live.add_argument("--live", action="store_true",
+                      help="wait for one walking track on --sensor, show its progress, record it and enrol it "
+                      "as soon as it gives enough windows (the recording is kept under the config's recordings/)")
+    live.add_argument("--sensor", default="demo", help="with --live: the skeleton source (default: demo)")
+    live.add_argument("--source", metavar="PATH_OR_INDEX", help="with --live: file or device for the sensor")
+    live.add_argument("--wait", type=float, default=60.0, metavar="S",
+                      help="with --live: give up after S seconds without a track that gives enough (default 60)")
     add_runtime_options(p)
-    p.set_defaults(func=cmd_enroll)
+    p.set_defaults(func=cmd_enroll, speed=1.0)
 
     p = sub.add_parser("identify", help="name the people in recordings against the gallery",
                        description="Each track of each recording is one query; the tracks of one recording are "
@@ -50,6 +59,12 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from gaitcam.identity.enrollment import enroll_recordings
     from gaitcam.session import open_gallery
 
+    if args.live:
+        if args.recordings:
+            raise GaitcamError("enroll --live records the person in front of the sensor; name no recordings")
+        return enroll_live(args)
+    if not args.recordings:
+        raise GaitcamError("enroll NAME RECORDING...: name the recordings to enrol from, or use --live")
     cfg = config_from(args)
     models = load_models(cfg)
     encoder, params = models.encoder, models.params
@@ -60,6 +75,57 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     for path, r in zip(args.recordings, results):
         print(f"enrolled {r.name} from {path} (track {r.track}): {r.windows} windows, {r.seconds:.1f} s of walking"
               + (f" ({len(r.warnings)} warning(s) above)" if r.warnings else ""))
+    return 0
+
+
+def enroll_live(args: argparse.Namespace) -> int:
+    """Record the live source until one track gives enough windows to enrol, then enrol that
+    track of the recording (through the same checks as any file)."""
+    import sys
+    import time
+
+    from gaitcam.cli.live import make_source, writer
+    from gaitcam.identity.enrollment import MIN_ENROL_WINDOWS
+    from gaitcam.recording.native import new_recording_path
+    from gaitcam.session import Session, open_gallery
+
+    cfg = config_from(args)
+    source = make_source(args, gui=False)
+    models = load_models(cfg)
+    path = new_recording_path(cfg.recordings, f"enrol-{args.sensor}")
+    chosen = None
+    with open_gallery(cfg.gallery, models) as gallery:
+        session = Session(models, gallery, args.sensor, keep_events=False)
+        with writer(path, source, args.sensor, None) as recorder:
+            run = session.live(source, recorder=recorder, stride=cfg.stride, queue_size=cfg.queue_size)
+            run.start()
+            print(f"enrolling {args.name}: walk in front of the {args.sensor} sensor "
+                  f"({MIN_ENROL_WINDOWS} windows needed, waiting up to {args.wait:g} s)", file=sys.stderr)
+            end, shown = time.monotonic() + args.wait, ""
+            try:
+                while chosen is None and time.monotonic() < end and run.stats is None:
+                    evidence = dict(run.pipeline.matcher.tracks)
+                    ready = [t for t, ev in evidence.items()
+                             if ev.windows >= MIN_ENROL_WINDOWS and ev.segments >= models.params.min_segments]
+                    best = max(evidence.items(), key=lambda kv: kv[1].windows, default=None)
+                    line = "" if best is None else f"track {best[0]}: {min(best[1].windows, MIN_ENROL_WINDOWS)}/{MIN_ENROL_WINDOWS} windows"
+                    if line != shown:
+                        print(f"  {line}", file=sys.stderr)
+                        shown = line
+                    chosen = ready[0] if ready else None
+                    time.sleep(0.2)
+            finally:
+                run.stop()
+                run.join(timeout=30)
+        if chosen is None:
+            path.unlink(missing_ok=True)
+            raise GaitcamError(f"no walking track gave {MIN_ENROL_WINDOWS} windows in {args.wait:g} s; nothing enrolled")
+        try:
+            r = session.enroll(args.name, path, chosen, args.replace)
+        except GaitcamError:
+            path.unlink(missing_ok=True)  # refused: the recording of a stranger is not kept
+            raise
+    print(f"enrolled {r.name} from {path} (track {r.track}): {r.windows} windows, {r.seconds:.1f} s of walking")
     return 0
 
 

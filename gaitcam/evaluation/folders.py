@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from gaitcam.errors import FormatError, GaitcamError
-from gaitcam.identity.enrollment import MIN_WALK_SECONDS, windows_evidence
+from gaitcam.identity.enrollment import enrol_failure, windows_evidence
 from gaitcam.identity.matcher import Evidence, GalleryIndex, MatcherParams
 from gaitcam.identity.openset import MIN_PEOPLE, cross_fitted_scores, open_scores, ratios
 from gaitcam.model.encoder import GaitEncoder
@@ -107,8 +107,9 @@ def encode_walk(walk: Walk, seq: SkeletonSequence | None, encoder: GaitEncoder, 
     rule = rule or WindowRule(f=encoder.f)
     tw = track_windows(seq, rule)
     ev = windows_evidence(tw, 0, encoder, rule)
-    need = MIN_WALK_SECONDS if walk.role == "gallery" else 0.0
-    walk.failure = ev.failure(params.min_windows, params.min_segments, need)
+    # Gallery walks are enrolled, so they pass enrolment's checks; probes those of a decision.
+    walk.failure = enrol_failure(ev, params) if walk.role == "gallery" else ev.failure(params.min_windows,
+                                                                                         params.min_segments)
     if walk.failure is not None:
         return
     walk.evidence["sgela"] = ev.evidence()

@@ -29,7 +29,9 @@ from gaitcam.skeleton.windows import TrackWindows, WindowRule, WindowStats, trac
 
 log = logging.getLogger(__name__)
 
-MIN_WALK_SECONDS = 3.0  # enrolment needs at least this much usable walking (about 3 strides)
+# Enrolment needs this many windows of usable walking: 2 s at the live stride, about two strides
+# (a person crossing a sensor's view in front of it gives about that much).
+MIN_ENROL_WINDOWS = 20
 MAX_INCOMPLETE = 0.2  # ... and at most this share of frames unusable (joints missing too long)
 
 # Failure to acquire (ISO/IEC 19795-1): why a track gave no usable evidence.
@@ -65,11 +67,10 @@ class TrackEvidence:
         ev.add_spectra(self.spectra)
         return ev
 
-    def failure(self, min_windows: int = 1, min_segments: int = 1, min_seconds: float = 0.0) -> str | None:
-        """Why this track gives too little evidence (fewer windows, gait-cycle segments or
-        seconds of walking than asked): NO_POSE, TOO_FEW_JOINTS, TOO_FAST or TOO_SHORT; None
-        when it gives enough."""
-        if self.windows >= min_windows and len(self.spectra) >= min_segments and self.seconds >= min_seconds:
+    def failure(self, min_windows: int = 1, min_segments: int = 1) -> str | None:
+        """Why this track gives too little evidence (fewer windows or gait-cycle segments than
+        asked): NO_POSE, TOO_FEW_JOINTS, TOO_FAST or TOO_SHORT; None when it gives enough."""
+        if self.windows >= min_windows and len(self.spectra) >= min_segments:
             return None
         s = self.stats
         if s.frames == 0:
@@ -101,6 +102,11 @@ def windows_evidence(tw: TrackWindows, track: int, encoder: GaitEncoder, rule: W
     return TrackEvidence(track, window_descriptors(ages, encoder.model.cfg.age_dim),
                          segment_spectra(tw.segments), bone_lengths(tw.joints[:, -1], tw.tracked[:, -1]),
                          len(tw) * rule.stride / rule.rate, tw.stats)
+
+
+def enrol_failure(ev: TrackEvidence, params: MatcherParams) -> str | None:
+    """Why a track cannot be enrolled (too few windows, no gait-cycle segment ...), else None."""
+    return ev.failure(max(params.min_windows, MIN_ENROL_WINDOWS), params.min_segments)
 
 
 def recording_evidence(rec: Recording, encoder: GaitEncoder) -> dict[int, TrackEvidence]:
@@ -200,10 +206,10 @@ def prepare_enrolment(index: GalleryIndex, encoder: GaitEncoder, params: Matcher
         raise GaitcamError(f"{path}: track {tid} cannot be enrolled ({TOO_FEW_JOINTS}): {100 * ev.incomplete:.0f} % "
                            f"of its frames miss joints that cannot be derived or bridged (at most "
                            f"{100 * MAX_INCOMPLETE:.0f} %); record again with the person in full view")
-    reason = ev.failure(params.min_windows, params.min_segments, MIN_WALK_SECONDS)
+    reason = enrol_failure(ev, params)
     if reason is not None:
         raise GaitcamError(f"{path}: track {tid} cannot be enrolled ({reason}): {ev.explain(reason)}; "
-                           f"need {MIN_WALK_SECONDS:.0f} s of walking")
+                           f"need {MIN_ENROL_WINDOWS} windows of walking, {ev.windows} usable")
     warnings = []
     if len(index):
         d = index.distances(ev.evidence().descriptor(params.blocks)[None])[0]
@@ -283,24 +289,9 @@ def reenroll_stale(gallery: Gallery, encoder: GaitEncoder, params: MatcherParams
     return list(plan)
 
 
-def _overlapping_groups(rec: Recording) -> list[list[int]]:
-    """Tracks grouped by overlapping time spans [first, last timestamp] (connected components).
-
-    Only tracks seen at the same time can be different people; one person walking through
-    twice gives two tracks one after the other, which must be free to get the same name.
-    """
-    spans = sorted((float(s.timestamps[0]), float(s.timestamps[-1]), tid)
-                   for tid, s in rec.tracks.items() if len(s))
-    groups: list[list[int]] = []
-    end = -np.inf
-    for first, last, tid in spans:
-        if groups and first <= end:
-            groups[-1].append(tid)
-            end = max(end, last)
-        else:
-            groups.append([tid])
-            end = last
-    return groups + [[tid] for tid, s in rec.tracks.items() if not len(s)]
+def _spans(rec: Recording) -> dict[int, tuple[float, float]]:
+    """Each non-empty track's time span [first, last timestamp]."""
+    return {tid: (float(s.timestamps[0]), float(s.timestamps[-1])) for tid, s in rec.tracks.items() if len(s)}
 
 
 @dataclass
@@ -314,19 +305,29 @@ class Identified:
 
 def identify_recording(rec: Recording, encoder: GaitEncoder, params: MatcherParams, index: GalleryIndex
                        ) -> dict[int, Identified]:
-    """Verdicts for every track of a recording; tracks seen at the same time are matched jointly.
-    A track too poor to match says why instead."""
+    """Verdicts for every track of a recording; a track too poor to match says why instead.
+
+    Two tracks seen at the same time are two people, so they never get one name: the surer
+    track keeps it and the other is unknown (its score and nearest person still given). One
+    person walking through twice gives two tracks one after the other, which both get the name.
+    """
     matcher = Matcher(index, params)
     failures: dict[int, tuple[str, str]] = {}
     for tid, ev in recording_evidence(rec, encoder).items():
         matcher.tracks[tid] = ev.evidence()
         if (reason := ev.failure(params.min_windows, params.min_segments)) is not None:
             failures[tid] = (reason, ev.explain(reason))
-    out: dict[int, Identified] = {}
-    for group in _overlapping_groups(rec):
-        for tid, d in matcher.decide(0.0, group).items():
-            out[tid] = Identified(d, *failures.get(tid, (None, "")))
-    return dict(sorted(out.items()))
+    decisions = {tid: matcher.decide(0.0, [tid])[tid] for tid in rec.tracks}
+    spans = _spans(rec)
+    holders: dict[str, list[int]] = {}  # name -> tracks given it so far
+    for tid in sorted((t for t, d in decisions.items() if d.identity), key=lambda t: -decisions[t].score):
+        d = decisions[tid]
+        (a0, a1) = spans[tid]
+        if any(a0 <= spans[o][1] and spans[o][0] <= a1 for o in holders.get(d.identity, [])):
+            decisions[tid] = Decision(None, d.score, d.candidate, d.windows)
+        else:
+            holders.setdefault(d.identity, []).append(tid)
+    return {tid: Identified(d, *failures.get(tid, (None, ""))) for tid, d in sorted(decisions.items())}
 
 
 

@@ -398,23 +398,24 @@ class Matcher:
 
         With no one enrolled a track with enough evidence is a stranger, not "too short to
         tell": it gets an explicit unknown (score 0, no candidate)."""
+        index = self.index  # read once: another thread may swap in a new gallery meanwhile
         out = {t: Decision(None, float("nan"), None, self.tracks[t].windows if t in self.tracks else 0)
                for t in tracks}
         ready = [t for t in tracks if self.ready(t)]
-        if not len(self.index):
+        if not len(index):
             out.update({t: Decision(None, 0.0, None, self.tracks[t].windows) for t in ready})
             return out
         if not ready:
             return out
         ev = [self.tracks[t] for t in ready]
-        d = self.index.distances(np.stack([e.descriptor(self.params.blocks) for e in ev]))
-        people = self.index.people
+        d = index.distances(np.stack([e.descriptor(self.params.blocks) for e in ev]))
+        people = index.people
         for i, t in enumerate(ready):  # everyone first gets their nearest person as candidate ...
             j = int(d[i, : len(people)].argmin())
-            out[t] = Decision(None, self.index.score(d[i], j), people[j], ev[i].windows)
+            out[t] = Decision(None, index.score(d[i], j), people[j], ev[i].windows)
         rows, cols = linear_sum_assignment(d[:, : len(people)])  # ... and a name only through the joint assignment
         for i, j in zip(rows, cols):
-            score = self.index.score(d[i], j)
+            score = index.score(d[i], j)
             if score >= self.params.min_score:
                 out[ready[i]] = Decision(people[j], score, people[j], ev[i].windows)
         return out

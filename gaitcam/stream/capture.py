@@ -57,6 +57,11 @@ class Capture:
             self._thread.join()
 
     @property
+    def depth(self) -> int:
+        """Frames queued now, waiting for the processing loop."""
+        return len(self._frames)
+
+    @property
     def done(self) -> bool:
         """The source ended or the thread stopped, and every queued frame has been taken."""
         with self._ready:

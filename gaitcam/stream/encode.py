@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -43,6 +44,7 @@ class EncodeStats:
     batches: int = 0
     dropped: int = 0  # refused: queue full
     errors: int = 0  # windows lost to a failed encode or result callback
+    seconds: float = 0.0  # spent in the encoder, over all batches (latency = seconds / batches)
 
     @property
     def done(self) -> int:
@@ -121,7 +123,9 @@ class EncodeWorker:
     def _encode(self, batch: list[tuple[int, float, Window]]) -> None:
         windows = np.stack([w.joints for _, _, w in batch])
         try:
+            began = time.perf_counter()
             ages = self.encoder.encode(windows, level="window")
+            self.stats.seconds += time.perf_counter() - began
             self.on_result([EncodedWindow(k, t, w, a) for (k, t, w), a in zip(batch, ages)])
         except Exception:  # one bad batch must not stop the live loop; it is counted and logged
             self.stats.errors += len(batch)

@@ -36,7 +36,7 @@ from gaitcam.skeleton.sequence import SkeletonSequence
 from gaitcam.skeleton.windows import DEFAULT_F, LIVE_STRIDE, TrackWindower, Window, WindowRule
 from gaitcam.stream.calibration import Calibration, CalibrationError
 from gaitcam.stream.capture import Capture
-from gaitcam.stream.encode import EncodedWindow, EncodeWorker, WindowEncoder
+from gaitcam.stream.encode import EncodedWindow, EncodeStats, EncodeWorker, WindowEncoder
 from gaitcam.stream.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,26 @@ class Pipeline:
     def stopping(self) -> bool:
         """`stop` was asked for."""
         return self._stop.is_set()
+
+    @property
+    def frames_read(self) -> int:
+        """Frames read from the source so far (live; `stats` is brought up to date per frame)."""
+        return self._capture.stats.frames
+
+    @property
+    def frames_dropped(self) -> int:
+        """Frames the capture queue threw away unprocessed so far."""
+        return self._capture.stats.dropped
+
+    @property
+    def queue_depth(self) -> int:
+        """Frames captured and not yet processed."""
+        return self._capture.depth
+
+    @property
+    def encoder_stats(self) -> EncodeStats:
+        """The encoder thread's counts (windows, batches, seconds spent encoding)."""
+        return self._worker.stats
 
     @property
     def source_ended(self) -> bool:
