@@ -78,7 +78,8 @@ class Walk:
 
     identity: str
     path: str
-    role: str  # "gallery", "probe", or "augment" (an extra training copy of a gallery walk)
+    role: str  # "gallery", "probe", "augment" (an extra training copy of a gallery walk) or "template"
+    # (an extra enrolled template of a gallery walk, e.g. its mirror image: enrolled, never a probe)
     failure: str | None = None  # why it gives no evidence (failure to acquire / enrol)
     evidence: dict[str, Evidence] = field(default_factory=dict)  # by encoding: sgela, untrained, raw
     bones: np.ndarray | None = None  # median bone lengths over tracked ends (the baseline)
@@ -214,7 +215,7 @@ def _run_fold(k: int, walks: list[Walk], fold_of: dict[str, int], variants: dict
     usable = [w for w in walks if w.failure is None]
     gallery = [w for w in usable if w.role == "gallery" and fold_of[w.identity] != k]
     enrolled = {w.identity for w in gallery}
-    probes = [w.as_probe or w for w in usable if w.role != "augment"
+    probes = [w.as_probe or w for w in usable if w.role in ("gallery", "probe")
               and ((fold_of[w.identity] == k) or (w.role == "probe" and w.identity in enrolled))]
     probes = [w for w in probes if w.failure is None]
     if len(enrolled) < 1 or not probes:
@@ -222,6 +223,7 @@ def _run_fold(k: int, walks: list[Walk], fold_of: dict[str, int], variants: dict
     # Training copies of the enrolled people's walks under sensor shifts: the fused matcher is
     # fitted on them too (never enrolled); the single cues and the controls are fitted without.
     extra = [w for w in usable if w.role == "augment" and w.identity in enrolled]
+    templates = [w for w in usable if w.role == "template" and w.identity in enrolled]
     labels = np.array([w.identity for w in gallery])
     # A whitening fitted on a few people only learns them: small galleries use the shipped one.
     can_fit = len(enrolled) >= MIN_PEOPLE and len(labels) > len(enrolled)
@@ -249,8 +251,10 @@ def _run_fold(k: int, walks: list[Walk], fold_of: dict[str, int], variants: dict
             cal = cross_fitted_scores(raw, fit_labels, lambda idx: MatcherParams.fit(
                 version, [both[i] for i in idx], fit_labels[idx], blocks, calibrate=False, cohort=False, **fit),
                 seed=seed)[0]
-        index = GalleryIndex(list(labels), np.stack([e.descriptor(blocks) for e in ev]), p, fpir, cal,
-                             "gallery (cross-fitted)" if cal is not None else "gallery")
+        more = [w for w in templates if name == "fused" and encoding in w.evidence]
+        index = GalleryIndex(list(labels) + [w.identity for w in more],
+                             np.stack([e.descriptor(blocks) for e in ev + [w.evidence[encoding] for w in more]]), p,
+                             fpir, cal, "gallery (cross-fitted)" if cal is not None else "gallery")
         d_all = index.distances(np.stack([w.evidence[encoding].descriptor(blocks) for w in probes]))
         nearest, score = open_scores(d_all, len(index), p.ratio_cap)
         d = d_all[:, : len(index)]
@@ -355,7 +359,7 @@ def _report(walks: list[Walk], sc: _Scores, variants: dict, fpir: float, thresho
     failures = [{"path": w.path, "identity": w.identity, "role": w.role, "failure": w.failure}
                 for w in [*walks, *(w.as_probe for w in walks if w.as_probe)] if w.failure is not None]
     probes = [w.as_probe or w for w in walks if w.role == "probe"]
-    gallery = [w for w in walks if w.role == "gallery"]  # "augment" copies are neither
+    gallery = [w for w in walks if w.role == "gallery"]  # "augment" copies and "template"s are neither
     named = np.array(sc.named_at_calibration, dtype=bool)
     correct = np.array(sc.correct["fused"], dtype=bool)
     result = {
@@ -365,7 +369,7 @@ def _report(walks: list[Walk], sc: _Scores, variants: dict, fpir: float, thresho
         "fta_rate": sum(w.failure is not None for w in probes) / max(len(probes), 1),
         "fte_rate": sum(w.failure is not None for w in gallery) / max(len(gallery), 1),
         "n_probe": int((~stranger).sum()), "n_stranger_probes": int(stranger.sum()),
-        "n_walks": sum(w.role != "augment" for w in walks), "level": "recording",
+        "n_walks": sum(w.role in ("gallery", "probe") for w in walks), "level": "recording",
         "calibrated": {
             "fpir_target": fpir,
             "fpir_obtained": float(named[stranger].mean()) if stranger.any() else None,
