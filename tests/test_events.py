@@ -48,3 +48,25 @@ def test_events_that_break_the_contract_are_refused():
 def test_schema_events_prints_the_schema(capsys):
     assert main(["schema", "events"]) == 0
     assert json.loads(capsys.readouterr().out) == SCHEMA
+
+
+def test_a_slow_subscriber_loses_its_oldest_events_counted_and_never_blocks_the_publisher():
+    import time
+
+    from gaitcam.events import EventBus
+
+    bus = EventBus("hall-1")
+    slow, fast = bus.subscribe(maxsize=3), bus.subscribe(maxsize=100)
+    began = time.monotonic()
+    for track in range(10):
+        bus.publish("track_started", track=track)
+    assert time.monotonic() - began < 1.0  # publishing never waits for a reader
+    assert [slow.get(0)["track"] for _ in range(3)] == [7, 8, 9] and slow.get(0) is None
+    assert slow.dropped == 7 and bus.dropped == 7 and fast.dropped == 0
+    assert [e["seq"] for e in iter(lambda: fast.get(0), None)] == list(range(1, 11))
+    newest = bus.subscribe(maxsize=1, count_drops=False)  # wants only the latest: not a reader falling behind
+    bus.publish("track_started", track=10)
+    bus.publish("track_ended", track=10)
+    assert newest.get(0)["event"] == "track_ended" and newest.dropped == 1 and bus.dropped == 7  # not counted
+    bus.close()
+    assert slow.closed and [e["seq"] for e in slow] == [11, 12] and bus.subscribers == 0  # drained, then ends
