@@ -233,20 +233,25 @@ def summary(stats: Stats) -> dict[str, int]:
 
 class LiveRun:
     """A source through the live pipeline against a session's gallery. Publishes on the session's
-    bus: `sensor_status` (started, then ended or stopped), `track_started`, `identity` each time
+    bus: `sensor_status` (started; lost and restarted when a live source vanishes and comes back;
+    ended or stopped), `track_started`, `identity` each time
     a track's verdict changes, `track_ended`, and the `summary` last."""
 
     def __init__(self, session: Session, source: Source, *, calibration: Calibration | None = None,
                  recorder: FrameRecorder | None = None, stride: int | None = None, queue_size: int = 64) -> None:
         from gaitcam.identity.matcher import Matcher
         from gaitcam.skeleton.windows import LIVE_STRIDE
+        from gaitcam.stream.history import TrackHistory
         from gaitcam.stream.pipeline import Pipeline
 
         self.session, self.source = session, source
         models = session.models
+        # The last 30 s of every track, for enrolling someone who is in view (or just left it).
+        self.history = TrackHistory(source.name, float(source.fps), downstream=recorder)
         self.pipeline = Pipeline(source, models.encoder, Matcher(session.index, models.params), calibration=calibration,
-                                 stride=stride or LIVE_STRIDE, queue_size=queue_size, recorder=recorder,
-                                 on_frame=self._frame, on_decision=self._decision, on_track=self._track)
+                                 stride=stride or LIVE_STRIDE, queue_size=queue_size, recorder=self.history,
+                                 on_frame=self._frame, on_decision=self._decision, on_track=self._track,
+                                 on_source=self._source)
         self.decisions = 0
         self.latest: Snapshot | None = None  # the last frame's tracks and verdicts
         self.stats: Stats | None = None
@@ -262,6 +267,9 @@ class LiveRun:
         score = round(float(decision.score), 4)
         self.session.bus.publish("identity", track=track, identity=decision.identity, score=score, threshold=threshold,
                                  margin=round(score - threshold, 4), nearest=decision.candidate)
+
+    def _source(self, status: str, detail: str) -> None:
+        self.session.bus.publish("sensor_status", status=status, detail=detail)
 
     def _track(self, kind: str, track: int, time: float) -> None:
         self.session.bus.publish(f"track_{kind}", track=track)
@@ -279,6 +287,25 @@ class LiveRun:
                         "score": None if pending else round(float(d.score), 4),
                         "nearest": None if d is None else d.candidate})
         return out
+
+    def enroll_track(self, name: str, track: int, folder: str | Path, replace: bool = False) -> EnrollResult:
+        """Enrol `name` from the last 30 s of live `track` (in view now, or recently): its frames
+        are written to a recording in `folder` (the gallery refers to it) and enrolled with the
+        same checks as any file; a refused enrolment keeps no recording."""
+        from gaitcam.recording.native import new_recording_path, write_native
+
+        rec = self.history.recording(track)
+        if rec is None:
+            raise GaitcamError(f"track {track} is not in view and was not seen in the last 30 s")
+        path = new_recording_path(folder, f"live-{self.source.name}-track{track}")
+        path.parent.chmod(0o700)
+        write_native(rec, path)
+        path.chmod(0o600)
+        try:
+            return self.session.enroll(name, path, track, replace)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
 
     def run(self, duration: float | None = None) -> Stats:
         """Run until the source ends, `duration` seconds pass, or `stop`; the summary comes last."""

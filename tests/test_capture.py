@@ -87,6 +87,15 @@ def test_a_lost_source_is_reopened_with_backoff_and_counted():
     assert source.opens == 1 + 2 + 2 and stats.ended
 
 
+def test_losses_and_returns_are_told_to_the_listener():
+    said = []
+    capture = Capture(ScriptedSource(n=30, lose_at=[10], refuse=1), backoff=(0.01, 0.02),
+                      on_status=lambda status, detail: said.append((status, detail)))
+    capture.start()
+    assert len(_drain(capture)) == 30
+    assert said == [("lost", "scripted: unplugged"), ("restarted", "scripted is back")]
+
+
 def test_start_up_errors_raise_in_the_caller():
     capture = Capture(ScriptedSource(fail_first_open=True))
     with pytest.raises(SourceError, match="no device"):

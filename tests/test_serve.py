@@ -152,6 +152,26 @@ def test_enrol_rename_remove_and_identify_uploads(server):
     assert _request(f"{base}/api/v1/gallery/Zoe", "DELETE")[0] == 404
 
 
+def test_the_person_of_a_live_track_is_enrolled_from_their_last_seconds(server):
+    base, _, tmp = server
+    said = []
+    for _ in range(60):  # up to 30 s: a demo walker crosses the view in about 2.5 s
+        for t in json.loads(_request(f"{base}/api/v1/tracks")[1]):
+            status, body = _request(f"{base}/api/v1/gallery/Walker/live?track={t['track']}", "POST")
+            said.append((status, json.loads(body)))
+            if status == 201:
+                break
+        if said and said[-1][0] == 201:
+            break
+        time.sleep(0.5)
+    status, enrolled = said[-1]
+    assert status == 201 and enrolled["windows"] >= 20, said[-3:]
+    assert all(s == 400 and "windows" in b["error"] for s, b in said[:-1])  # too little walking yet: said so
+    assert any(p.name.startswith("live-demo-track") for p in (tmp / "recordings" / "uploads").iterdir())
+    assert _request(f"{base}/api/v1/gallery/Walker", "DELETE")[0] == 200
+    assert _request(f"{base}/api/v1/gallery/Nobody/live?track=99999", "POST")[0] == 400
+
+
 def test_bad_requests_get_json_errors_and_change_nothing(server):
     base, _, tmp = server
     before = _request(f"{base}/api/v1/gallery")[1]

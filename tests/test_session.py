@@ -42,3 +42,15 @@ def test_a_failed_enrolment_changes_nothing_and_emits_nothing(tmp_path):
 def test_a_gallery_url_is_refused_with_a_clear_error():
     with pytest.raises(GaitcamError, match="only gallery files"):
         gaitcam.open_session(gallery="postgresql://localhost/gaitcam", device="cpu")
+
+
+def test_a_live_run_tells_when_its_sensor_is_lost_and_back(tmp_path):
+    from test_capture import ScriptedSource
+
+    with gaitcam.open_session(gallery=tmp_path / "g.db", device="cpu") as session:
+        run = session.live(ScriptedSource(n=30, lose_at=[10]))
+        run.run()
+        events = list(session.events())
+    status = [e["status"] for e in events if e["event"] == "sensor_status"]
+    assert status == ["started", "lost", "restarted", "ended"] and events[-1]["event"] == "summary"
+    assert events[-1]["summary"]["frames"] == 30

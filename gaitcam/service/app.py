@@ -3,6 +3,7 @@
     GET    /healthz                       liveness and what runs
     GET    /api/v1/gallery                enrolled people
     POST   /api/v1/gallery/{name}         enrol from an uploaded recording (multipart field `recording`)
+    POST   /api/v1/gallery/{name}/live    enrol the person of a live track (?track=N), from their last 30 s
     PATCH  /api/v1/gallery/{name}         rename ({"name": NEW})
     DELETE /api/v1/gallery/{name}         remove for good
     POST   /api/v1/identify               identify an uploaded recording
@@ -160,6 +161,16 @@ def create_app(session: Session, run: LiveRun | None = None, token: str | None =
         except BaseException:
             path.unlink(missing_ok=True)  # refused: nothing of it is kept
             raise
+        return Enrolled(name=r.name, track=r.track, windows=r.windows, seconds=r.seconds, warnings=r.warnings)
+
+    @app.post("/api/v1/gallery/{name}/live", status_code=201, response_model=Enrolled)
+    def enroll_live(name: str, track: int = Query(..., description="a track id from /api/v1/tracks"),
+                    replace: bool = Query(False)) -> Enrolled:
+        """Enrol the person of a live track from their last 30 s in view (400, with the reason,
+        while they have not walked enough yet)."""
+        if run is None:
+            raise GaitcamError("no live source: serve runs with --no-live")
+        r = run.enroll_track(name, track, keep, replace)
         return Enrolled(name=r.name, track=r.track, windows=r.windows, seconds=r.seconds, warnings=r.warnings)
 
     @app.patch("/api/v1/gallery/{name}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gaitcam.sensors.base import Frame, Source, SourceError, SourceLost
@@ -34,8 +35,12 @@ class CaptureStats:
 class Capture:
     """`start`, then `get` frames until `done`; `stop` from any thread."""
 
-    def __init__(self, source: Source, queue_size: int = 64, backoff: tuple[float, float] = (0.1, 5.0)) -> None:
+    def __init__(self, source: Source, queue_size: int = 64, backoff: tuple[float, float] = (0.1, 5.0),
+                 on_status: Callable[[str, str], None] | None = None) -> None:
+        """`on_status(status, detail)`, from the capture thread: "lost" when a live source fails,
+        "restarted" when it is back."""
         self.source = source
+        self.on_status = on_status
         self.stats = CaptureStats()
         self.backoff = backoff  # first and longest pause between reopen attempts, seconds
         self._frames: deque[Frame] = deque()
@@ -97,7 +102,9 @@ class Capture:
                         return
                     # A live backend's own failure gets the same remedy as a lost device.
                     log.warning("%s: source lost (%s); reopening", self.source.name, e)
-                    self._reopen()
+                    self._status("lost", str(e))
+                    if self._reopen():
+                        self._status("restarted", f"{self.source.name} is back")
                     continue
                 if frame is None:
                     self.stats.ended = True
@@ -121,8 +128,16 @@ class Capture:
             self.stats.frames += 1
             self._ready.notify()
 
-    def _reopen(self) -> None:
-        """Close and reopen the source, pausing longer after each failure, until it opens or stop."""
+    def _status(self, status: str, detail: str) -> None:
+        if self.on_status is not None:
+            try:
+                self.on_status(status, detail)
+            except Exception:  # a listener's failure must not end the capture
+                log.exception("%s: status listener failed", self.source.name)
+
+    def _reopen(self) -> bool:
+        """Close and reopen the source, pausing longer after each failure, until it opens (True)
+        or stop (False)."""
         pause = self.backoff[0]
         while True:
             try:
@@ -130,7 +145,7 @@ class Capture:
             except Exception as e:
                 log.debug("%s: close failed (%s)", self.source.name, e)
             if self._stop.wait(pause):
-                return
+                return False
             try:
                 self.source.open()
             except SourceError as e:
@@ -140,4 +155,4 @@ class Capture:
                 continue
             self.stats.source_restarts += 1
             log.info("%s: source back", self.source.name)
-            return
+            return True

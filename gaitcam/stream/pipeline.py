@@ -131,7 +131,8 @@ class Pipeline:
     track's verdict changes (a first verdict once it has enough evidence, then every change of
     name or to unknown; pending decisions are not reported); `on_track("started" | "ended",
     track, time)` when a track gets its first frame, and when it has ended and its last windows
-    have been decided (so its last verdict comes before its end). `recorder.write` gets each frame
+    have been decided (so its last verdict comes before its end); `on_source("lost" | "restarted",
+    detail)` from the capture thread when a live source vanishes and comes back. `recorder.write` gets each frame
     with app track ids, in the source's own layout.
     """
 
@@ -148,6 +149,7 @@ class Pipeline:
         on_frame: Callable[[Snapshot], None] | None = None,
         on_decision: Callable[[int, float, Decision], None] | None = None,
         on_track: Callable[[str, int, float], None] | None = None,
+        on_source: Callable[[str, str], None] | None = None,
     ) -> None:
         self.source, self.encoder, self.matcher = source, encoder, matcher
         self.calibration = calibration
@@ -155,7 +157,7 @@ class Pipeline:
         self.recorder, self.on_frame, self.on_decision, self.on_track = recorder, on_frame, on_decision, on_track
         self.stats = Stats()
         self.tracker = Tracker()
-        self._capture = Capture(source, queue_size)
+        self._capture = Capture(source, queue_size, on_status=on_source)
         self._results: queue.SimpleQueue[list[EncodedWindow]] = queue.SimpleQueue()
         self._worker = EncodeWorker(encoder, self._encoded)
         self.rule = WindowRule(f=getattr(encoder, "f", DEFAULT_F), stride=stride)
