@@ -292,3 +292,11 @@ def test_a_killed_enrolment_loses_nothing_committed(tmp_path):
             rng.standard_normal((600, 768))  # the "age" draw came first
             np.testing.assert_array_equal(a, rng.standard_normal((600, 768)).astype(np.float32))
         assert [r.sha256 for r in g.recordings("p1")] == [f"{1:064x}"]
+
+
+def test_a_gallery_readable_by_others_is_made_owner_only_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "g.db"
+    Gallery(path).close()
+    path.chmod(0o644)
+    Gallery(path).close()
+    assert path.stat().st_mode & 0o777 == 0o600 and "made owner-only" in caplog.text

@@ -67,6 +67,7 @@ def test_write_native_and_an_empty_recording(tmp_path):
         pass
     empty = read_native(tmp_path / "empty.gaitrec")
     assert empty.tracks == {} and empty.meta == rec.meta
+    assert all((tmp_path / f).stat().st_mode & 0o777 == 0o600 for f in ("a.gaitrec", "empty.gaitrec"))  # owner-only
 
 
 def _frame(i: int, fps: float = 30.0, tracks: tuple = (0,)) -> Frame:

@@ -16,6 +16,7 @@ import numpy as np
 
 from gaitcam.config import DEMO_DIR
 from gaitcam.errors import GaitcamError
+from gaitcam.identity import names
 from gaitcam.identity.gallery import Gallery, RecordingRef, Template
 from gaitcam.identity.matcher import Decision, Evidence, GalleryIndex, Matcher, MatcherParams, window_descriptors
 from gaitcam.model.encoder import GaitEncoder
@@ -195,6 +196,7 @@ def prepare_enrolment(index: GalleryIndex, encoder: GaitEncoder, params: Matcher
     `sha256`, when given, is the hash the recording had when it was first enrolled: a file that
     changed since is refused, as its templates would no longer be the person's enrolled walk.
     """
+    name = names.normalise(name)  # before any work: a bad name is refused at once
     rec = read_recording(path)
     tid = pick_track(rec, track)
     ref = RecordingRef.from_file(path, rec.meta.sensor, tid)
@@ -211,6 +213,8 @@ def prepare_enrolment(index: GalleryIndex, encoder: GaitEncoder, params: Matcher
         raise GaitcamError(f"{path}: track {tid} cannot be enrolled ({reason}): {ev.explain(reason)}; "
                            f"need {MIN_ENROL_WINDOWS} windows of walking, {ev.windows} usable")
     warnings = []
+    if name not in index.people and (lookalike := names.lookalike_warning(name, index.people)) is not None:
+        warnings.append(lookalike)
     if len(index):
         d = index.distances(ev.evidence().descriptor(params.blocks)[None])[0]
         j = int(d[: len(index)].argmin())

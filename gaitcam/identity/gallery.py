@@ -17,9 +17,11 @@ between threads (a lock serialises its connection).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sqlite3
 import threading
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from gaitcam.errors import GaitcamError
+from gaitcam.identity import names
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -131,10 +136,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _check_name(name: str) -> None:
-    """Names are shown on screen and in one-line messages: printable, not padded, not empty."""
-    if not isinstance(name, str) or not name.strip() or name != name.strip() or not name.isprintable():
-        raise GaitcamError(f"invalid name {name!r}: use printable text without leading or trailing spaces")
 
 
 class Gallery:
@@ -153,6 +154,10 @@ class Gallery:
                 # Create it owner-only before SQLite does (with the umask); the WAL and shm
                 # files then inherit these permissions from the database file.
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            elif self.path.stat().st_mode & 0o077:  # made by another tool, or copied: owner-only from now on
+                log.warning("%s: was readable by others (mode %o); made owner-only (600)", self.path,
+                            self.path.stat().st_mode & 0o777)
+                self.path.chmod(0o600)
         except OSError as e:
             raise GaitcamError(f"{self.path}: cannot create gallery ({e.strerror})") from None
         with self._translated():
@@ -234,6 +239,8 @@ class Gallery:
 
     @staticmethod
     def _person_id(c: sqlite3.Connection, name: str) -> int:
+        if isinstance(name, str):
+            name = unicodedata.normalize("NFKC", name)  # as names are stored
         row = c.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise GaitcamError(f"no one named {name!r} in the gallery")
@@ -263,7 +270,7 @@ class Gallery:
         `replace=True` first drops all the person's templates and recording references.
         Returns how many templates the person has now.
         """
-        _check_name(name)
+        name = names.normalise(name)
         if not templates:
             raise GaitcamError(f"nothing to enroll for {name!r} (no templates)")
         rows = [(t.kind, t.encoder_version, t.sensor, t.vectors.shape[1], t.vectors.shape[0],
@@ -298,12 +305,15 @@ class Gallery:
             (person, path, rec.sha256, rec.sensor, rec.track, _now())).lastrowid
 
     def rename(self, old: str, new: str) -> None:
-        _check_name(new)
+        old, new = names.normalise(old), names.normalise(new)
         with self._transaction(write=True) as c:
             person = self._person_id(c, old)
             if old != new and c.execute("SELECT 1 FROM people WHERE name = ?", (new,)).fetchone():
                 raise GaitcamError(f"cannot rename {old!r}: {new!r} is already in the gallery")
+            others = [n for (n,) in c.execute("SELECT name FROM people WHERE id != ?", (person,))]
             c.execute("UPDATE people SET name = ? WHERE id = ?", (new, person))
+        if (warning := names.lookalike_warning(new, others)) is not None:
+            log.warning(warning)
 
     def remove(self, name: str, delete_recordings: bool = False) -> list[Path]:
         """Delete `name` and every byte of their templates from the gallery files.

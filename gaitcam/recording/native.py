@@ -74,8 +74,10 @@ class RecordingWriter:
         self._chunk_start: float | None = None
         self._last_time = -np.inf
         try:
-            # "x": a recording is never overwritten (someone may be enrolled from it).
-            self._file: BinaryIO | None = open(self.path, "xb")  # closed by close()
+            # O_EXCL: a recording is never overwritten (someone may be enrolled from it); 0600:
+            # a recording of people walking is biometric data, for its owner only.
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self._file: BinaryIO | None = os.fdopen(fd, "wb")  # closed by close()
         except FileExistsError as e:
             raise FormatError(path, "already exists; recordings are never overwritten") from e
         except OSError as e:
