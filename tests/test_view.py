@@ -386,3 +386,35 @@ def test_camera_sources_show_the_image_with_skeletons_over_it(tmp_path, model, d
         colour = identity_colour(t["label"]) if t["state"] == "named" else UNKNOWN if t["state"] == "unknown" else None
         if colour is not None:
             assert _colour_pixels(pixels, colour) > 100  # in the plots and over the image
+
+
+def test_names_of_people_side_by_side_never_overlap():
+    from gaitcam.ui.skeletons import spread_labels
+
+    sizes = np.array([[0.8, 0.2]] * 3)
+    at = spread_labels(np.array([[0.0, 1.9], [0.3, 1.95], [3.0, 1.9]]), sizes)
+    assert at[0].tolist() == [0.0, 1.9] and at[2].tolist() == [3.0, 1.9]  # the lowest and the lone one stay
+    assert at[1, 0] == 0.3 and at[1, 1] >= 1.9 + 0.2  # the one in the way moved just above
+    for i in range(3):
+        for j in range(i):
+            assert abs(at[i, 0] - at[j, 0]) >= 0.8 or abs(at[i, 1] - at[j, 1]) >= 0.2
+
+
+def test_two_people_in_one_spot_get_two_readable_labels(tmp_path):
+    from gaitcam.ui.skeletons import SkeletonViews
+    from gaitcam.ui.style import look
+
+    application()
+    win = pg.GraphicsLayoutWidget()
+    win.resize(900, 600)
+    views = SkeletonViews(win.addPlot(), win.addPlot())
+    win.show()
+    pg.QtWidgets.QApplication.processEvents()
+    skeleton = np.zeros((20, 3), np.float32)
+    skeleton[:, 1] = np.linspace(0.0, 1.7, 20)
+    skeleton[:, 2] = 3.0
+    looks = {t: look(t, None) for t in (1, 2)}
+    drawn = views.draw({1: skeleton, 2: skeleton + [0.1, 0.0, 0.0]}, looks)
+    (x1, y1), (x2, y2) = (d["label_at"] for d in drawn)
+    assert y1 != y2 and abs(x1 - x2) < 0.2  # one stacked above the other, not printed over it
+    win.close()

@@ -99,7 +99,7 @@ class SkeletonViews:
         """Show exactly `tracks` (track -> joints [20, 3]); returns what was drawn per track."""
         for gone in self._figures.keys() - tracks.keys():
             self._remove(self._figures.pop(gone))
-        drawn, grew = [], False
+        drawn, grew, placed = [], False, []
         for track, joints in tracks.items():
             figure = self._figures.get(track) or self._add(track)
             look = looks[track]
@@ -108,15 +108,23 @@ class SkeletonViews:
             figure.front.setData(seg[:, 0], seg[:, 1], connect="pairs", skipFiniteCheck=True)
             figure.top.setData(seg[:, 0], seg[:, 2], connect="pairs", skipFiniteCheck=True)
             anchor = _anchor(joints)
-            figure.front_label.setPos(anchor[0], anchor[1] + _LABEL_LIFT)
             hip = joints[HIP] if np.isfinite(joints[HIP]).all() else anchor
-            figure.top_label.setPos(hip[0], hip[2])
+            placed.append((figure, (anchor[0], anchor[1] + _LABEL_LIFT), (hip[0], hip[2])))
             grew |= self._front_extent.grow(joints[:, :2]) | self._top_extent.grow(joints[:, [0, 2]])
             drawn.append({"track": int(track), "label": look.name or "unknown", "state": look.state,
                           "text": look.label, "joints": int(np.isfinite(joints).all(axis=1).sum()),
                           "bones": len(seg) // 2})
         if grew:
             self._fit()
+        for view, plot in ((1, self.front), (2, self.top)):  # names of people side by side stack up
+            labels = [f.front_label if view == 1 else f.top_label for f, *_ in placed]
+            at = spread_labels(np.array([p[view] for p in placed], float).reshape(-1, 2),
+                               _label_sizes(labels, plot))
+            for label, (x, y) in zip(labels, at):
+                label.setPos(float(x), float(y))
+            if view == 1:
+                for row, xy in zip(drawn, at):
+                    row["label_at"] = [round(float(xy[0]), 3), round(float(xy[1]), 3)]
         return drawn
 
     def _add(self, track: int) -> _Figure:
@@ -156,6 +164,32 @@ class SkeletonViews:
                           padding=0)
             lines = grid_lines(extent.low, extent.high)
             grid.setData(lines[:, 0], lines[:, 1], connect="pairs", skipFiniteCheck=True)
+
+
+def _label_sizes(labels: list[pg.TextItem], plot: pg.PlotItem) -> np.ndarray:
+    """[n, 2] width and height of each label in the plot's data units (labels are sized in pixels)."""
+    sx, sy = plot.getViewBox().viewPixelSize()
+    return np.array([[label.boundingRect().width() * sx, label.boundingRect().height() * sy] for label in labels],
+                    float).reshape(-1, 2)
+
+
+def spread_labels(at: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Label positions [n, 2] (bottom centres) moved up, lowest first, until no two labels'
+    boxes (`sizes` [n, 2] width and height) overlap: names of people side by side stack
+    instead of printing over each other. Labels that do not collide stay where they were."""
+    out = np.array(at, float)
+    done: list[int] = []
+    for i in np.argsort(out[:, 1], kind="stable"):
+        w, h = sizes[i]
+        moved = True
+        while moved:
+            moved = False
+            for j in done:
+                if abs(out[i, 0] - out[j, 0]) < (w + sizes[j, 0]) / 2 and abs(out[i, 1] - out[j, 1]) < (h + sizes[j, 1]) / 2:
+                    out[i, 1] = out[j, 1] + (h + sizes[j, 1]) / 2 + 1e-9  # just above the one in the way
+                    moved = True
+        done.append(int(i))
+    return out
 
 
 def grid_lines(low: np.ndarray, high: np.ndarray, step: float = 1.0) -> np.ndarray:
