@@ -1,9 +1,14 @@
 """Weights round-trip through safetensors + JSON, without pickle."""
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
+from gaitcam.cli import main
+from gaitcam.config import WEIGHTS_DIR
 from gaitcam.errors import FormatError
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.model.sgela import SGELA, SGELAConfig
@@ -79,3 +84,50 @@ def test_encoder_normalises_and_rejects_nan(model, tmp_path):
     w[0, 2, 5, 1] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         enc.encode(w)
+
+
+def _scale_one_tensor(stem: Path, factor: float = 1.01) -> None:
+    """Rewrite STEM.safetensors with one tensor scaled, keeping its recorded version."""
+    tensors = load_file(str(stem.with_suffix(".safetensors")))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] * factor
+    save_file(tensors, str(stem.with_suffix(".safetensors")), metadata={"version": "kept"})
+
+
+def test_shipped_weights_verify():
+    for stem in sorted(p.with_suffix("") for p in WEIGHTS_DIR.glob("*.safetensors") if "matcher" not in p.name):
+        _, meta = load_weights(stem)
+        assert meta["version"] == json.loads(stem.with_suffix(".json").read_text())["version"]
+
+
+def test_weights_modified_since_written_are_refused(model, tmp_path):
+    save_weights(model, tmp_path / "m", normalization="body")
+    _scale_one_tensor(tmp_path / "m")
+    with pytest.raises(FormatError, match="modified since it was written"):
+        load_weights(tmp_path / "m")
+    save_weights(model, tmp_path / "c", normalization="body")
+    meta = json.loads((tmp_path / "c.json").read_text())
+    (tmp_path / "c.json").write_text(json.dumps({**meta, "normalization": "centred"}))  # version kept
+    with pytest.raises(FormatError, match="modified since it was written"):
+        load_weights(tmp_path / "c")
+    del meta["layout"]
+    (tmp_path / "c.json").write_text(json.dumps(meta))
+    with pytest.raises(FormatError, match="lacks 'layout'"):
+        load_weights(tmp_path / "c")
+
+
+def test_commands_refuse_modified_weights_and_leave_the_gallery_alone(tmp_path, capsys):
+    for f in WEIGHTS_DIR.glob("sgela.*"):
+        shutil.copy(f, tmp_path / f.name)
+    weights, db = str(tmp_path / "sgela"), tmp_path / "g.db"
+    run = ["--weights", weights, "--gallery", str(db)]
+    assert main(["enroll", "Ada", "recordings/demo/Ada.gaitrec", *run]) == 0
+    before = db.read_bytes()
+    capsys.readouterr()
+    _scale_one_tensor(tmp_path / "sgela")
+    for argv in (["enroll", "Ben", "recordings/demo/Ben.gaitrec"], ["identify", "recordings/demo/Ada.gaitrec"],
+                 ["fit-matcher", "--from-gallery"]):
+        assert main([*argv, *run]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "modified since it was written" in err[0], (argv, err)
+    assert db.read_bytes() == before

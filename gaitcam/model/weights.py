@@ -21,6 +21,7 @@ from gaitcam.skeleton.normalize import NORMALIZATIONS
 FORMAT = "gaitcam-sgela"
 FORMAT_VERSION = 1
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
+CONFIG_KEYS = ("model", "normalization", "layout", "f", "dtype")  # what the version hash covers
 
 
 def weight_paths(path: str | Path) -> tuple[Path, Path]:
@@ -56,13 +57,7 @@ def save_weights(
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"unknown normalisation {normalization!r}")
     tensors = {k: v.detach().to("cpu", DTYPES[dtype]).contiguous() for k, v in model.state_dict().items()}
-    config = {
-        "model": model.cfg.to_dict(),
-        "normalization": normalization,
-        "layout": layout,
-        "f": model.cfg.f,
-        "dtype": dtype,
-    }
+    config = dict(zip(CONFIG_KEYS, (model.cfg.to_dict(), normalization, layout, model.cfg.f, dtype)))
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **config,
             "version": version_hash(config, tensors), "notes": notes or {}}
     tensor_path, json_path = weight_paths(path)
@@ -73,7 +68,12 @@ def save_weights(
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[SGELA, dict]:
-    """Read weights written by `save_weights`; the model comes back float32, in eval mode."""
+    """Read weights written by `save_weights`; the model comes back float32, in eval mode.
+
+    The version is recomputed from the config and the tensors as read: weights changed since they
+    were written (a tensor scaled, the config edited) are refused, since the gallery trusts the
+    version to say which templates their AGEs may be compared with.
+    """
     tensor_path, json_path = weight_paths(path)
     try:
         meta = json.loads(json_path.read_text())
@@ -91,7 +91,18 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
         raise FormatError(tensor_path, "weights file not found") from None
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise FormatError(tensor_path, f"unreadable weights ({e})") from None
-    model = SGELA(SGELAConfig.from_dict(meta["model"]))
+    try:
+        actual = version_hash({k: meta[k] for k in CONFIG_KEYS}, tensors)
+    except KeyError as e:
+        raise FormatError(json_path, f"weights config lacks {e}") from None
+    if actual != meta.get("version"):
+        raise FormatError(tensor_path, f"modified since it was written: its content hashes to {actual}, "
+                          f"its config records version {str(meta.get('version'))[:40]}; use the weights as written "
+                          "or train new ones")
+    try:
+        model = SGELA(SGELAConfig.from_dict(meta["model"]))
+    except (TypeError, ValueError, KeyError) as e:
+        raise FormatError(json_path, f"unusable model config ({e})") from None
     try:
         model.load_state_dict({k: v.float() for k, v in tensors.items()})
     except RuntimeError as e:
