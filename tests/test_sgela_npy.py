@@ -1,5 +1,6 @@
 """The original SGE-LA .npy layout: round trip, pickled ids only on request, file errors."""
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +46,11 @@ def test_tpami_layout_and_ias_test_names(tmp_path):
 
 def test_ids_only_with_ids(tmp_path, caplog):
     w = _windows()
-    ids = {"p1": [0, 1, 2], "p2": [3, 4]}
+    ids = {"p1": [0, 1, 2], "p2": np.array([3, 4])}
     data_dir = tmp_path / "BIWI_train_npy_data"
     _write_split(data_dir, "BIWI", 6, w, ids=ids)
-    with caplog.at_level(logging.WARNING):
-        loaded = load_sgela_npy(tmp_path, "BIWI", with_ids=True)
-    assert loaded.ids == ids
-    assert any("unpickling" in r.getMessage() and "trust" in r.getMessage() for r in caplog.records)
+    loaded = load_sgela_npy(tmp_path, "BIWI", with_ids=True).ids
+    assert loaded.keys() == ids.keys() and loaded["p1"] == [0, 1, 2] and loaded["p2"].tolist() == [3, 4]
 
     # Without with_ids the ids file is never opened: garbage there goes unnoticed.
     (data_dir / "ids_BIWI_6.npy").write_bytes(b"not a pickle")
@@ -61,6 +60,29 @@ def test_ids_only_with_ids(tmp_path, caplog):
     assert not caplog.records
     with pytest.raises(FormatError, match="ids_BIWI_6.npy"):
         load_sgela_npy(tmp_path, "BIWI", with_ids=True)
+
+
+class _Payload:
+    """Unpickles by calling os.system: what a hostile ids file would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_an_ids_file_that_would_run_code_is_refused_unrun(tmp_path):
+    data_dir = tmp_path / "KGBD_train_npy_data"
+    marker = tmp_path / "ran"
+    _write_split(data_dir, "KGBD", 6, _windows(), ids={"p1": [0]})
+    np.save(data_dir / "ids_KGBD_6.npy", np.array({"p1": _Payload(marker)}, dtype=object), allow_pickle=True)
+    with pytest.raises(FormatError, match="ids_KGBD_6.npy.*system"):
+        load_sgela_npy(tmp_path, "KGBD", with_ids=True)
+    assert not marker.exists()
+    np.save(data_dir / "ids_KGBD_6.npy", np.arange(3))  # numbers, not a dict
+    with pytest.raises(FormatError, match="pickled dict"):
+        load_sgela_npy(tmp_path, "KGBD", with_ids=True)
 
 
 def test_ids_out_of_range(tmp_path):

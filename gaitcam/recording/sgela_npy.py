@@ -7,7 +7,6 @@ Targets are the sources reversed in time (spec §1.2), so they are not read.
 """
 from __future__ import annotations
 
-import logging
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from gaitcam.errors import FormatError
-
-log = logging.getLogger(__name__)
 
 AXES = ("x", "y", "z")
 SPLITS = ("train", "test")
@@ -33,7 +30,7 @@ class SgelaWindows:
 def load_sgela_npy(
     folder: str | Path, dataset: str, f: int = 6, split: str = "train", with_ids: bool = False
 ) -> SgelaWindows:
-    """Windows of one dataset split; the pickled ids file is read only when `with_ids`."""
+    """Windows of one dataset split; the ids file is read only when `with_ids`."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     prefix = "t_" if split == "test" else ""
@@ -70,16 +67,40 @@ def _load_axis(path: Path, f: int) -> np.ndarray:
     return arr
 
 
+# What a pickled {label: [window indices]} dict of numpy arrays may name, and nothing else: a
+# pickle naming any other callable (os.system, eval ...) is refused before anything runs.
+_PICKLE_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                   ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                   ("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _PICKLE_ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which an ids file never needs")
+        return super().find_class(module, name)
+
+
 def _load_ids(path: Path, n_windows: int) -> dict:
-    """The legacy {label: [window indices]} dict, which exists only as a pickle."""
+    """The legacy {label: [window indices]} dict, which exists only as a pickled object array.
+
+    numpy's own loader would run whatever the pickle names (allow_pickle=True); this reads the
+    .npy header itself and unpickles with only numpy's array constructors allowed.
+    """
     if not path.is_file():
         raise FormatError(path, "missing SGE-LA ids file")
-    log.warning("%s: unpickling a legacy SGE-LA ids file; pickles can run code, "
-                "so only use with_ids on files you trust", path)
     try:
-        ids = np.load(path, allow_pickle=True).item()
-    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
-        raise FormatError(path, f"not a readable ids file ({e})") from e
+        with path.open("rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(fh)
+            if dtype != object or shape != ():
+                raise ValueError(f"expected a pickled dict, got a {dtype} array of shape {shape}")
+            ids = _ArraysOnly(fh, encoding="latin1").load()
+        ids = ids.item() if isinstance(ids, np.ndarray) and ids.shape == () else ids
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, IndexError) as e:
+        raise FormatError(path, f"not a readable ids file ({str(e)[:200]})") from e
     if not isinstance(ids, dict):
         raise FormatError(path, f"expected a dict {{label: [window indices]}}, got {type(ids).__name__}")
     for label, index in ids.items():
