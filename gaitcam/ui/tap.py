@@ -74,12 +74,17 @@ class FrameTap:
         between two `decide` calls instead of during one)."""
         self._calls.put(fn)
 
-    def write(self, frame: Frame) -> None:
+    def run_pending(self) -> None:
+        """Run the calls queued by `call_soon`: on the pipeline thread before each frame, and on
+        the GUI thread once the pipeline has stopped (a call queued after its last frame)."""
         while True:
             try:
                 self._calls.get_nowait()()
             except queue.Empty:
                 break
+
+    def write(self, frame: Frame) -> None:
+        self.run_pending()
         if self.downstream is not None:
             self.downstream.write(frame)
         self.points = image_points(frame)

@@ -257,6 +257,8 @@ class LiveView(QMainWindow):
             self.draw_seconds.append(time.perf_counter() - started)
             self._drawn_version = version
         self._follow_capture(now, frame)
+        if self.runner.started and not self.runner.running:
+            self.tap.run_pending()  # an index swap queued after the pipeline's last frame
         self._check_problems(now)
         self._refresh_status(frame)
         if self.replay is not None:
