@@ -10,6 +10,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from conftest import free_port, start_serve
+
 from gaitcam.cli import main
 from gaitcam.errors import GaitcamError
 from gaitcam.mqtt import parse_address
@@ -17,17 +19,11 @@ from gaitcam.mqtt import parse_address
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def broker(tmp_path):
     if MOSQUITTO is None:
         pytest.skip("needs mosquitto (apt-get install mosquitto; .ci/run installs it)")
-    port = _free_port()
+    port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -69,7 +65,7 @@ def test_the_broker_gets_the_same_events_as_stdout(broker, capsys):
 
 
 def test_an_unreachable_broker_is_said_before_the_run(capsys):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     assert main(["--headless", "--duration", "2", "--mqtt", f"127.0.0.1:{port}"]) == 2
     assert "cannot reach the broker" in capsys.readouterr().err
 
@@ -83,9 +79,7 @@ def test_broker_addresses():
 
 
 def test_serve_publishes_to_the_broker_what_its_websocket_sends(broker, tmp_path):
-    import os
     import signal
-    import sys
 
     from websockets.sync.client import connect
 
@@ -95,20 +89,9 @@ def test_serve_publishes_to_the_broker_what_its_websocket_sends(broker, tmp_path
     sub.connect("127.0.0.1", broker)
     sub.subscribe("gaitcam/demo/events", qos=1)
     sub.loop_start()
-    port = _free_port()
-    child = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[1] / "main.py"), "--log-level",
-                              "WARNING", "serve", "--port", str(port), "--mqtt", f"127.0.0.1:{broker}"],
-                             cwd=tmp_path, env={**os.environ, "XDG_DATA_HOME": str(tmp_path)}, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base, child = start_serve(tmp_path, "--mqtt", f"127.0.0.1:{broker}")
     try:
-        for _ in range(120):  # up to 60 s for the server
-            try:
-                ws = connect(f"ws://127.0.0.1:{port}/api/v1/events", open_timeout=5)
-                break
-            except OSError:
-                assert child.poll() is None, child.stderr.read()
-                time.sleep(0.5)
-        with ws:
+        with connect(base.replace("http", "ws") + "/api/v1/events", open_timeout=5) as ws:
             sent = [json.loads(ws.recv(timeout=20)) for _ in range(3)]
         for _ in range(50):
             if {e["seq"] for e in sent} <= {e["seq"] for e in got}:

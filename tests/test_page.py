@@ -1,46 +1,25 @@
 """The web page of `serve`, in a real headless Chromium (Debian's chromium and chromium-driver,
 driven by Selenium): it shows a named person from the demo, and enrols a new one from a file."""
 import json
-import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
+from conftest import start_serve
+
 from gaitcam.config import DEMO_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
                                 reason="needs chromium and chromium-driver (apt-get; .ci/run installs them)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served(tmp_path):
-    port = _free_port()
-    child = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--log-level", "WARNING", "serve", "--port",
-                              str(port)], cwd=tmp_path, env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
-                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(120):  # up to 60 s
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=2).close()
-            break
-        except OSError:
-            assert child.poll() is None, child.stderr.read()
-            time.sleep(0.5)
+    base, child = start_serve(tmp_path)
     yield base
     child.send_signal(signal.SIGTERM)
     child.communicate(timeout=60)

@@ -4,7 +4,6 @@ bounded in count and time."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from conftest import start_serve
+
 from gaitcam.config import DEMO_DIR
 from gaitcam.events import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "test-" + uuid.uuid4().hex
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _request(url: str, method: str = "GET", token: str | None = TOKEN, body: bytes | None = None,
@@ -57,24 +52,7 @@ def _upload(url: str, path: Path, name: str | None = None, token: str | None = T
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
     (tmp / "token").write_text(TOKEN + "\n")
-    port = _free_port()
-    env = {**os.environ, "XDG_DATA_HOME": str(tmp / "data"), "XDG_CONFIG_HOME": str(tmp / "config")}
-    child = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--log-level", "WARNING", "serve", "--port",
-                              str(port), "--token-file", str(tmp / "token")], cwd=tmp, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(120):  # up to 60 s for the model to load
-        try:
-            if _request(f"{base}/healthz")[0] == 200:
-                break
-        except OSError:
-            pass
-        if child.poll() is not None:
-            pytest.fail(f"serve exited: {child.stderr.read()}")
-        time.sleep(0.5)
-    else:
-        child.kill()
-        pytest.fail("serve did not come up in 60 s")
+    base, child = start_serve(tmp, "--token-file", str(tmp / "token"), token=TOKEN)
     yield base, child, tmp
     if child.poll() is None:
         child.kill()
