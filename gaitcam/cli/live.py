@@ -119,24 +119,33 @@ def wants_window(args: argparse.Namespace) -> bool:
     return False
 
 
-def mqtt_publisher(args: argparse.Namespace, session):
-    """The MQTT publisher of the session's events when --mqtt asks for one (connected now, so
-    an unreachable broker is said before the run starts)."""
-    if not args.mqtt:
-        return None
-    from gaitcam.mqtt import MqttPublisher
+@contextmanager
+def event_outputs(args: argparse.Namespace, session, stdout: bool = True) -> Iterator[None]:
+    """The session's events as JSON lines on stdout and, with --mqtt, to the broker (connected
+    now, so an unreachable broker is said before the run starts). On leaving, the bus closes
+    and both outputs send everything published before it."""
+    printer = None
+    if stdout:
+        sub = session.bus.subscribe(maxsize=100_000)
 
-    return MqttPublisher(session.bus, args.mqtt)
+        def print_all() -> None:
+            for event in sub:
+                print(json.dumps(event), flush=True)
+        printer = threading.Thread(target=print_all, name="gaitcam-stdout", daemon=True)
+        printer.start()
+    publisher = None
+    if args.mqtt:
+        from gaitcam.mqtt import MqttPublisher
 
-
-def print_events(sub) -> threading.Thread:
-    """Print a bus subscription's events as JSON lines until it is closed and drained."""
-    def target() -> None:
-        for event in sub:
-            print(json.dumps(event), flush=True)
-    thread = threading.Thread(target=target, name="gaitcam-stdout", daemon=True)
-    thread.start()
-    return thread
+        publisher = MqttPublisher(session.bus, args.mqtt)
+    try:
+        yield
+    finally:
+        session.bus.close()
+        if printer is not None:
+            printer.join()
+        if publisher is not None:
+            publisher.close()
 
 
 @dataclass
@@ -200,18 +209,11 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
             print(json.dumps(EventStream(args.camera or args.sensor).make("summary", summary=summary(stats))), flush=True)
         else:
             session = Session(models, gallery, args.camera or args.sensor, keep_events=False)
-            printer = print_events(session.bus.subscribe(maxsize=100_000))
-            publisher = mqtt_publisher(args, session)
-            run = session.live(source, calibration=calibration, recorder=recorder, stride=cfg.stride,
-                               queue_size=cfg.queue_size)
-            try:
+            with event_outputs(args, session):
+                run = session.live(source, calibration=calibration, recorder=recorder, stride=cfg.stride,
+                                   queue_size=cfg.queue_size)
                 with stop_on_signals(run.pipeline):
                     run.run(duration=args.duration)
-            finally:
-                session.bus.close()
-                printer.join()
-                if publisher is not None:
-                    publisher.close()
     if out is not None:
         print(f"recorded {out}", file=sys.stderr)
     return 0

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 from gaitcam.cli.common import config_from
-from gaitcam.cli.live import add_live_options, live_setup, mqtt_publisher
+from gaitcam.cli.live import add_live_options, event_outputs, live_setup
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             timer = threading.Timer(args.duration, lambda: setattr(server, "should_exit", True))
             timer.daemon = True
             timer.start()
-        publisher = mqtt_publisher(args, session)
+        stack.enter_context(event_outputs(args, session, stdout=False))  # MQTT; stdout gets the summary only
         last = session.bus.subscribe(maxsize=1, count_drops=False)  # keeps only the newest event: the summary, at the end
         if run is not None:
             run.start()
@@ -97,7 +97,4 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 run.join(timeout=30)
                 if (final := last.get(timeout=0)) is not None and final["event"] == "summary":
                     print(json.dumps(final), flush=True)
-            session.bus.close()
-            if publisher is not None:
-                publisher.close()
     return 0
