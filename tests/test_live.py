@@ -94,13 +94,19 @@ def test_list_sensors_says_what_is_usable(capsys):
     assert "demo: available" in capsys.readouterr().out
 
 
-def test_screenshot_saves_the_window_and_what_it_drew(tmp_path, monkeypatch):
+def test_the_window_saves_a_screenshot_and_prints_the_same_events_as_headless(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     shot = tmp_path / "app.png"
     assert main(["--duration", "4", "--screenshot", str(shot)]) == 0
     drawn = json.loads((tmp_path / "app.png.json").read_text())
     assert shot.stat().st_size > 10_000 and drawn["status"]["source"] == "demo"
     assert all({"track", "label", "joints"} <= set(t) for t in drawn["tracks"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    for line in lines:
+        jsonschema.validate(line, SCHEMA)
+    kinds = [e["event"] for e in lines]
+    assert kinds[0] == "sensor_status" and kinds[-1] == "summary" and "track_started" in kinds
+    assert [e["seq"] for e in lines] == sorted(e["seq"] for e in lines)
 
 
 def test_without_a_display_the_app_says_so_and_runs_headless(monkeypatch, capsys, caplog):

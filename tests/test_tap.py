@@ -65,15 +65,3 @@ def test_a_failed_write_stops_that_recording_and_is_reported_not_raised(tmp_path
     assert tap.recording is None and len(problems) == 1 and "recording stopped" in problems[0]
     assert tap.stop_recording() is None
     assert len(read_native(tmp_path / "a.gaitrec").tracks[1]) == 1  # what came before is kept
-
-
-def test_hand_offs_run_in_order_before_the_next_frame():
-    ran = []
-    tap = FrameTap(None, on_error=lambda text: None)
-    tap.call_soon(lambda: ran.append("a"))
-    tap.call_soon(lambda: ran.append("b"))
-    assert ran == []
-    tap.write(_frame(0.0))
-    assert ran == ["a", "b"]
-    tap.write(_frame(0.1))
-    assert ran == ["a", "b"]

@@ -19,18 +19,17 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog  # noqa: E402
 
 from gaitcam.config import DEMO_DIR  # noqa: E402
 from gaitcam.identity.enrollment import demo_gallery as enrol_demo_gallery  # noqa: E402
-from gaitcam.identity.enrollment import load_index  # noqa: E402
 from gaitcam.identity.gallery import Gallery  # noqa: E402
-from gaitcam.identity.matcher import Matcher, MatcherParams  # noqa: E402
+from gaitcam.identity.matcher import MatcherParams  # noqa: E402
 from gaitcam.model.encoder import GaitEncoder  # noqa: E402
 from gaitcam.recording.formats import read_recording, write_recording  # noqa: E402
 from gaitcam.recording.recording import Recording, RecordingMeta  # noqa: E402
 from gaitcam.sensors.base import Source, SourceError, SourceLost  # noqa: E402
 from gaitcam.sensors.demo import DEMO_PEOPLE, DemoSource, demo_walk  # noqa: E402
 from gaitcam.sensors.replay import ReplaySource  # noqa: E402
+from gaitcam.session import LiveRun, Models, Session  # noqa: E402
 from gaitcam.skeleton.layouts import CANONICAL  # noqa: E402
 from gaitcam.skeleton.sequence import SkeletonSequence  # noqa: E402
-from gaitcam.stream.pipeline import Pipeline  # noqa: E402
 from gaitcam.ui.app import application, run_gui  # noqa: E402
 from gaitcam.ui.bench import CrowdSource  # noqa: E402
 from gaitcam.ui.skeletons import BONES  # noqa: E402
@@ -63,12 +62,14 @@ def empty_gallery(tmp_path):
         yield gallery
 
 
+def _live(source, gallery, model) -> LiveRun:
+    """A session's live run on `source` (its events kept for `session.events()`)."""
+    return Session(Models(*model), gallery, "test").live(source)
+
+
 def _view(source, gallery, model, folder, sensor="demo") -> LiveView:
-    encoder, params = model
     application()
-    pipeline = Pipeline(source, encoder, Matcher(load_index(gallery, params), params))
-    return LiveView(pipeline, gallery=gallery, encoder=encoder, params=params, sensor_name=sensor,
-                    recordings_dir=folder)
+    return LiveView(_live(source, gallery, model), sensor_name=sensor, recordings_dir=folder)
 
 
 def _wait(condition, timeout: float = 20.0) -> bool:
@@ -122,11 +123,9 @@ def _colour_pixels(pixels: np.ndarray, rgb) -> int:
 
 
 def test_demo_run_saves_a_screenshot_of_named_skeletons(tmp_path, model, demo_gallery):
-    encoder, params = model
-    pipeline = Pipeline(DemoSource(realtime=False, duration=20), encoder,
-                        Matcher(load_index(demo_gallery, params), params))
+    run = _live(DemoSource(realtime=False, duration=20), demo_gallery, model)
     shot = tmp_path / "shots" / "demo.png"
-    stats = run_gui(pipeline, gallery=demo_gallery, encoder=encoder, params=params, sensor_name="demo",
+    stats = run_gui(run, sensor_name="demo",
                     recordings_dir=tmp_path, screenshot=shot)  # closes when the demo's 20 s are over
     assert stats.frames == 600 and stats.dropped == 0
     drawn = json.loads(Path(f"{shot}.json").read_text())
@@ -180,11 +179,9 @@ def test_replay_is_named_on_screen_and_the_transport_controls_it(tmp_path, model
 
 
 def test_a_plain_replay_source_runs_without_transport_controls(tmp_path, model, demo_gallery):
-    encoder, params = model
-    pipeline = Pipeline(ReplaySource(DEMO_DIR / "Ada.gaitrec", speed=0), encoder,
-                        Matcher(load_index(demo_gallery, params), params))
+    run = _live(ReplaySource(DEMO_DIR / "Ada.gaitrec", speed=0), demo_gallery, model)
     shot = tmp_path / "replay.png"
-    stats = run_gui(pipeline, gallery=demo_gallery, encoder=encoder, params=params, sensor_name="replay",
+    stats = run_gui(run, sensor_name="replay",
                     recordings_dir=tmp_path, screenshot=shot)
     drawn = json.loads(Path(f"{shot}.json").read_text())
     assert drawn["status"]["state"] == "ended" and drawn["status"]["frames"] == stats.frames > 0
@@ -278,6 +275,9 @@ def test_enrolling_the_selected_person_from_the_live_view(tmp_path, model, empty
     assert [p.name for p in empty_gallery.people()] == ["Zed"]
     assert view.gallery_list.item(0).text() == "Zed (1 recording)"
     assert view.pipeline.matcher.index.people == ["Zed"]  # the live matcher knows them now
+    events = list(view.runner.live.session.events())  # as a headless run or the service publishes them
+    assert [e["name"] for e in events if e["event"] == "enrolled"] == ["Zed"]
+    assert events[-1]["event"] == "summary"
     kept = Path(empty_gallery.recordings("Zed")[0].path)
     assert kept.parent == tmp_path and kept.name.startswith("enroll-Zed-")
     assert read_recording(kept).meta.subject == "Zed" and len(read_recording(kept).tracks[track]) >= 150
@@ -358,11 +358,10 @@ class _Broken(Source):
 
 
 def test_a_source_that_cannot_start_fails_in_the_window_and_raises(tmp_path, model, demo_gallery):
-    encoder, params = model
-    pipeline = Pipeline(_Broken(), encoder, Matcher(load_index(demo_gallery, params), params))
+    run = _live(_Broken(), demo_gallery, model)
     shot = tmp_path / "broken.png"
     with pytest.raises(SourceError, match="no device connected"):
-        run_gui(pipeline, gallery=demo_gallery, encoder=encoder, params=params, sensor_name="broken",
+        run_gui(run, sensor_name="broken",
                 recordings_dir=tmp_path, screenshot=shot, duration=10)
     status = json.loads(Path(f"{shot}.json").read_text())["status"]
     assert status["state"] == "failed" and "no device connected" in status["error"]
@@ -370,11 +369,9 @@ def test_a_source_that_cannot_start_fails_in_the_window_and_raises(tmp_path, mod
 
 
 def test_camera_sources_show_the_image_with_skeletons_over_it(tmp_path, model, demo_gallery):
-    encoder, params = model
-    pipeline = Pipeline(CrowdSource(people=2, image=True, seconds=10), encoder,
-                        Matcher(load_index(demo_gallery, params), params))
+    run = _live(CrowdSource(people=2, image=True, seconds=10), demo_gallery, model)
     shot = tmp_path / "camera.png"
-    run_gui(pipeline, gallery=demo_gallery, encoder=encoder, params=params, sensor_name="crowd",
+    run_gui(run, sensor_name="crowd",
             recordings_dir=tmp_path, screenshot=shot, duration=2.5)
     drawn = json.loads(Path(f"{shot}.json").read_text())
     assert drawn["camera"] == {"image": True, "overlays": 2} and len(drawn["tracks"]) == 2

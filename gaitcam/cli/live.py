@@ -47,12 +47,11 @@ def add_live_options(p: argparse.ArgumentParser, subcommand: bool = False) -> No
     g.add_argument("--gallery", default=default(None), metavar="DB",
                    help="gallery database (default: the config's; demo: its own)")
     g.add_argument("--headless", action="store_true", default=default(False),
-                   help="no window: events as JSON lines on stdout (schema: `schema events`)")
+                   help="no window (with or without one, the events go to stdout as JSON lines; schema: `schema events`)")
     g.add_argument("--camera", default=default(None), metavar="ID",
                    help="this source's id in events (default: the sensor's name)")
     g.add_argument("--mqtt", default=default(None), metavar="HOST:PORT",
-                   help="also publish the events to this MQTT broker, topic gaitcam/<camera>/events "
-                   "(with --headless and serve)")
+                   help="also publish the events to this MQTT broker, topic gaitcam/<camera>/events")
     g.add_argument("--screenshot", default=default(None), metavar="PNG",
                    help="save the window (and PNG.json: what was drawn) at exit; implies the window, also under "
                    "QT_QPA_PLATFORM=offscreen")
@@ -178,11 +177,7 @@ def live_setup(args: argparse.Namespace, cfg: Config, stack: ExitStack, gui: boo
 
 
 def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
-    from gaitcam.events import EventStream
-    from gaitcam.identity.enrollment import load_index
-    from gaitcam.identity.matcher import Matcher
-    from gaitcam.session import Session, summary
-    from gaitcam.stream.pipeline import Pipeline
+    from gaitcam.session import Session
 
     if args.list_sensors:
         return _list_sensors()
@@ -194,24 +189,16 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
         recorder = None
         if out is not None:
             recorder = stack.enter_context(writer(out, source, args.sensor, calibration))
-        if gui:
-            from gaitcam.ui import run_gui
+        session = Session(models, gallery, args.camera or args.sensor, keep_events=False)
+        with event_outputs(args, session):
+            run = session.live(source, calibration=calibration, recorder=recorder, stride=cfg.stride,
+                               queue_size=cfg.queue_size)
+            if gui:
+                from gaitcam.ui import run_gui
 
-            if args.mqtt:
-                raise GaitcamError("--mqtt publishes the events of --headless runs and `serve`; add --headless")
-            params = models.params
-            pipeline = Pipeline(source, models.encoder, Matcher(load_index(gallery, params), params),
-                                calibration=calibration, stride=cfg.stride, queue_size=cfg.queue_size,
-                                recorder=recorder)
-            stats = run_gui(pipeline, gallery=gallery, encoder=models.encoder, params=params, sensor_name=args.sensor,
-                            recordings_dir=cfg.recordings,
-                            screenshot=Path(args.screenshot) if args.screenshot else None, duration=args.duration)
-            print(json.dumps(EventStream(args.camera or args.sensor).make("summary", summary=summary(stats))), flush=True)
-        else:
-            session = Session(models, gallery, args.camera or args.sensor, keep_events=False)
-            with event_outputs(args, session):
-                run = session.live(source, calibration=calibration, recorder=recorder, stride=cfg.stride,
-                                   queue_size=cfg.queue_size)
+                run_gui(run, sensor_name=args.sensor, recordings_dir=cfg.recordings,
+                        screenshot=Path(args.screenshot) if args.screenshot else None, duration=args.duration)
+            else:
                 with stop_on_signals(run.pipeline):
                     run.run(duration=args.duration)
     if out is not None:

@@ -1,7 +1,7 @@
 """`run_gui`: the live window around a pipeline, from start to a saved screenshot.
 
-The command line builds the source, encoder, matcher and gallery as for a headless run and
-hands the pipeline over; the window runs it and stops it. Scripted runs (a `duration`, or a
+The command line builds a session's live run as for a headless run (the same events are
+published) and hands it over; the window runs it and stops it. Scripted runs (a `duration`, or a
 `screenshot` to save) also close when the source ends, so they always finish; an operator's
 run keeps the window open on the last frame with the source marked ended. The screenshot is
 taken after the pipeline has stopped and the last frame is drawn, and beside it goes what was
@@ -16,10 +16,8 @@ from pathlib import Path
 from PySide6.QtCore import QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication
 
-from gaitcam.identity.gallery import Gallery
-from gaitcam.identity.matcher import MatcherParams
-from gaitcam.model.encoder import GaitEncoder
-from gaitcam.stream.pipeline import Pipeline, Stats
+from gaitcam.session import LiveRun
+from gaitcam.stream.pipeline import Stats
 from gaitcam.ui.view import LiveView
 
 
@@ -37,9 +35,9 @@ def save_screenshot(view: LiveView, path: Path) -> None:
     Path(f"{path}.json").write_text(json.dumps(view.drawn(), indent=1) + "\n")
 
 
-def run_gui(pipeline: Pipeline, *, gallery: Gallery, encoder: GaitEncoder, params: MatcherParams, sensor_name: str,
-            recordings_dir: Path, screenshot: Path | None = None, duration: float | None = None) -> Stats:
-    """Open the window, run `pipeline` until the window closes (or `duration` seconds pass, or a
+def run_gui(run: LiveRun, *, sensor_name: str, recordings_dir: Path, screenshot: Path | None = None,
+            duration: float | None = None) -> Stats:
+    """Open the window, run `run` until the window closes (or `duration` seconds pass, or a
     scripted run's source ends), save the screenshot if asked, and return the pipeline's Stats.
 
     The window installs its own `on_frame` and `recorder` on the pipeline (calling on to the
@@ -47,8 +45,7 @@ def run_gui(pipeline: Pipeline, *, gallery: Gallery, encoder: GaitEncoder, param
     once it has closed, so the command line still exits non-zero.
     """
     application()
-    view = LiveView(pipeline, gallery=gallery, encoder=encoder, params=params, sensor_name=sensor_name,
-                    recordings_dir=recordings_dir)
+    view = LiveView(run, sensor_name=sensor_name, recordings_dir=recordings_dir)
     loop = QEventLoop()
     if screenshot is not None:
         view.closed.connect(lambda: save_screenshot(view, Path(screenshot)))
@@ -66,4 +63,4 @@ def run_gui(pipeline: Pipeline, *, gallery: Gallery, encoder: GaitEncoder, param
     view.deleteLater()
     if view.runner.error is not None:
         raise view.runner.error
-    return view.runner.stats if view.runner.stats is not None else pipeline.stats
+    return view.runner.stats if view.runner.stats is not None else run.pipeline.stats

@@ -22,13 +22,11 @@ import torch
 
 from gaitcam.benchmarks.scene import crowd_recording
 from gaitcam.config import WEIGHTS_DIR
-from gaitcam.identity.enrollment import demo_gallery, load_index
-from gaitcam.identity.matcher import Matcher
-from gaitcam.session import load_models
+from gaitcam.identity.enrollment import demo_gallery
+from gaitcam.session import Session, load_models
 from gaitcam.sensors.base import Body, Frame, Source
 from gaitcam.sensors.demo import DEMO_FLOOR
 from gaitcam.skeleton.layouts import CANONICAL
-from gaitcam.stream.pipeline import Pipeline
 from gaitcam.ui.app import application
 from gaitcam.ui.view import LiveView
 
@@ -111,9 +109,8 @@ def bench_view(people: int = 6, fps: float = 30.0, seconds: float = 10.0, *, ima
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gaitcam-bench-")))
         gallery = demo_gallery(stack, encoder, params)
         source = CrowdSource(people, fps, image)
-        pipeline = Pipeline(source, encoder, Matcher(load_index(gallery, params), params))
-        view = LiveView(pipeline, gallery=gallery, encoder=encoder, params=params, sensor_name=source.name,
-                        recordings_dir=folder)
+        run = Session(models, gallery, source.name, keep_events=False).live(source)
+        view = LiveView(run, sensor_name=source.name, recordings_dir=folder)
         view.show()
         view.start()
         view.timer.stop()  # the benchmark redraws, on a steady clock

@@ -1,9 +1,9 @@
 """Enrolment from the window: encode a recorded walk into the gallery without freezing the view.
 
 Encoding a walk takes a second or more, so it runs on its own thread; the result comes back
-to the GUI thread as a Qt signal (queued across threads), carrying the gallery's new index
-for the live matcher. The same `enroll_recording` as `python main.py enroll` does the work,
-with its quality checks, so a name given in the window means the same as one given there.
+to the GUI thread as a Qt signal (queued across threads). The session's `enroll` does the work,
+as for `python main.py enroll` and the service, with the same quality checks; it recalibrates,
+hands the live matcher the new gallery and publishes the `enrolled` event.
 """
 from __future__ import annotations
 
@@ -13,24 +13,23 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from gaitcam.identity.enrollment import enroll_recording, load_index
+from collections.abc import Callable
+
 from gaitcam.errors import GaitcamError
-from gaitcam.identity.gallery import Gallery
-from gaitcam.identity.matcher import MatcherParams
-from gaitcam.model.encoder import GaitEncoder
+from gaitcam.identity.enrollment import EnrollResult
 
 log = logging.getLogger(__name__)
 
 
 class Enroller(QObject):
-    """`enroll(name, path, track)` in the background; `done(message, index)` or `failed(message)`."""
+    """`enroll(name, path, track)` in the background; `done(message)` or `failed(message)`."""
 
-    done = Signal(str, object)  # what happened, the gallery's new GalleryIndex
+    done = Signal(str)  # what happened
     failed = Signal(str)
 
-    def __init__(self, gallery: Gallery, encoder: GaitEncoder, params: MatcherParams) -> None:
+    def __init__(self, enroll: Callable[[str, Path, int | None], EnrollResult]) -> None:
         super().__init__()
-        self.gallery, self.encoder, self.params = gallery, encoder, params
+        self._enroll = enroll  # Session.enroll
         self._threads: list[threading.Thread] = []
 
     @property
@@ -49,8 +48,7 @@ class Enroller(QObject):
 
     def _run(self, name: str, path: Path, track: int | None) -> None:
         try:
-            result = enroll_recording(self.gallery, self.encoder, self.params, name, path, track)
-            index = load_index(self.gallery, self.params)
+            result = self._enroll(name, path, track)
         except GaitcamError as e:
             self.failed.emit(f"enrolling {name} failed: {e}")
             return
@@ -59,4 +57,4 @@ class Enroller(QObject):
             self.failed.emit(f"enrolling {name} failed: {type(e).__name__}: {e}")
             return
         notes = "".join(f"; {w}" for w in result.warnings)
-        self.done.emit(f"enrolled {name}: {result.seconds:.1f} s, {result.windows} windows from {path}{notes}", index)
+        self.done.emit(f"enrolled {name}: {result.seconds:.1f} s, {result.windows} windows from {path}{notes}")

@@ -4,17 +4,19 @@ from __future__ import annotations
 import logging
 import threading
 
-from gaitcam.stream.pipeline import Pipeline, Stats
+from gaitcam.session import LiveRun
+from gaitcam.stream.pipeline import Stats
 
 log = logging.getLogger(__name__)
 
 
 class PipelineThread:
-    """Runs `pipeline.run()` once; keeps its Stats, or the exception that ended it for the window
-    to show (and `run_gui` to raise after the window has closed)."""
+    """Runs a session's live run once (its events published as in a headless run); keeps its
+    Stats, or the exception that ended it for the window to show (and `run_gui` to raise after
+    the window has closed)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
+    def __init__(self, run: LiveRun) -> None:
+        self.live = run
         self.stats: Stats | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="gaitcam-pipeline", daemon=True)
@@ -32,13 +34,13 @@ class PipelineThread:
 
     def stop(self) -> None:
         """Ask the pipeline to end and wait for it (it finishes the windows already queued)."""
-        self.pipeline.stop()
+        self.live.stop()
         if self._thread.is_alive():
             self._thread.join()
 
     def _run(self) -> None:
         try:
-            self.stats = self.pipeline.run()
+            self.stats = self.live.run()
         except Exception as e:  # the window shows it; run_gui raises it once the window is closed
             log.error("the pipeline stopped: %s", e)
             self.error = e

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,24 +66,8 @@ class FrameTap:
         self._lock = threading.Lock()
         self._recording: RecordingWriter | None = None
         self._capture: tuple[int, RecordingWriter] | None = None
-        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-
-    def call_soon(self, fn: Callable[[], None]) -> None:
-        """Run `fn` on the pipeline thread before its next frame (e.g. swap the matcher's index
-        between two `decide` calls instead of during one)."""
-        self._calls.put(fn)
-
-    def run_pending(self) -> None:
-        """Run the calls queued by `call_soon`: on the pipeline thread before each frame, and on
-        the GUI thread once the pipeline has stopped (a call queued after its last frame)."""
-        while True:
-            try:
-                self._calls.get_nowait()()
-            except queue.Empty:
-                break
 
     def write(self, frame: Frame) -> None:
-        self.run_pending()
         if self.downstream is not None:
             self.downstream.write(frame)
         self.points = image_points(frame)

@@ -33,13 +33,11 @@ from PySide6.QtWidgets import (
 )
 
 from gaitcam.errors import GaitcamError
-from gaitcam.identity.gallery import Gallery
-from gaitcam.identity.matcher import GalleryIndex, Matcher, MatcherParams
-from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording
 from gaitcam.recording.native import RecordingWriter, new_recording_path
 from gaitcam.recording.recording import RecordingMeta
-from gaitcam.stream.pipeline import Pipeline, Snapshot
+from gaitcam.session import LiveRun
+from gaitcam.stream.pipeline import Snapshot
 from gaitcam.ui.camera import CameraPanel
 from gaitcam.ui.enroll import Enroller
 from gaitcam.ui.runner import PipelineThread
@@ -83,10 +81,10 @@ class LiveView(QMainWindow):
     closed = Signal()  # the pipeline has stopped and the last frame is drawn; the window is still up
     ended = Signal()  # the pipeline ended by itself: the source ended, or it failed
 
-    def __init__(self, pipeline: Pipeline, *, gallery: Gallery, encoder: GaitEncoder, params: MatcherParams,
-                 sensor_name: str, recordings_dir: Path) -> None:
+    def __init__(self, run: LiveRun, *, sensor_name: str, recordings_dir: Path) -> None:
         super().__init__()
-        self.pipeline, self.gallery = pipeline, gallery
+        pipeline = run.pipeline
+        self.pipeline, self.gallery = pipeline, run.session.gallery
         self.sensor_name = sensor_name
         self.recordings_dir = Path(recordings_dir).resolve()  # the gallery keeps these paths for rebuilds
         self.replay = pipeline.source if isinstance(pipeline.source, PlayableReplay) else None
@@ -96,8 +94,8 @@ class LiveView(QMainWindow):
         pipeline.recorder = self.tap
         self._chained = pipeline.on_frame
         pipeline.on_frame = self._on_frame
-        self.runner = PipelineThread(pipeline)
-        self.enroller = Enroller(gallery, encoder, params)
+        self.runner = PipelineThread(run)
+        self.enroller = Enroller(run.session.enroll)
         self.enroller.done.connect(self._enrolled)
         self.enroller.failed.connect(self.show_problem)
         self.warnings = WarningsToWindow()
@@ -257,8 +255,6 @@ class LiveView(QMainWindow):
             self.draw_seconds.append(time.perf_counter() - started)
             self._drawn_version = version
         self._follow_capture(now, frame)
-        if self.runner.started and not self.runner.running:
-            self.tap.run_pending()  # an index swap queued after the pipeline's last frame
         self._check_problems(now)
         self._refresh_status(frame)
         if self.replay is not None:
@@ -496,17 +492,9 @@ class LiveView(QMainWindow):
                 self.show_problem(f"enrolling {capture.name}: #{capture.track} was not seen again; nothing recorded")
         self._sync_actions()
 
-    def _enrolled(self, message: str, index: GalleryIndex) -> None:
-        self.note(message)
+    def _enrolled(self, message: str) -> None:
+        self.note(message)  # the session has handed the live matcher the new gallery already
         self.refresh_gallery()
-        matcher = self.pipeline.matcher
-        if isinstance(matcher, Matcher):
-            def swap() -> None:
-                matcher.index = index
-            if self.runner.running:
-                self.tap.call_soon(swap)  # between two decisions, on the pipeline's thread
-            else:
-                swap()
 
     def refresh_gallery(self) -> None:
         self.gallery_list.clear()
