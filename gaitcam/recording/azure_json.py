@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitcam.errors import FormatError
-from gaitcam.recording.recording import Recording, RecordingMeta, tracks_from_rows
+from gaitcam.errors import FormatError, excerpt
+from gaitcam.recording.recording import (
+    MAX_TEXT_BYTES, Recording, RecordingMeta, check_text, read_file, screen_joints, tracks_from_rows,
+)
 from gaitcam.sensors.camera import optical_to_kinect
 from gaitcam.skeleton.layouts import AZURE_KINECT
 from gaitcam.skeleton.sequence import JointState
@@ -37,14 +39,20 @@ _J = AZURE_KINECT.n_joints
 def read_azure_json(path: str | Path) -> Recording:
     """One offline_processor JSON file: every body id as a track, in the azure_kinect layout."""
     path = Path(path)
+    data = read_file(path, MAX_TEXT_BYTES)
+    if not data.strip():
+        raise FormatError(path, "empty file, not valid JSON")
+    check_text(path, data)
     try:
-        doc = json.loads(path.read_bytes())
-    except OSError as e:
-        raise FormatError(path, f"cannot read file ({e.strerror or e})") from e
+        doc = json.loads(data)
     except json.JSONDecodeError as e:
         raise FormatError(path, f"not valid JSON ({e.msg})", line=e.lineno) from e
     except UnicodeDecodeError as e:
         raise FormatError(path, f"not a text file ({e.reason})") from e
+    except ValueError as e:  # an integer of over 4300 digits
+        raise FormatError(path, f"not valid JSON ({e})") from e
+    except RecursionError:  # arrays nested thousands deep: no recording is, only a hostile file
+        raise FormatError(path, "not valid JSON for a recording (nested too deeply)") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("joint_names"), list):
         raise FormatError(path, "not Azure Kinect body-tracking JSON: no top-level 'joint_names' list")
     if not isinstance(doc.get("frames"), list):
@@ -58,26 +66,37 @@ def read_azure_json(path: str | Path) -> Recording:
             frame_times.append(float(frame["timestamp_usec"]) / 1e6)
             bodies = frame["bodies"]
             if len(bodies) != frame.get("num_bodies", len(bodies)):
-                raise FormatError(path, f"{where}: num_bodies is {frame['num_bodies']} but {len(bodies)} bodies follow")
+                raise FormatError(path, f"{where}: num_bodies is {excerpt(frame['num_bodies'])} "
+                                  f"but {len(bodies)} bodies follow")
             for k, body in enumerate(bodies):
-                tracks.append(int(body["body_id"]))
+                tracks.append(_body_id(path, f"{where}.bodies[{k}]", body["body_id"]))
                 joints.append(_positions(path, f"{where}.bodies[{k}]", body["joint_positions"])[order])
                 times.append(frame_times[-1])
         except FormatError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
             raise FormatError(path, f"{where}: malformed frame ({type(e).__name__}: {e})") from e
     meta = RecordingMeta(sensor="azure", layout=AZURE_KINECT.name, fps=_infer_fps(np.array(frame_times)))
     if not times:
         return Recording(meta, {}, path)
     xyz = optical_to_kinect(np.stack(joints) / 1000.0)
     states = np.where(np.isnan(xyz).any(axis=2), JointState.MISSING, JointState.TRACKED).astype(np.int8)
+    xyz, states = screen_joints(path, xyz, states, meta)
     return Recording(meta, tracks_from_rows(path, np.array(times), np.array(tracks), xyz, states, AZURE_KINECT), path)
+
+
+def _body_id(path: Path, where: str, value: object) -> int:
+    """A body id as an int64 track id; anything else (text, 1.5, true, 2**64) fails."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not -2**63 <= value < 2**63:
+        raise FormatError(path, f"{where}: body_id is not a 64-bit integer: {excerpt(value)}")
+    return value
 
 
 def _joint_order(path: Path, names: list) -> np.ndarray:
     """Index into the file's joints for each AZURE_KINECT joint; unknown or missing names fail."""
-    upper = [str(n).upper() for n in names]
+    upper = [n.upper() if isinstance(n, str) else excerpt(n) for n in names]  # excerpt: never str() a deep list
     unknown = sorted(set(upper) - set(AZURE_KINECT.joints))
     missing = [j for j in AZURE_KINECT.joints if j not in upper]
     if unknown or missing or len(upper) != _J:
@@ -94,9 +113,10 @@ def _positions(path: Path, where: str, positions: list) -> np.ndarray:
     for j, p in enumerate(positions):
         if p is None:
             continue
-        if not (isinstance(p, list) and len(p) == 3 and all(isinstance(v, (int, float)) for v in p)):
-            raise FormatError(path, f"{where}: joint {j} is not [x, y, z] numbers: {p!r}")
-        out[j] = p
+        if not (isinstance(p, list) and len(p) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)):
+            raise FormatError(path, f"{where}: joint {j} is not [x, y, z] numbers: {excerpt(p)}")
+        out[j] = p  # an int too large for a float raises OverflowError: the caller's "malformed frame"
     if not np.isfinite(out[~np.isnan(out).all(axis=1)]).all():
         raise FormatError(path, f"{where}: a joint position is not finite")
     return out

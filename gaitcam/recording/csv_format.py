@@ -12,14 +12,18 @@ kept: use `.gaitrec` for a lossless copy.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 import numpy as np
 
-from gaitcam.errors import FormatError
-from gaitcam.recording.recording import Recording, RecordingMeta, tracks_from_rows
+from gaitcam.errors import FormatError, excerpt
+from gaitcam.recording.recording import (
+    MAX_ABS_TIME_S, MAX_TEXT_BYTES, Recording, RecordingMeta, check_fps, check_text, read_file, screen_joints,
+    tracks_from_rows,
+)
 from gaitcam.skeleton.layouts import LAYOUTS, JointLayout
 from gaitcam.skeleton.sequence import JointState
 
@@ -28,6 +32,7 @@ MAGIC = "# gaitcam-csv"
 VERSION = 1
 _COMMENT = re.compile(r"# gaitcam-csv v(\d+)((?: \w+=\S*)*)\s*")
 _STATES = {int(s) for s in JointState}
+_MAX_COMMENT = 4096  # characters of the first line read: it is short, a NUL-filled file is not
 
 
 def columns(layout: JointLayout) -> list[str]:
@@ -60,9 +65,14 @@ def write_csv(rec: Recording, path: str | Path) -> None:
 def read_csv(path: str | Path) -> Recording:
     """A gaitcam CSV file back into a Recording (tracks in order of first appearance)."""
     path = Path(path)
+    data = read_file(path, MAX_TEXT_BYTES)  # whole and bounded: a FIFO or /dev/zero never gets here
+    if not data.strip():
+        raise FormatError(path, f"first line is not '{MAGIC} v{VERSION} layout=... fps=... sensor=...' "
+                          "(the file is empty)", line=1)
+    check_text(path, data)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            meta, layout = _parse_comment(path, f.readline())
+        with io.TextIOWrapper(io.BytesIO(data), newline="", encoding="utf-8") as f:
+            meta, layout = _parse_comment(path, f.readline(_MAX_COMMENT))
             reader = csv.reader(f)
             header = next(reader, None)
             if header != columns(layout):
@@ -78,8 +88,10 @@ def read_csv(path: str | Path) -> Recording:
     if not rows:
         return Recording(meta, {}, path)
     times, tracks, joints, states = zip(*rows)
-    return Recording(meta, tracks_from_rows(path, np.array(times), np.array(tracks), np.stack(joints),
-                                            np.stack(states), layout), path)
+    xyz, joint_states = screen_joints(path, np.stack(joints), np.stack(states), meta,
+                                       sensor_space=False)
+    return Recording(meta, tracks_from_rows(path, np.array(times), np.array(tracks, dtype=np.int64), xyz,
+                                            joint_states, layout), path)
 
 
 def _parse_comment(path: Path, line: str) -> tuple[RecordingMeta, JointLayout]:
@@ -98,7 +110,8 @@ def _parse_comment(path: Path, line: str) -> tuple[RecordingMeta, JointLayout]:
     try:
         fps = float(fields["fps"])
     except ValueError:
-        raise FormatError(path, f"fps is not a number: {fields['fps']!r}", line=1) from None
+        raise FormatError(path, f"fps is not a number: {excerpt(fields['fps'])}", line=1) from None
+    check_fps(path, fps, line=1)
     meta = RecordingMeta(sensor=fields["sensor"], layout=fields["layout"], fps=fps, subject=fields.get("subject"))
     return meta, LAYOUTS[fields["layout"]]
 
@@ -112,8 +125,13 @@ def _parse_row(path: Path, line: int, row: list[str], n_joints: int) -> tuple[fl
         states = cells[:, 3].astype(np.int64)
         empty = cells[:, :3] == ""
         xyz = np.where(empty, "nan", cells[:, :3]).astype(np.float64)
-    except ValueError as e:
+    except (ValueError, OverflowError) as e:  # OverflowError: a state like 18446744073709551616
         raise FormatError(path, f"not a number ({e})", line=line) from None
+    if not -2**63 <= track < 2**63:
+        raise FormatError(path, f"track id {excerpt(track)} does not fit in 64 bits", line=line)
+    if not abs(time) <= MAX_ABS_TIME_S:  # also catches NaN
+        raise FormatError(path, f"time {time!r} s is not a plausible time (finite, within {MAX_ABS_TIME_S:g} s of 0)",
+                          line=line)
     if bad := set(states.tolist()) - _STATES:
         raise FormatError(path, f"joint state not in {sorted(_STATES)}: {sorted(bad)}", line=line)
     present = states != JointState.MISSING

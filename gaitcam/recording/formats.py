@@ -15,7 +15,7 @@ from typing import Callable
 from gaitcam.errors import FormatError
 from gaitcam.recording import azure_json, csv_format, native, ntu
 from gaitcam.recording.kgbd import kgbd_recording
-from gaitcam.recording.recording import Recording
+from gaitcam.recording.recording import Recording, open_regular
 
 Reader = Callable[[Path], Recording]
 Writer = Callable[[Recording, Path], None]
@@ -51,11 +51,11 @@ _COUNT_LINE = re.compile(rb"\s*\d+\s*")
 def detect(path: str | Path) -> Format:
     """The format of a file: by its first bytes, else by its name; FormatError if neither."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO or device is refused here, never waited on
+        try:
             head = f.read(_SNIFF_BYTES)
-    except OSError as e:
-        raise FormatError(path, f"cannot read file ({e.strerror or e})") from e
+        except OSError as e:
+            raise FormatError(path, f"cannot read file ({e.strerror or e})") from e
     found = _by_content(path, head)
     if found is None:
         found = next((f for f in FORMATS if path.name.endswith(f.suffixes)), None)
@@ -68,7 +68,7 @@ def _by_content(path: Path, head: bytes) -> Format | None:
     if head.startswith(b"\x1f\x8b"):
         # Only KGBD ships gzip-compressed; look inside to say so if it is something else.
         try:
-            inner = zlib.decompressobj(wbits=31).decompress(head)
+            inner = zlib.decompressobj(wbits=31).decompress(head, _SNIFF_BYTES)  # a sniff, not a gzip bomb
         except zlib.error as e:
             raise FormatError(path, f"corrupt gzip file ({e})") from e
         if _by_content(path, inner) is KGBD_TEXT or not inner:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import re
 import zlib
@@ -21,9 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from gaitcam.errors import FormatError
-from gaitcam.recording.recording import Recording, RecordingMeta
+from gaitcam.recording.recording import (
+    MAX_TEXT_BYTES, Recording, RecordingMeta, check_text, read_file, screen_joints,
+)
 from gaitcam.skeleton.layouts import KGBD
-from gaitcam.skeleton.sequence import SkeletonSequence
+from gaitcam.skeleton.sequence import JointState, SkeletonSequence
 
 _NAMES = list(KGBD.joints)
 _N = len(_NAMES)
@@ -39,9 +42,23 @@ def read_kgbd(path: str | Path, fps: float = 30.0) -> SkeletonSequence:
     path = Path(path)
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
+    return _read_walk(path, fps, None)
+
+
+def kgbd_recording(path: str | Path) -> Recording:
+    """One KGBD walk as a Recording: one track (id 0), subject = its PersonNNN folder if in one."""
+    path = Path(path)
+    person = path.parent.name if _PERSON_DIR.fullmatch(path.parent.name) else None
+    meta = RecordingMeta(sensor="kgbd", layout=KGBD.name, fps=30.0, subject=person)
+    return Recording(meta, {0: _read_walk(path, meta.fps, meta)}, path)
+
+
+def _read_walk(path: Path, fps: float, meta: RecordingMeta | None) -> SkeletonSequence:
+    """read_kgbd's work; implausible joints are counted into meta (when given) as they go missing."""
     raw = _read_bytes(path).rstrip()  # blank trailing lines are harmless
     if not raw:
         raise FormatError(path, "empty file: no skeleton lines", line=1)
+    check_text(path, raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -50,27 +67,23 @@ def read_kgbd(path: str | Path, fps: float = 30.0) -> SkeletonSequence:
     if xyz is None:
         xyz = _parse_lines(path, text)
     joints = xyz.reshape(-1, _N, 3)
-    return SkeletonSequence(joints, np.arange(len(joints)) / fps, KGBD, source=str(path))
-
-
-def kgbd_recording(path: str | Path) -> Recording:
-    """One KGBD walk as a Recording: one track (id 0), subject = its PersonNNN folder if in one."""
-    path = Path(path)
-    person = path.parent.name if _PERSON_DIR.fullmatch(path.parent.name) else None
-    meta = RecordingMeta(sensor="kgbd", layout=KGBD.name, fps=30.0, subject=person)
-    return Recording(meta, {0: read_kgbd(path, fps=meta.fps)}, path)
+    # float64 until screened: 1e300 must read as implausible, not overflow to a float32 inf.
+    joints, states = screen_joints(path, joints, np.full(joints.shape[:2], JointState.TRACKED, np.int8), meta)
+    return SkeletonSequence(joints, np.arange(len(joints)) / fps, KGBD, states, source=str(path))
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise FormatError(path, f"cannot read file ({e.strerror or e})") from e
+    raw = read_file(path, MAX_TEXT_BYTES)
     if path.suffix == ".gz" or raw[:2] == b"\x1f\x8b":  # the gzip magic catches a renamed .gz too
         try:
-            return gzip.decompress(raw)
+            # Bounded: a small gzip bomb must not inflate into GBs before anything is checked.
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+                text = f.read(MAX_TEXT_BYTES + 1)
         except (gzip.BadGzipFile, EOFError, zlib.error) as e:
             raise FormatError(path, f"corrupt or truncated gzip file ({e})") from e
+        if len(text) > MAX_TEXT_BYTES:
+            raise FormatError(path, f"decompresses to over {MAX_TEXT_BYTES // 2**20} MiB: not a walk file")
+        return text
     return raw
 
 

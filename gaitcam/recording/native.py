@@ -28,7 +28,9 @@ from typing import BinaryIO
 import numpy as np
 
 from gaitcam.errors import FormatError
-from gaitcam.recording.recording import Recording, RecordingMeta, tracks_from_rows
+from gaitcam.recording.recording import (
+    IMPLAUSIBLE, MAX_BINARY_BYTES, Recording, RecordingMeta, check_fps, read_file, screen_joints, tracks_from_rows,
+)
 from gaitcam.sensors.base import Frame
 from gaitcam.skeleton.layouts import LAYOUTS, JointLayout
 from gaitcam.skeleton.sequence import JointState
@@ -54,8 +56,9 @@ class RecordingWriter:
     def __init__(self, path: str | Path, meta: RecordingMeta, flush_seconds: float = 1.0, fsync: bool = True) -> None:
         if meta.layout not in LAYOUTS:
             raise FormatError(path, f"unknown joint layout {meta.layout!r}; known: {', '.join(LAYOUTS)}")
-        # A stale note from reading a cut-off source would be false of this complete file.
-        extra = {k: v for k, v in meta.extra.items() if k != "truncated_tail_bytes"}
+        check_fps(path, meta.fps)  # a file whose rate the reader refuses must not be written
+        # Stale notes from reading a damaged source would be false of this complete file.
+        extra = {k: v for k, v in meta.extra.items() if k not in ("truncated_tail_bytes", IMPLAUSIBLE)}
         header = {
             "sensor": meta.sensor, "layout": meta.layout, "fps": meta.fps, "calibration": meta.calibration,
             "subject": meta.subject, "created": meta.created, "extra": extra,
@@ -97,6 +100,8 @@ class RecordingWriter:
             if body.track is None:
                 raise FormatError(self.path, f"body without a track id at {frame.time} s "
                                   "(assign tracks before recording)")
+            if not -2**63 <= body.track < 2**63:  # else flush() fails with an OverflowError, chunk lost
+                raise FormatError(self.path, f"track id {body.track} at {frame.time} s does not fit in 64 bits")
             if any(body.track == row[1] for row in rows):
                 raise FormatError(self.path, f"track {body.track} twice in the frame at {frame.time} s")
             joints = np.array(body.joints, dtype=np.float32)
@@ -170,13 +175,10 @@ def read_native(path: str | Path) -> Recording:
     unsupported version or a broken header is a FormatError: nothing could be trusted.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise FormatError(path, f"cannot read file ({e.strerror or e})") from e
+    data = read_file(path, MAX_BINARY_BYTES)
     end = data.find(b"\n", 0, 32)
     if not data.startswith(MAGIC) or end < 0:
-        raise FormatError(path, "not a gaitcam recording (bad magic)")
+        raise FormatError(path, f"{'empty file, ' if not data else ''}not a gaitcam recording (bad magic)")
     version = data[len(MAGIC):end].decode("ascii", "replace")
     if version != str(VERSION):
         raise FormatError(path, f"unsupported .gaitrec version {version!r} (this gaitcam reads {VERSION})")
@@ -198,6 +200,8 @@ def read_native(path: str | Path) -> Recording:
                     "the %d chunks before it are kept", path, len(data) - pos, pos, len(chunks))
     if chunks:
         times, tracks, joints, states = (np.concatenate(parts) for parts in zip(*chunks))
+        # The writer keeps what a sensor gave, inf included: dropped per joint and counted, not fatal.
+        joints, states = screen_joints(path, joints, states, meta, sensor_space=False)
         found = tracks_from_rows(path, times, tracks, joints, states, layout)
     else:
         found = {}
@@ -224,14 +228,35 @@ def _parse_header(path: Path, payload: bytes) -> tuple[RecordingMeta, JointLayou
             subject=h.get("subject"), created=h.get("created"), extra=dict(h.get("extra") or {}),
         )
         joints = tuple(h["joints"])
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        # What the app reads from them is checked here, once, not met as a crash in replay.
+        for name, value in (("subject", meta.subject), ("created", meta.created)):
+            if not isinstance(value, (str, type(None))):
+                raise TypeError(f"{name} is not text")
+        _check_calibration(meta.calibration)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
         raise FormatError(path, f"corrupt header record ({type(e).__name__}: {e})") from e
+    except RecursionError:  # JSON nested thousands deep: only a hostile file does that
+        raise FormatError(path, "corrupt header record (JSON nested too deeply)") from None
+    check_fps(path, meta.fps)
     layout = LAYOUTS.get(meta.layout)
     if layout is None:
         raise FormatError(path, f"unknown joint layout {meta.layout!r}; known: {', '.join(LAYOUTS)}")
     if joints != layout.joints:
         raise FormatError(path, f"joint names differ from this gaitcam's {meta.layout!r} layout")
     return meta, layout
+
+
+def _check_calibration(calibration: object) -> None:
+    """TypeError/ValueError unless None or a dict whose "floor", if any, is 4 finite numbers."""
+    if calibration is None:
+        return
+    if not isinstance(calibration, dict):
+        raise TypeError("calibration is not an object")
+    floor = calibration.get("floor")
+    if floor is not None and not (isinstance(floor, list) and len(floor) == 4
+                                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in floor)
+                                  and np.isfinite(np.array(floor, dtype=np.float64)).all()):
+        raise ValueError("calibration floor is not 4 finite numbers")
 
 
 def _parse_rows(path: Path, payload: bytes, offset: int, n_joints: int) -> tuple[np.ndarray, ...]:
@@ -246,6 +271,8 @@ def _parse_rows(path: Path, payload: bytes, offset: int, n_joints: int) -> tuple
         count = int(np.prod(shape))
         arrays.append(np.frombuffer(payload, dtype, count, pos).reshape(shape))
         pos += count * np.dtype(dtype).itemsize
+    if not np.isin(arrays[3], list(JointState)).all():
+        raise FormatError(path, f"chunk at byte {offset}: a joint state is not one of {[int(s) for s in JointState]}")
     return tuple(arrays)
 
 

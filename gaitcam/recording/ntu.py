@@ -24,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitcam.errors import FormatError
-from gaitcam.recording.recording import Recording, RecordingMeta, tracks_from_rows
+from gaitcam.errors import FormatError, excerpt
+from gaitcam.recording.recording import (
+    MAX_TEXT_BYTES, Recording, RecordingMeta, check_text, read_file, screen_joints, tracks_from_rows,
+)
 from gaitcam.skeleton.layouts import CANONICAL, KINECT_V2
 from gaitcam.skeleton.retarget import TABLES, to_canonical
 from gaitcam.skeleton.sequence import JointState, SkeletonSequence
@@ -36,6 +38,8 @@ _J = KINECT_V2.n_joints
 _SUBJECT = re.compile(r"S\d{3}C\d{3}(P\d{3})R\d{3}A\d{3}")
 # NTU tracking state -> JointState: 0 not tracked, 1 inferred, 2 tracked.
 _STATES = {0: JointState.MISSING, 1: JointState.INFERRED, 2: JointState.TRACKED}
+_MAX_LINE = 1024  # characters: NTU lines are under 200; a longer one is not NTU (and is not split)
+_MAX_COUNT_DIGITS = 18  # a count beyond int64 is not a count; also keeps int() off its 4300-digit error
 
 
 class _Lines:
@@ -50,12 +54,15 @@ class _Lines:
         if self.number >= len(self.lines):
             raise FormatError(self.path, f"truncated file: ends where {what} should be", line=self.number + 1)
         self.number += 1
-        return self.lines[self.number - 1].split()
+        line = self.lines[self.number - 1]
+        if len(line) > _MAX_LINE:
+            raise self.error(f"expected {what}, found a line of {len(line)} characters")
+        return line.split()
 
     def count(self, what: str) -> int:
         fields = self.take(what)
-        if len(fields) != 1 or not fields[0].isdigit():
-            raise self.error(f"expected {what} (one whole number), found {' '.join(fields)!r}")
+        if len(fields) != 1 or not fields[0].isdigit() or len(fields[0]) > _MAX_COUNT_DIGITS:
+            raise self.error(f"expected {what} (one whole number), found {excerpt(' '.join(fields))}")
         return int(fields[0])
 
     def error(self, message: str) -> FormatError:
@@ -65,10 +72,14 @@ class _Lines:
 def read_ntu(path: str | Path) -> Recording:
     """One `.skeleton` file: every body, as tracks in the kinect_v2 layout."""
     path = Path(path)
+    data = read_file(path, MAX_TEXT_BYTES)
+    if not data.strip():
+        raise FormatError(path, "truncated file: ends where the frame count should be (the file is empty)", line=1)
+    check_text(path, data, "cannot read as NTU text: ")
     try:
-        text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as e:
-        raise FormatError(path, f"cannot read as NTU text ({e})") from e
+        text = data.decode("ascii")
+    except UnicodeDecodeError as e:
+        raise FormatError(path, f"cannot read as NTU text ({e.reason} at byte {e.start})") from e
     lines = _Lines(path, text)
     n_frames = lines.count("the frame count")
     body_ids: dict[int, int] = {}  # NTU bodyID -> track
@@ -80,7 +91,8 @@ def read_ntu(path: str | Path) -> Recording:
             if len(fields) != 10 or not fields[0].isdigit():
                 raise lines.error(f"expected a body line of 10 values starting with the bodyID, "
                                   f"found {len(fields)} values")
-            body_id = int(fields[0])
+            if len(fields[0]) > 20 or (body_id := int(fields[0])) >= 2**64:  # bodyIDs are uint64
+                raise lines.error(f"bodyID {excerpt(fields[0])} does not fit in 64 bits")
             if body_id in seen:
                 raise lines.error(f"body {body_id} twice in frame {frame + 1}")
             seen.add(body_id)
@@ -101,12 +113,14 @@ def read_ntu(path: str | Path) -> Recording:
     )
     if not times:
         return Recording(meta, {}, path)
-    found = tracks_from_rows(path, np.array(times), np.array(tracks), np.stack(joints), np.stack(states), KINECT_V2)
+    # float64 until screened: 1e300 must read as implausible, not overflow to a float32 inf.
+    xyz, joint_states = screen_joints(path, np.stack(joints), np.stack(states), meta)
+    found = tracks_from_rows(path, np.array(times), np.array(tracks), xyz, joint_states, KINECT_V2)
     return Recording(meta, found, path)
 
 
 def _read_joints(lines: _Lines) -> tuple[np.ndarray, np.ndarray]:
-    xyz = np.empty((_J, 3), np.float32)
+    xyz = np.empty((_J, 3), np.float64)
     state = np.empty(_J, np.int8)
     for j in range(_J):
         fields = lines.take(f"joint {j + 1} of {_J}")
