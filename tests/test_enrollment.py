@@ -267,3 +267,21 @@ def test_identify_says_why_a_recording_gives_nothing(tmp_path, capsys):
     assert "too few joints" in capsys.readouterr().err
     with Gallery(db) as g:
         assert g.people() == []  # a failed enrolment changes nothing
+
+
+def test_an_all_zero_walk_is_a_failure_to_acquire_not_a_crash(tmp_path, capsys):
+    from gaitcam.cli import main
+    from gaitcam.recording.formats import write_recording
+    from gaitcam.recording.recording import Recording, RecordingMeta
+    from gaitcam.skeleton.layouts import CANONICAL
+    from gaitcam.skeleton.sequence import SkeletonSequence
+
+    path = tmp_path / "zeros.gaitrec"
+    seq = SkeletonSequence(np.zeros((150, 20, 3), np.float32), np.arange(150) / 30, CANONICAL)
+    write_recording(Recording(RecordingMeta(sensor="test", fps=30.0, layout=CANONICAL.name), {0: seq}), path)
+    assert main(["enroll", "Zero", str(path), "--gallery", str(tmp_path / "g.db")]) == 2
+    err = capsys.readouterr().err
+    assert "no pose" in err and "hold no body" in err
+    assert main(["identify", str(path), "--json", "--gallery", str(tmp_path / "g.db")]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["identity"] is None and "no pose" in json.dumps(row)

@@ -236,6 +236,12 @@ def test_foreign_files_are_clear_errors(tmp_path):
     newer.close()
     with pytest.raises(GaitcamError, match="newer gaitcam"):
         Gallery(tmp_path / "new.db")
+    broken = sqlite3.connect(tmp_path / "new.db")
+    broken.execute("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'")
+    broken.commit()
+    broken.close()
+    with pytest.raises(GaitcamError, match="not a gaitcam gallery .schema version 'abc'"):
+        Gallery(tmp_path / "new.db")
     (tmp_path / "file").write_text("")
     with pytest.raises(GaitcamError, match="cannot create gallery"):
         Gallery(tmp_path / "file" / "g.db")

@@ -138,3 +138,14 @@ def test_any_layout_goes_through_retargeting():
     tw = track_windows(SkeletonSequence(v2, np.arange(40) / 30, KINECT_V2))
     assert len(tw) == 12
     np.testing.assert_allclose(tw.joints[0], canon[:6], atol=1e-6)
+
+
+def test_a_walk_of_collapsed_or_all_zero_frames_is_no_body():
+    seq = _seq(60)
+    seq.joints[:] = 0.0  # a sensor that reports every joint at its own origin
+    tw = track_windows(seq)
+    assert len(tw) == 0 and tw.stats.implausible == 60 and tw.stats.incomplete == 60
+    seq = _seq(60)
+    seq.joints[30, SHOULDER_C] = seq.joints[30, CANONICAL.index("HipCenter")]  # one collapsed frame: bridged
+    tw = track_windows(seq)
+    assert tw.stats.implausible == 1 and tw.stats.bridged == 1 and np.isfinite(tw.joints).all()

@@ -74,7 +74,7 @@ class TrackEvidence:
         if self.windows >= min_windows and len(self.spectra) >= min_segments:
             return None
         s = self.stats
-        if s.frames == 0:
+        if s.frames == 0 or s.implausible > s.frames / 2:
             return NO_POSE
         if s.incomplete > s.frames / 2:
             return TOO_FEW_JOINTS
@@ -84,7 +84,9 @@ class TrackEvidence:
 
     def explain(self, reason: str) -> str:
         s = self.stats
-        return {NO_POSE: "no skeleton in it",
+        no_pose = (f"{s.implausible} of {s.frames} frames hold no body (hip and shoulder centres collapsed "
+                   "together, e.g. all-zero joints)" if s.implausible else "no skeleton in it")
+        return {NO_POSE: no_pose,
                 TOO_FEW_JOINTS: f"{s.incomplete} of {s.frames} frames miss joints that cannot be derived or bridged",
                 TOO_FAST: f"{s.glitches} joint jumps faster than a person moves in {s.frames} frames",
                 TOO_SHORT: f"{self.seconds:.1f} s of usable walking in {s.frames} frames"}[reason]
@@ -204,7 +206,7 @@ def prepare_enrolment(index: GalleryIndex, encoder: GaitEncoder, params: Matcher
         raise GaitcamError(f"{path}: changed since {name} was enrolled from it (sha256 differs); "
                            f"restore it, or `gallery remove {name}` and enrol again")
     ev = track_evidence(rec.tracks[tid], tid, encoder)
-    if ev.incomplete > MAX_INCOMPLETE:
+    if ev.incomplete > MAX_INCOMPLETE and ev.failure(np.inf) != NO_POSE:
         raise GaitcamError(f"{path}: track {tid} cannot be enrolled ({TOO_FEW_JOINTS}): {100 * ev.incomplete:.0f} % "
                            f"of its frames miss joints that cannot be derived or bridged (at most "
                            f"{100 * MAX_INCOMPLETE:.0f} %); record again with the person in full view")

@@ -234,8 +234,12 @@ class Gallery:
             row = c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None:
             raise GaitcamError(f"{self.path}: not a gaitcam gallery (no schema version)")
-        if int(row[0]) > SCHEMA_VERSION:
-            raise GaitcamError(f"{self.path}: gallery written by a newer gaitcam (schema {row[0]})")
+        try:
+            version = int(row[0])
+        except (TypeError, ValueError):
+            raise GaitcamError(f"{self.path}: not a gaitcam gallery (schema version {str(row[0])[:40]!r})") from None
+        if version > SCHEMA_VERSION:
+            raise GaitcamError(f"{self.path}: gallery written by a newer gaitcam (schema {version})")
 
     @staticmethod
     def _person_id(c: sqlite3.Connection, name: str) -> int:

@@ -4,7 +4,9 @@ Live tracks, replays, enrolment, `identify`, `evaluate` and training all cut win
 the same `TrackWindower`, so a template enrolled from a file means what a live track's evidence
 means, and the encoder trains on what it will see. Frame by frame:
 
-1. **Clean**: a non-finite joint is MISSING (`repair.mark_missing`).
+1. **Clean**: a non-finite joint is MISSING (`repair.mark_missing`); a frame whose hip and
+   shoulder centres are less than `MIN_SPINE` apart holds no body (an all-zero glitch, a
+   collapsed pose) and is treated as a frame with every joint missing (counted `implausible`).
 2. **Derive**: a missing joint that its neighbours pin down (hand, head, trunk joints) is
    computed from them and flagged DERIVED (`repair.derive_missing`).
 3. **Bridge**: a frame still missing a joint is held; if the joint is back within `bridge`
@@ -29,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gaitcam.skeleton.layouts import CANONICAL
 from gaitcam.skeleton.repair import derive_missing, mark_missing
 from gaitcam.skeleton.resample import MODEL_FPS, Resampler
 from gaitcam.skeleton.retarget import to_canonical
@@ -42,6 +45,8 @@ LIVE_STRIDE = 3
 # to a wrong pose. On KGBD 2 % of windows hold such a jump (some of 2.9 m in one frame); left in,
 # the top 1 % of training windows carried 37 % of the reconstruction loss.
 MAX_JOINT_SPEED = 15.0  # m/s
+# Hip centre to shoulder centre is 0.4-0.6 m in adults; under this the frame is not a body.
+MIN_SPINE = 0.1  # m
 BRIDGE_SECONDS = 0.3  # the longest dropout (of a joint or of whole frames) filled by interpolation
 SEGMENT = 32  # frames of a gait-cycle segment (1.07 s at 30 fps, about one stride)
 SEGMENT_HOP = 8
@@ -99,6 +104,7 @@ class WindowStats:
 
     frames: int = 0  # pushed
     incomplete: int = 0  # dropped: a joint missing for longer than `bridge`
+    implausible: int = 0  # no body: hip and shoulder centres closer than MIN_SPINE
     bridged: int = 0  # filled by interpolation over a short dropout
     derived: int = 0  # with a joint computed from its neighbours
     glitches: int = 0  # runs restarted by an impossibly fast joint
@@ -111,6 +117,7 @@ class WindowStats:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+_HIP, _SHOULDER = CANONICAL.index("HipCenter"), CANONICAL.index("ShoulderCenter")
 # Per-joint channels carried through resampling beside x, y, z: derived, tracked (0 or 1).
 _DERIVED, _TRACKED = 3, 4
 
@@ -138,6 +145,9 @@ class TrackWindower:
         windows and segments [segment, 20, 3] it completes (usually none)."""
         self.stats.frames += 1
         joints, states = derive_missing(*mark_missing(joints, states))
+        if np.linalg.norm(joints[_SHOULDER] - joints[_HIP]) < MIN_SPINE:  # False when either is NaN
+            self.stats.implausible += 1
+            joints, states = np.full_like(joints, np.nan), np.full_like(states, JointState.MISSING)
         if (states == JointState.MISSING).any():
             if self._last is None:  # nothing to bridge from: the track starts incomplete
                 self.stats.incomplete += 1
