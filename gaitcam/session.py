@@ -298,7 +298,6 @@ class LiveRun:
         if rec is None:
             raise GaitcamError(f"track {track} is not in view and was not seen in the last 30 s")
         path = new_recording_path(folder, f"live-{self.source.name}-track{track}")
-        path.parent.chmod(0o700)
         write_native(rec, path)
         path.chmod(0o600)
         try:

@@ -237,3 +237,16 @@ def test_a_chunk_with_a_valid_crc_but_wrong_shape_is_an_error(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FormatError, match="nope.gaitrec: cannot read"):
         read_native(tmp_path / "nope.gaitrec")
+
+
+def test_new_recordings_go_to_an_owner_only_folder(tmp_path, caplog):
+    from gaitcam.recording.native import new_recording_path
+
+    path = new_recording_path(tmp_path / "new" / "recordings", "enroll-Ada")
+    assert path.name.startswith("enroll-Ada-") and path.suffix == ".gaitrec" and not path.exists()
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    new_recording_path(shared, "demo")
+    assert shared.stat().st_mode & 0o777 == 0o700 and "made owner-only" in caplog.text

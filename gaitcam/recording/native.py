@@ -277,11 +277,22 @@ def _parse_rows(path: Path, payload: bytes, offset: int, n_joints: int) -> tuple
 
 
 def new_recording_path(folder: str | Path, stem: str) -> Path:
-    """A file name for a new recording in `folder`, by what and when, never an existing one."""
+    """A file name for a new recording in `folder`, by what and when, never an existing one.
+
+    The folder is made owner-only (0700): the recordings in it are biometric data, and their
+    names (`enroll-Ada-...`) say who was recorded and when.
+    """
     from datetime import datetime
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_mode & 0o077:
+        try:
+            folder.chmod(0o700)
+            log.warning("%s: made owner-only (0700): it holds recordings of people", folder)
+        except OSError as e:
+            log.warning("%s: others can read this folder of recordings, and it cannot be made owner-only (%s)",
+                        folder, e.strerror or e)
     base = f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     path, n = folder / f"{base}{SUFFIX}", 1
     while path.exists():
