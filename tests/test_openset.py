@@ -16,7 +16,8 @@ def test_ratio_is_nearest_over_second_capped():
     np.testing.assert_allclose(ratios(d), [0.4, 0.9])
     np.testing.assert_allclose(ratios(d, cap=0.5), [0.4, 1.8])  # no close second: the cap stands in
     assert ratio(d[0], 2) == pytest.approx(2.5) and ratio(np.array([0.3]), 0, cap=1.0) == pytest.approx(0.3)
-    assert np.isfinite(ratio(np.array([0.0, 0.0]), 0))  # identical distances do not divide by zero
+    assert ratio(np.array([0.0, 0.0]), 0) == 1.0  # the same walk under two names: a tie, no name
+    np.testing.assert_allclose(ratios(np.array([[0.0, 0.0, 0.7]])), [1.0])
 
 
 def test_threshold_is_the_empirical_quantile_when_the_tail_is_sampled():

@@ -84,13 +84,20 @@ def normalised(zq: np.ndarray, zg: np.ndarray, person_of: np.ndarray, levels: np
     return per_person_min(d, person_of, n_people) / levels[None, :]
 
 
+def _divide(nearest: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """nearest / second; at distance 0 from two people (the same walk enrolled under two names)
+    they tie: ratio 1, so neither is named."""
+    nearest, second = np.asarray(nearest, np.float64), np.asarray(second, np.float64)
+    return np.where(second > 0, nearest / np.maximum(second, 1e-12), np.where(nearest > 0, np.inf, 1.0))
+
+
 def ratio(d: np.ndarray, person: int, cap: float = np.inf) -> float:
     """Open-set score of a normalised distance row d [P] for `person`: d[person] over the nearest
     other person's (cohort included), that one taken at most `cap` (a gallery of few people has
     no close second)."""
     others = np.delete(d, person)
     second = min(others.min() if len(others) else np.inf, cap)
-    return float(d[person] / max(second, 1e-12))
+    return float(_divide(d[person], second))
 
 
 def open_scores(d: np.ndarray, named: int, cap: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +108,7 @@ def open_scores(d: np.ndarray, named: int, cap: float = np.inf) -> tuple[np.ndar
     rest = d.copy()
     rest[rows, best] = np.inf
     second = np.minimum(rest.min(axis=1) if d.shape[1] > 1 else np.full(len(d), np.inf), cap)
-    return best, d[rows, best] / np.maximum(second, 1e-12)
+    return best, _divide(d[rows, best], second)
 
 
 def ratios(d: np.ndarray, cap: float = np.inf) -> np.ndarray:
