@@ -10,7 +10,7 @@ from gaitcam.identity.matcher import (Evidence, GalleryIndex, Matcher, MatcherPa
                                       window_descriptors)
 from gaitcam.identity.openset import MIN_PEOPLE
 from gaitcam.skeleton.cycle import CYCLE_DIM
-from gaitcam.skeleton.shape import N_BONES, SHAPE_BONES, bone_lengths
+from gaitcam.skeleton.shape import MIRROR_BONES, N_BONES, SHAPE_BONES, bone_lengths
 
 D = 8  # a small stand-in for the 768-d AGE
 
@@ -69,8 +69,9 @@ def test_evidence_pools_mean_std_spectra_and_the_median_of_tracked_bones():
     assert ev.windows == 5 and len(desc) == 2 * D + len(SHAPE_BONES)
     np.testing.assert_allclose(desc[:D], d.mean(0), atol=1e-5)
     np.testing.assert_allclose(desc[D:2 * D], d.std(0), atol=1e-5)
-    lengths = bone_lengths(windows[:, -1])
-    np.testing.assert_allclose(desc[2 * D:], np.median(lengths, 0)[SHAPE_BONES], atol=1e-5)
+    lengths = bone_lengths(windows[:, -1])  # the median over the frames and their mirror images
+    pooled = np.concatenate([lengths, lengths[:, MIRROR_BONES]])
+    np.testing.assert_allclose(desc[2 * D:], np.median(pooled, 0)[SHAPE_BONES], atol=1e-5)
     hand_bone = 6  # WristLeft -> HandLeft: only the frames where both ends were tracked count
     assert ev.lengths[0][hand_bone] != ev.lengths[0][hand_bone]  # NaN
     assert np.isnan(Evidence(D).descriptor(("gait", "cycle"))).all()  # nothing measured yet
@@ -204,3 +205,18 @@ def test_a_stranger_who_resembles_someone_in_the_cohort_is_not_named():
     m = Matcher(_index(people, no_cohort, range(20, 32)), no_cohort)
     m.tracks[1] = people.walk(3)
     assert m.decide(0.0, [1])[1].identity == f"p{twin}"  # without the cohort it would have been named
+
+
+def test_a_mirrored_walk_gives_the_same_descriptor(one_thread):
+    """AGEs, gait-cycle spectra and body shape are all averaged with the walk's mirror image, so
+    a sensor that mirrors (x negated, left and right swapped) changes nothing."""
+    from gaitcam.config import DEMO_DIR
+    from gaitcam.identity.enrollment import track_evidence
+    from gaitcam.model.encoder import GaitEncoder
+    from gaitcam.recording.formats import read_recording
+
+    encoder = GaitEncoder.from_weights("weights/sgela")
+    seq = next(iter(read_recording(DEMO_DIR / "Ada.gaitrec").tracks.values()))
+    a, b = (track_evidence(s, 0, encoder).evidence() for s in (seq, seq.mirrored()))
+    assert a.windows == b.windows > 20
+    np.testing.assert_allclose(a.descriptor(), b.descriptor(), rtol=1e-4, atol=1e-4)

@@ -38,9 +38,10 @@ from gaitcam.identity.openset import MIN_PEOPLE, cross_fitted_scores, open_score
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.model.sgela import SGELA
 from gaitcam.recording.formats import find_recordings, read_recording
+from gaitcam.skeleton.layouts import CANONICAL
 from gaitcam.skeleton.normalize import normalize_windows
 from gaitcam.skeleton.perturb import shifted_copy
-from gaitcam.skeleton.sequence import SkeletonSequence
+from gaitcam.skeleton.sequence import SkeletonSequence, mirror_joints
 from gaitcam.skeleton.shape import body_shape
 from gaitcam.skeleton.windows import WindowRule, track_windows
 
@@ -115,9 +116,11 @@ def encode_walk(walk: Walk, seq: SkeletonSequence | None, encoder: GaitEncoder, 
         return
     walk.evidence["sgela"] = ev.evidence()
     walk.bones = body_shape(ev.lengths)
-    extra = {"raw": normalize_windows(tw.joints, "body").reshape(len(tw), -1)}
+    # The controls see each window averaged with its mirror image too, as the shipped AGEs do.
+    mirrored = mirror_joints(tw.joints, CANONICAL)
+    extra = {"raw": (normalize_windows(tw.joints, "body") + normalize_windows(mirrored, "body")).reshape(len(tw), -1) / 2}
     if untrained is not None:
-        extra["untrained"] = untrained.encode(tw.joints, level="frame").mean(axis=1)
+        extra["untrained"] = untrained.encode(tw.joints, level="frame", mirror_mean=True).mean(axis=1)
     for name, descriptors in extra.items():
         e = Evidence(descriptors.shape[1])
         e.add_descriptors(descriptors, ev.lengths)

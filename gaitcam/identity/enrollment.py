@@ -101,7 +101,7 @@ def track_evidence(seq: SkeletonSequence, track: int, encoder: GaitEncoder, rule
 
 def windows_evidence(tw: TrackWindows, track: int, encoder: GaitEncoder, rule: WindowRule) -> TrackEvidence:
     """The evidence of a track already cut by `rule` (`track_windows`)."""
-    ages = encoder.encode(tw.joints, level="frame")
+    ages = encoder.encode(tw.joints, level="frame", mirror_mean=True)
     return TrackEvidence(track, window_descriptors(ages, encoder.model.cfg.age_dim),
                          segment_spectra(tw.segments), bone_lengths(tw.joints[:, -1], tw.tracked[:, -1]),
                          len(tw) * rule.stride / rule.rate, tw.stats)

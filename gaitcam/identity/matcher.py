@@ -9,6 +9,10 @@ Evidence for a track (or an enrolled walk) is kept as running sums and becomes o
 - shape: median bone lengths over frames where both ends were tracked (`skeleton.shape`); a
   bone never measured is filled with its conditional mean given the measured ones.
 
+All three are mirror-invariant: AGEs and spectra are averaged with their mirror image's (the
+encoder's `mirror_mean`, `segment_spectra`), bone lengths pooled with their other-side twins, so
+a sensor that mirrors gives the same descriptor.
+
 Descriptors are standardised, reduced by PCA and whitened by the within-person scatter of
 labelled training walks (`MatcherParams.fit`: PCA then within-class covariance normalisation,
 so the directions in which one person's walks differ weigh least), and compared by cosine
@@ -48,7 +52,7 @@ SHRINK = 1e-2  # within-class scatter is shrunk towards a multiple of the identi
 LOC_QUANTILE = 0.1  # a person's impostor level: this quantile of other walks' distances to them
 MIN_IMPOSTORS = 4  # fewer impostor walks than this: the level fitted on the training walks
 RATIO_CAP = 1.0  # at most a typical impostor: a gallery of few people has no close second
-DESCRIPTOR_VERSION = 2  # the meaning of a descriptor; templates of another version are rebuilt
+DESCRIPTOR_VERSION = 3  # the meaning of a descriptor; templates of another version are rebuilt
 
 
 def window_descriptors(ages: np.ndarray, age_dim: int) -> np.ndarray:
@@ -117,7 +121,7 @@ class Evidence:
                              else np.full(CYCLE_DIM, np.nan))
             elif block == "shape":
                 rows = np.array(self.lengths, np.float32).reshape(-1, N_BONES)
-                parts.append(body_shape(rows)[SHAPE_BONES])
+                parts.append(body_shape(rows, mirror=True)[SHAPE_BONES])
             else:
                 raise ValueError(f"unknown descriptor block {block!r}; known: {BLOCKS}")
         return np.concatenate(parts).astype(np.float32)

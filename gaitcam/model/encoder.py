@@ -20,7 +20,9 @@ import torch
 from gaitcam.model.fast import FastAGE, matches_reference
 from gaitcam.model.sgela import SGELA, pick_device
 from gaitcam.model.weights import load_weights
+from gaitcam.skeleton.layouts import CANONICAL
 from gaitcam.skeleton.normalize import normalize_windows
+from gaitcam.skeleton.sequence import mirror_joints
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +67,21 @@ class GaitEncoder:
         windows: np.ndarray,
         level: Literal["frame", "window"] = "frame",
         batch_size: int = 256,
+        mirror_mean: bool = False,
     ) -> np.ndarray:
         """AGEs as float32: [N, f, 768] ("frame") or [N, f * 768] ("window").
+
+        `mirror_mean`: each window's AGEs averaged with those of its mirror image (x negated, left
+        and right renamed; one batch of 2N), so a sensor that mirrors gives the same AGEs. The
+        matcher's evidence is made this way (docs/accuracy.md: chosen on the validation split).
 
         Windows must be complete: a NaN joint raises, because the stream decides how to handle
         missing joints (skip and count), not the encoder.
         """
+        if mirror_mean:
+            n = len(windows)
+            both = self.encode(np.concatenate([windows, mirror_joints(windows, CANONICAL)]), level, batch_size)
+            return (both[:n] + both[n:]) / 2
         windows = normalize_windows(windows, self.normalization)
         if np.isnan(windows).any():
             raise ValueError("windows contain missing (NaN) joints; drop or fill them before encoding")

@@ -16,6 +16,7 @@ import numpy as np
 
 from gaitcam.skeleton.layouts import CANONICAL
 from gaitcam.skeleton.normalize import normalize_windows
+from gaitcam.skeleton.sequence import mirror_joints
 
 CYCLE_JOINTS = np.array([i for i, j in enumerate(CANONICAL.joints) if not j.startswith(("Hand", "Foot"))])
 BANDS = 6  # Fourier bins 1..6 of a 32-frame segment: 0.94 to 5.6 Hz at 30 fps
@@ -24,10 +25,16 @@ FLOOR = 1e-4  # metres: added before the log, below any real swing
 
 
 def segment_spectra(segments: np.ndarray) -> np.ndarray:
-    """Spectra [M, CYCLE_DIM] of segments [M, L, 20, 3] (canonical, metres, complete)."""
+    """Spectra [M, CYCLE_DIM] of segments [M, L, 20, 3] (canonical, metres, complete), each
+    averaged with its mirror image's (a joint's swing with its other-side twin's), as the
+    matcher's AGEs are: a sensor that mirrors gives the same spectra."""
     segments = np.asarray(segments, dtype=np.float32)
     if len(segments) == 0:
         return np.zeros((0, CYCLE_DIM), np.float32)
+    return (_spectra(segments) + _spectra(mirror_joints(segments, CANONICAL))) / 2
+
+
+def _spectra(segments: np.ndarray) -> np.ndarray:
     local = normalize_windows(segments, "body")[:, :, CYCLE_JOINTS]
     local = local - local.mean(axis=1, keepdims=True)
     taper = np.hanning(segments.shape[1]).astype(np.float32)[None, :, None, None]

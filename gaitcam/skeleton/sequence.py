@@ -9,6 +9,21 @@ import numpy as np
 from gaitcam.skeleton.layouts import JointLayout
 
 
+def mirror_index(layout: JointLayout) -> np.ndarray:
+    """For each joint of `layout`, the index of its other-side twin (itself for centre joints)."""
+    def twin(name: str) -> str:
+        for left, right in (("Left", "Right"), ("left", "right"), ("LEFT", "RIGHT")):
+            name = name.replace(left, "#").replace(right, left).replace("#", right)
+        return name
+    return np.array([layout.joints.index(twin(j)) for j in layout.joints])
+
+
+def mirror_joints(joints: np.ndarray, layout: JointLayout) -> np.ndarray:
+    """Joints [..., J, 3] as a mirrored camera reports them: x negated, and each left joint named
+    right and vice versa (a pose estimator names the mirror image's limbs)."""
+    return np.asarray(joints)[..., mirror_index(layout), :] * np.array([-1, 1, 1], np.float32)
+
+
 class JointState(IntEnum):
     """How much to trust one joint of one frame.
 
@@ -55,15 +70,10 @@ class SkeletonSequence:
         return len(self.joints)
 
     def mirrored(self) -> SkeletonSequence:
-        """The walk as a mirrored camera would report it: x negated, and each left joint named
-        right and vice versa (a pose estimator names the mirror image's limbs)."""
-        names = self.layout.joints
-        swap = [names.index(j.replace("Left", "#").replace("Right", "Left").replace("#", "Right")
-                            .replace("left", "#").replace("right", "left").replace("#", "right")
-                            .replace("LEFT", "#").replace("RIGHT", "LEFT").replace("#", "RIGHT"))
-                for j in names]
-        joints = self.joints[:, swap] * np.array([-1, 1, 1], np.float32)
-        return SkeletonSequence(joints, self.timestamps, self.layout, self.states[:, swap], self.source)
+        """The walk as a mirrored camera would report it (`mirror_joints`)."""
+        swap = mirror_index(self.layout)
+        return SkeletonSequence(mirror_joints(self.joints, self.layout), self.timestamps, self.layout,
+                                self.states[:, swap], self.source)
 
     @property
     def missing_fraction(self) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from gaitcam.skeleton.layouts import CANONICAL
+from gaitcam.skeleton.sequence import mirror_index
 
 BONES = CANONICAL.bone_indices()  # [19, 2] (parent, child)
 N_BONES = len(BONES)
@@ -19,6 +20,11 @@ N_BONES = len(BONES)
 # tracks worst and many installations never track.
 SHAPE_BONES = np.array([b for b, (_, child) in enumerate(BONES)
                         if not CANONICAL.joints[child].startswith(("Hand", "Foot"))])
+
+
+_TWIN = mirror_index(CANONICAL)
+# Each bone's other-side twin: the bone between the twins of its two ends.
+MIRROR_BONES = np.array([[tuple(b) for b in BONES].index((_TWIN[p], _TWIN[c])) for p, c in BONES])
 
 
 def bone_lengths(joints: np.ndarray, tracked: np.ndarray | None = None) -> np.ndarray:
@@ -32,10 +38,14 @@ def bone_lengths(joints: np.ndarray, tracked: np.ndarray | None = None) -> np.nd
     return lengths
 
 
-def body_shape(lengths: np.ndarray) -> np.ndarray:
+def body_shape(lengths: np.ndarray, mirror: bool = False) -> np.ndarray:
     """Per-bone median [19] over frames of bone lengths [T, 19], ignoring unmeasured (NaN)
-    values; a bone never measured is NaN."""
+    values; a bone never measured is NaN. `mirror`: over the frames and their mirror images
+    (each bone pooled with its other-side twin), as the matcher's shape is, so a sensor that
+    mirrors gives the same shape."""
     lengths = np.asarray(lengths, dtype=np.float32).reshape(-1, N_BONES)
+    if mirror:
+        lengths = np.concatenate([lengths, lengths[:, MIRROR_BONES]])
     seen = np.isfinite(lengths).any(axis=0)
     out = np.full(N_BONES, np.nan, dtype=np.float32)
     if seen.any():

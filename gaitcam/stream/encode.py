@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class WindowEncoder(Protocol):
     """What the worker needs of `gaitcam.model.encoder.GaitEncoder`."""
 
-    def encode(self, windows: np.ndarray, level: str = ...) -> np.ndarray: ...
+    def encode(self, windows: np.ndarray, level: str = ..., mirror_mean: bool = ...) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class EncodeWorker:
         windows = np.stack([w.joints for _, _, w in batch])
         try:
             began = time.perf_counter()
-            ages = self.encoder.encode(windows, level="window")
+            ages = self.encoder.encode(windows, level="window", mirror_mean=True)  # as enrolment encodes
             self.stats.seconds += time.perf_counter() - began
             self.on_result([EncodedWindow(k, t, w, a) for (k, t, w), a in zip(batch, ages)])
         except Exception:  # one bad batch must not stop the live loop; it is counted and logged
