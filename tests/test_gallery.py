@@ -230,18 +230,12 @@ def test_foreign_files_are_clear_errors(tmp_path):
     with pytest.raises(GaitcamError, match="not a gaitcam gallery"):
         Gallery(tmp_path / "other.db")
     Gallery(tmp_path / "new.db").close()
-    newer = sqlite3.connect(tmp_path / "new.db")
-    newer.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    newer.commit()
-    newer.close()
-    with pytest.raises(GaitcamError, match="newer gaitcam"):
-        Gallery(tmp_path / "new.db")
-    broken = sqlite3.connect(tmp_path / "new.db")
-    broken.execute("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'")
-    broken.commit()
-    broken.close()
-    with pytest.raises(GaitcamError, match="not a gaitcam gallery .schema version 'abc'"):
-        Gallery(tmp_path / "new.db")
+    for version, says in (("99", "newer gaitcam"), ("abc", "not a gaitcam gallery .schema version 'abc'")):
+        with sqlite3.connect(tmp_path / "new.db") as db:  # commits on leaving
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
+        db.close()
+        with pytest.raises(GaitcamError, match=says):
+            Gallery(tmp_path / "new.db")
     (tmp_path / "file").write_text("")
     with pytest.raises(GaitcamError, match="cannot create gallery"):
         Gallery(tmp_path / "file" / "g.db")

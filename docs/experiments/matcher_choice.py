@@ -14,25 +14,16 @@ import pickle
 import sys
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from validation import encode, validation_walks  # noqa: E402
+from validation import encode, setup, validation_walks  # noqa: E402
 
 from gaitcam.evaluation.folders import evaluate_walks  # noqa: E402
-from gaitcam.identity.matcher import MatcherParams  # noqa: E402
-from gaitcam.model.encoder import GaitEncoder  # noqa: E402
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--gallery", default="runs/kgbd-split/gallery", help="the kgbd-layout training walks")
 parser.add_argument("--cache", default="runs/matcher_choice_walks.pkl", help="encoded walks, reused when present")
-parser.add_argument("--threads", type=int, default=1)
-args = parser.parse_args()
-torch.set_num_threads(args.threads)
-
-encoder = GaitEncoder.from_weights("weights/sgela")
-params = MatcherParams.load("weights/sgela.matcher.json")
+args, encoder, params = setup(parser)
 cache = Path(args.cache)
 if cache.is_file():
     walks = pickle.loads(cache.read_bytes())

@@ -15,35 +15,25 @@ It ran at commit 81c7e4c, before "sym-avg" shipped (docs/results/validation/mirr
 Since then `windows_evidence` makes the averaged evidence itself, so at later commits the first
 column ("as shipped") is the last one; check out 81c7e4c to rerun the comparison.
 """
-import argparse
 import pickle
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from validation import validation_walks  # noqa: E402
+from validation import setup, validation_walks  # noqa: E402
 
 from gaitcam.evaluation.folders import Walk, evaluate_walks  # noqa: E402
 from gaitcam.identity.enrollment import enrol_failure, windows_evidence  # noqa: E402
-from gaitcam.identity.matcher import BLOCKS, Evidence, MatcherParams  # noqa: E402
-from gaitcam.model.encoder import GaitEncoder  # noqa: E402
+from gaitcam.identity.matcher import BLOCKS, Evidence  # noqa: E402
 from gaitcam.skeleton.shape import body_shape  # noqa: E402
 from gaitcam.skeleton.perturb import shifted_copy  # noqa: E402
 from gaitcam.skeleton.windows import WindowRule, track_windows  # noqa: E402
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--gallery", default="runs/kgbd-split/gallery", help="the kgbd-layout training walks")
-parser.add_argument("--threads", type=int, default=1)
-args = parser.parse_args()
-torch.set_num_threads(args.threads)
-
-encoder = GaitEncoder.from_weights("weights/sgela")
-params = MatcherParams.load("weights/sgela.matcher.json")
+args, encoder, params = setup()
 rule = WindowRule(f=encoder.f)
 
 

@@ -5,29 +5,18 @@ one shifted copy per walk as shipped).
 
     PYTHONPATH=. .venv/bin/python docs/experiments/mirror_templates.py [--threads 2]   # ~15 min
 """
-import argparse
 import sys
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from validation import encode, validation_walks  # noqa: E402
+from validation import encode, setup, validation_walks  # noqa: E402
 
 from gaitcam.evaluation.folders import VARIANTS, Walk, augmented, encode_walk, evaluate_walks  # noqa: E402
 from gaitcam.evaluation.shift import perturb_probes  # noqa: E402
-from gaitcam.identity.matcher import MatcherParams  # noqa: E402
-from gaitcam.model.encoder import GaitEncoder  # noqa: E402
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--gallery", default="runs/kgbd-split/gallery", help="the kgbd-layout training walks")
-parser.add_argument("--threads", type=int, default=1)
-args = parser.parse_args()
-torch.set_num_threads(args.threads)
-
-encoder = GaitEncoder.from_weights("weights/sgela")
-params = MatcherParams.load("weights/sgela.matcher.json")
+args, encoder, params = setup()
 walks, seqs = validation_walks(args.gallery)
 encode(walks, seqs, encoder, params)
 gallery = [w for w in walks if w.role == "gallery"]

@@ -12,28 +12,19 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from validation import encode, validation_walks  # noqa: E402
+from validation import encode, setup, validation_walks  # noqa: E402
 
 from gaitcam.evaluation.folders import VARIANTS, evaluate_walks  # noqa: E402
 from gaitcam.evaluation.shift import perturb_probes  # noqa: E402
-from gaitcam.identity.matcher import MatcherParams  # noqa: E402
-from gaitcam.model.encoder import GaitEncoder  # noqa: E402
 from gaitcam.skeleton.windows import WindowRule  # noqa: E402
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--gallery", default="runs/kgbd-split/gallery", help="the kgbd-layout training walks")
 parser.add_argument("--smooth", type=int, nargs="+", default=[1, 3, 5])
 parser.add_argument("--perturb", nargs="+", default=["clean", "jitter_1cm", "jitter_3cm", "hands_untracked"])
-parser.add_argument("--threads", type=int, default=1)
-args = parser.parse_args()
-torch.set_num_threads(args.threads)
-
-encoder = GaitEncoder.from_weights("weights/sgela")
-params = MatcherParams.load("weights/sgela.matcher.json")
+args, encoder, params = setup(parser)
 walks, seqs = validation_walks(args.gallery)
 print(f"{'smooth':>6s} {'probes':18s} {'Rank-1':>7s} {'FNIR@1%':>8s}", flush=True)
 for smooth in args.smooth:

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import cache
 
 import numpy as np
 
 from gaitcam.skeleton.layouts import JointLayout
 
 
+@cache  # called for every batch the live encoder averages with its mirror image
 def mirror_index(layout: JointLayout) -> np.ndarray:
     """For each joint of `layout`, the index of its other-side twin (itself for centre joints)."""
     def twin(name: str) -> str:
