@@ -27,7 +27,9 @@ def one_thread():
 
 @pytest.fixture(autouse=True)
 def private_user_folders(tmp_path_factory, monkeypatch):
-    """No test may read or write the developer's own gallery or config (~/.local/share, ~/.config)."""
+    """No test may read or write the developer's own gallery or config (~/.local/share, ~/.config),
+    nor use their gallery key."""
+    monkeypatch.delenv("GAITCAM_GALLERY_KEY", raising=False)
     home = tmp_path_factory.mktemp("xdg")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))

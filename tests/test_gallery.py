@@ -155,32 +155,93 @@ def leaks(blob: bytes, runs: set[bytes]) -> bool:
     return any(blob[i:i + 16] in runs for i in range(len(blob) - 15))
 
 
+def stored(path: Path, name: str) -> list[bytes]:
+    """The template blobs of `name` as they lie in the file (sealed)."""
+    conn = sqlite3.connect(path)
+    try:
+        return [b for (b,) in conn.execute("SELECT t.vectors FROM templates t JOIN people p ON p.id = t.person_id"
+                                           " WHERE p.name = ? ORDER BY t.id", (name,))]
+    finally:
+        conn.close()
+
+
+def journal(path: Path) -> int:
+    """How many scrubs the gallery's journal says are still owed."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT count(*) FROM pending_scrub").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def gallery_files(path: Path) -> list[Path]:
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
+def test_templates_never_reach_the_files_in_plaintext(gallery, tmp_path):
+    al, bo = vecs(10, count=16, dim=32), vecs(11, count=16, dim=32)
+    gallery.enroll("Al", [Template("age", "v1", "kinect", al)])
+    gallery.enroll("Bo", [Template("age", "v1", "kinect", bo)])
+    runs = file_windows(gallery_files(tmp_path / "g.db"))
+    (sealed,) = stored(tmp_path / "g.db", "Al")
+    assert len(sealed) == 28 + al.nbytes and leaks(sealed, runs)  # the search finds what is stored
+    assert not leaks(al.tobytes(), runs) and not leaks(bo.tobytes(), runs)
+    np.testing.assert_array_equal(gallery.templates("age")[1][0], al)
+
+
 def test_remove_leaves_no_bytes_in_the_files(gallery, tmp_path):
     al, bo = vecs(10, count=16, dim=32), vecs(11, count=16, dim=32)
     gallery.enroll("Zebulon Quartermaine", [Template("age", "v1", "kinect", al)])
     gallery.enroll("Bo", [Template("age", "v1", "kinect", bo)])
-    files = [tmp_path / n for n in ("g.db", "g.db-wal", "g.db-shm")]
-    assert leaks(al.tobytes(), file_windows(files))  # the search finds a stored blob
+    files = gallery_files(tmp_path / "g.db")
+    (sealed,) = stored(tmp_path / "g.db", "Zebulon Quartermaine")
+    assert leaks(sealed, file_windows(files))
     gallery.remove("Zebulon Quartermaine")
     runs = file_windows(files)
-    assert not leaks(al.tobytes(), runs)
+    assert not leaks(sealed, runs) and not leaks(al.tobytes(), runs)
     assert not any(b"Quartermaine" in p.read_bytes() for p in files if p.exists())
-    assert leaks(bo.tobytes(), runs)
+    assert leaks(stored(tmp_path / "g.db", "Bo")[0], runs)
     assert gallery.templates("age")[0] == ["Bo"]
     assert pragma(tmp_path / "g.db", "freelist_count") == 0  # no free pages kept
+    assert journal(tmp_path / "g.db") == 0
 
 
-def test_remove_says_when_another_reader_delays_the_scrub(tmp_path):
+def test_replaced_templates_leave_no_bytes_either(gallery, tmp_path):
+    gallery.enroll("Al", [tpl(1, count=16, dim=32)])
+    old = stored(tmp_path / "g.db", "Al")[0]
+    gallery.enroll("Al", [tpl(2)], replace=True)
+    assert not leaks(old, file_windows(gallery_files(tmp_path / "g.db")))
+    np.testing.assert_array_equal(gallery.templates("age")[1][0], vecs(2))
+
+
+def test_a_template_moved_to_another_row_does_not_decrypt(gallery, tmp_path):
+    gallery.enroll("Al", [tpl(1)])
+    gallery.enroll("Bo", [tpl(2, version="v2")])  # same shape, another meaning
+    with sqlite3.connect(tmp_path / "g.db") as db:
+        db.execute("UPDATE templates SET vectors = (SELECT vectors FROM templates WHERE encoder_version = 'v2')"
+                   " WHERE encoder_version = 'v1'")
+    db.close()
+    with pytest.raises(GaitcamError, match="template does not decrypt"):
+        gallery.templates("age", "v1")
+
+
+def test_remove_says_when_another_reader_delays_the_scrub(tmp_path, caplog):
     with Gallery(tmp_path / "g.db", timeout=0.1) as g:
         g.enroll("Al", [tpl(1)])
         g.enroll("Bo", [tpl(2)])
         reader = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM templates").fetchone()  # holds a snapshot
+        (sealed,) = stored(tmp_path / "g.db", "Al")
         with pytest.raises(GaitcamError, match="another process has the gallery open"):
             g.remove("Al")
         reader.close()
         assert [p.name for p in g.people()] == ["Bo"]
+    assert journal(tmp_path / "g.db") == 1  # the scrub is still owed
+    with caplog.at_level(logging.WARNING), Gallery(tmp_path / "g.db"):  # so the next open does it
+        assert "finishing the scrub" in caplog.text
+    assert journal(tmp_path / "g.db") == 0
+    assert not leaks(sealed, file_windows(gallery_files(tmp_path / "g.db")))
 
 
 def test_writers_wait_for_each_other_then_give_up(tmp_path):
@@ -300,3 +361,146 @@ def test_a_gallery_readable_by_others_is_made_owner_only_with_a_warning(tmp_path
     path.chmod(0o644)
     Gallery(path).close()
     assert path.stat().st_mode & 0o777 == 0o600 and "made owner-only" in caplog.text
+
+
+# The schema before templates were encrypted (version 1), to build an old gallery by hand.
+SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created TEXT NOT NULL);
+CREATE TABLE recordings (id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    path TEXT NOT NULL, sha256 TEXT NOT NULL, sensor TEXT NOT NULL, track INTEGER, added TEXT NOT NULL);
+CREATE TABLE templates (id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    recording_id INTEGER REFERENCES recordings(id) ON DELETE CASCADE, kind TEXT NOT NULL,
+    encoder_version TEXT NOT NULL, sensor TEXT NOT NULL, dim INTEGER NOT NULL CHECK (dim > 0),
+    count INTEGER NOT NULL CHECK (count > 0), vectors BLOB NOT NULL CHECK (length(vectors) = 4 * dim * count),
+    created TEXT NOT NULL);
+CREATE INDEX recordings_person ON recordings(person_id);
+CREATE INDEX templates_person ON templates(person_id);
+CREATE INDEX templates_kind ON templates(kind, encoder_version);
+INSERT INTO meta VALUES ('schema_version', '1');
+"""
+
+
+def test_a_version_1_gallery_is_encrypted_when_opened(tmp_path, caplog):
+    path = tmp_path / "old.db"
+    people = {"Al": vecs(20, count=16, dim=32), "Bo": vecs(21, count=16, dim=32)}
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.executescript(SCHEMA_V1)
+    for i, (name, v) in enumerate(people.items(), 1):
+        db.execute("INSERT INTO people VALUES (?, ?, '2024-01-01T00:00:00+00:00')", (i, name))
+        db.execute("INSERT INTO recordings VALUES (?, ?, ?, ?, 'kinect', NULL, '2024-01-01T00:00:00+00:00')",
+                   (i, i, f"/walks/{name}.gaitrec", f"{i:064x}"))
+        db.execute("INSERT INTO templates VALUES (?, ?, ?, 'age', 'v1', 'kinect', ?, ?, ?, ?)",
+                   (i, i, i, v.shape[1], v.shape[0], v.tobytes(), "2024-01-01T00:00:00+00:00"))
+    db.commit()
+    db.close()
+    assert leaks(people["Al"].tobytes(), file_windows(gallery_files(path)))  # plaintext, as version 1 kept it
+    with caplog.at_level(logging.WARNING), Gallery(path) as g:
+        names, arrays = g.templates("age")
+        assert names == ["Al", "Bo"]
+        for a, v in zip(arrays, people.values(), strict=True):
+            np.testing.assert_array_equal(a, v)
+        assert [r.path for r in g.recordings("Bo")] == [Path("/walks/Bo.gaitrec")]
+    assert "encrypted 2 template(s) that were stored in plaintext" in caplog.text
+    runs = file_windows(gallery_files(path))
+    assert not any(leaks(v.tobytes(), runs) for v in people.values())
+    assert pragma(path, "integrity_check") == "ok" and pragma(path, "freelist_count") == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        assert {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")} >= {
+            "templates_person", "templates_kind"}
+    db.close()
+    assert stat.S_IMODE(path.with_name("old.db.key").stat().st_mode) == 0o600
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), Gallery(path) as g:  # once only
+        assert len(g.templates("age")[0]) == 2
+    assert "encrypted" not in caplog.text
+
+
+# The child opens the gallery, then SIGKILLs itself when it is about to run the n-th statement
+# starting with the given text (a trace callback): each step of a remove or a rekey in turn.
+KILL_CHILD = """
+import os, signal, sys
+from gaitcam.identity.gallery import Gallery
+
+path, action, statement, nth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+g = Gallery(path)
+seen = 0
+def kill_at(sql):
+    global seen
+    if sql.startswith(statement):
+        seen += 1
+        if seen == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+g._conn.set_trace_callback(kill_at)
+g.remove("Al") if action == "remove" else g.rekey()
+"""
+
+
+def killed_at(path: Path, action: str, statement: str, nth: int = 1) -> None:
+    child = subprocess.run([sys.executable, "-c", KILL_CHILD, str(path), action, statement, str(nth)],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+
+def two_people(path: Path) -> dict[str, np.ndarray]:
+    people = {"Al": vecs(30, count=16, dim=32), "Bo": vecs(31, count=16, dim=32)}
+    with Gallery(path) as g:
+        for name, v in people.items():
+            g.enroll(name, [Template("age", "v1", "kinect", v)])
+    return people
+
+
+REMOVE_STEPS = {
+    "after the delete commits": ("VACUUM", 1),
+    "after the vacuum": ("PRAGMA wal_checkpoint", 1),
+    "after the checkpoint": ("DELETE FROM pending_scrub", 1),
+    "after the journal row is deleted": ("PRAGMA wal_checkpoint", 2),
+}
+
+
+@pytest.mark.parametrize("step", REMOVE_STEPS)
+def test_a_remove_killed_at_any_step_is_scrubbed_at_the_next_open(tmp_path, step):
+    path = tmp_path / "g.db"
+    people = two_people(path)
+    (sealed,) = stored(path, "Al")
+    killed_at(path, "remove", *REMOVE_STEPS[step])
+    left_behind = step in ("after the delete commits", "after the vacuum")
+    assert leaks(sealed, file_windows(gallery_files(path))) == left_behind  # the kill hit that step
+    with Gallery(path) as g:
+        names, arrays = g.templates("age")
+        assert names == ["Bo"]
+        np.testing.assert_array_equal(arrays[0], people["Bo"])
+    runs = file_windows(gallery_files(path))
+    assert not leaks(sealed, runs) and not leaks(people["Al"].tobytes(), runs)
+    assert journal(path) == 0
+
+
+REKEY_STEPS = {
+    "with the new key written, before the commit": ("UPDATE meta", 1),
+    "after the commit, before the key file is replaced": ("BEGIN IMMEDIATE", 2),
+    "after the key file is replaced": ("VACUUM", 1),
+    "after the vacuum": ("PRAGMA wal_checkpoint", 1),
+}
+
+
+@pytest.mark.parametrize("step", REKEY_STEPS)
+def test_a_rekey_killed_at_any_step_loses_no_template(tmp_path, step):
+    path = tmp_path / "g.db"
+    people = two_people(path)
+    old_key = path.with_name("g.db.key").read_bytes()
+    sealed = stored(path, "Al") + stored(path, "Bo")
+    killed_at(path, "rekey", *REKEY_STEPS[step])
+    assert path.with_name("g.db.key.new").exists() == ("before the key file" in step or "before the commit" in step)
+    with Gallery(path) as g:
+        names, arrays = g.templates("age")
+        assert names == ["Al", "Bo"]
+        for a, v in zip(arrays, people.values(), strict=True):
+            np.testing.assert_array_equal(a, v)
+    assert not path.with_name("g.db.key.new").exists()
+    committed = path.with_name("g.db.key").read_bytes() != old_key
+    assert committed == (step != "with the new key written, before the commit")
+    if committed:  # the old ciphertext is scrubbed
+        runs = file_windows(gallery_files(path))
+        assert not any(leaks(b, runs) for b in sealed)

@@ -1,4 +1,4 @@
-"""`enroll`, `identify` and `gallery list|rename|remove`: who the app knows."""
+"""`enroll`, `identify` and `gallery list|rename|remove|rekey`: who the app knows."""
 from __future__ import annotations
 
 import argparse
@@ -42,7 +42,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     add_runtime_options(p)
     p.set_defaults(func=cmd_identify)
 
-    p = sub.add_parser("gallery", help="list, rename or remove enrolled people")
+    p = sub.add_parser("gallery", help="list, rename or remove enrolled people; re-encrypt with a new key",
+                       description="Templates are encrypted in the gallery (AES-GCM) with the key in "
+                       "$GAITCAM_GALLERY_KEY (base64) or else in the key file beside it (DB.key, made on first use).")
     p.add_argument("--gallery", default=argparse.SUPPRESS, metavar="DB", help="gallery database (default: the config's)")
     gsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     gsub.add_parser("list", help="enrolled people, their walks, sensors and encoder versions")
@@ -52,6 +54,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     r = gsub.add_parser("remove", help="delete a person's templates for good (secure delete, vacuum)")
     r.add_argument("name")
     r.add_argument("--delete-recordings", action="store_true", help="also delete the recordings they came from")
+    gsub.add_parser("rekey", help="re-encrypt every template with a new random key in the key file "
+                    "(the old ciphertext is scrubbed; back up the new key file with the gallery)")
     p.set_defaults(func=cmd_gallery)
 
 
@@ -179,6 +183,9 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         elif args.action == "rename":
             gallery.rename(args.old, args.new)
             print(f"renamed {args.old} to {args.new}")
+        elif args.action == "rekey":
+            count, key = gallery.rekey()
+            print(f"re-encrypted {count} template(s) in {cfg.gallery} with a new key ({key})")
         else:
             info = next((p for p in gallery.people() if p.name == args.name), None)
             own = gallery.remove(args.name, delete_recordings=args.delete_recordings)

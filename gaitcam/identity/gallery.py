@@ -8,8 +8,11 @@ retraining.
 
 Durability: WAL journal with `synchronous=FULL`, so a committed enrolment survives a killed
 process and a power cut (enrolments are rare, the extra fsync is free in practice), and every
-enrolment is one transaction. Privacy: the file and its folder are created owner-only, and
-`remove` scrubs the person's bytes from the database file and its WAL, not just the rows.
+enrolment is one transaction. Privacy: the file and its folder are created owner-only, templates
+are sealed with AES-GCM before they reach the file (`protect`: the key, beside the gallery or in
+$GAITCAM_GALLERY_KEY), and `remove` scrubs the person's bytes from the database file and its
+WAL, not just the rows. The scrub is journalled (`pending_scrub`, written with the delete), so a
+process killed before it finishes leaves it to the next open.
 Concurrency: the live app reads while the CLI may enroll from another process; a busy
 timeout makes writers wait for each other instead of failing, and one `Gallery` may be shared
 between threads (a lock serialises its connection).
@@ -31,13 +34,35 @@ from pathlib import Path
 import numpy as np
 
 from gaitcam.errors import GaitcamError
-from gaitcam.identity import names
+from gaitcam.identity import names, protect
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: templates sealed (AES-GCM), the key check in meta, the pending_scrub journal
 
-_SCHEMA = """
+_TEMPLATES = f"""
+CREATE TABLE {{name}} (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    recording_id INTEGER REFERENCES recordings(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    encoder_version TEXT NOT NULL,
+    sensor TEXT NOT NULL,
+    dim INTEGER NOT NULL CHECK (dim > 0),
+    count INTEGER NOT NULL CHECK (count > 0),
+    vectors BLOB NOT NULL CHECK (length(vectors) = {protect.OVERHEAD} + 4 * dim * count),
+    created TEXT NOT NULL
+)"""
+_TEMPLATE_COLUMNS = "id, person_id, recording_id, kind, encoder_version, sensor, dim, count, vectors, created"
+_TEMPLATE_INDEXES = """
+CREATE INDEX templates_person ON templates(person_id);
+CREATE INDEX templates_kind ON templates(kind, encoder_version);
+"""
+_SCRUB_DELAYED = ("another process has the gallery open; the deleted data leaves the file when the gallery "
+                  "is next opened after it closes")
+_PENDING_SCRUB = "CREATE TABLE pending_scrub (id INTEGER PRIMARY KEY, reason TEXT NOT NULL, created TEXT NOT NULL);"
+
+_SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE people (
     id INTEGER PRIMARY KEY,
@@ -53,22 +78,15 @@ CREATE TABLE recordings (
     track INTEGER,
     added TEXT NOT NULL
 );
-CREATE TABLE templates (
-    id INTEGER PRIMARY KEY,
-    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-    recording_id INTEGER REFERENCES recordings(id) ON DELETE CASCADE,
-    kind TEXT NOT NULL,
-    encoder_version TEXT NOT NULL,
-    sensor TEXT NOT NULL,
-    dim INTEGER NOT NULL CHECK (dim > 0),
-    count INTEGER NOT NULL CHECK (count > 0),
-    vectors BLOB NOT NULL CHECK (length(vectors) = 4 * dim * count),
-    created TEXT NOT NULL
-);
+{_TEMPLATES.format(name="templates")};
+{_PENDING_SCRUB}
 CREATE INDEX recordings_person ON recordings(person_id);
-CREATE INDEX templates_person ON templates(person_id);
-CREATE INDEX templates_kind ON templates(kind, encoder_version);
-"""
+{_TEMPLATE_INDEXES}"""
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of `script`, to run one by one (executescript would commit early)."""
+    return [s for s in (part.strip() for part in script.split(";")) if s]
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,14 +154,16 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-
-
 class Gallery:
     """The enrolled people and their templates, in the SQLite file at `path`.
 
-    Creates the file (mode 0600) and its folder (0700) when missing. Use as a context manager
-    or call `close()`. `timeout` is how long a write waits for another writer, in seconds.
+    Creates the file (mode 0600) and its folder (0700) when missing, and the key file beside it
+    unless $GAITCAM_GALLERY_KEY holds the key. Use as a context manager or call `close()`.
+    `timeout` is how long a write waits for another writer, in seconds.
     """
+
+    _key: protect.Key
+    _check: str | None  # the key check in meta that `_key` passed
 
     def __init__(self, path: str | Path, timeout: float = 10.0) -> None:
         self.path = Path(path).expanduser()
@@ -212,34 +232,112 @@ class Gallery:
             conn.commit()
 
     def _init_schema(self) -> None:
-        """Create the tables in a new file, then check the schema version.
+        """Finish an interrupted scrub, create the tables in a new file or upgrade an older
+        one, and find the key that opens its templates.
 
-        Only an empty file takes the write lock, so opening an existing gallery never waits
-        for (or fails on) a writer in another process.
+        Only a new, older or half-rekeyed file (or one with a scrub left to finish) takes the
+        write lock, so opening an up-to-date gallery never waits for (or fails on) a writer in
+        another process.
         """
-        def is_empty(c: sqlite3.Connection) -> bool:
-            return c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        with self._transaction(write=False) as c:
+            version, check, pending = self._state(c)
+        if pending:
+            log.warning("%s: finishing the scrub of deleted data an interrupted process left", self.path)
+            self._scrub_or_defer()
+        has_new_key = protect.new_key_file(protect.key_file(self.path)).exists()
+        if version == SCHEMA_VERSION and not has_new_key:
+            self._key, self._check = protect.find_key(self.path, check), check
+            return
+        encrypted = 0
+        with self._transaction(write=True) as c:
+            version, check, _ = self._state(c)  # another process may have changed it meanwhile
+            self._settle_key(check)
+            if version is None:
+                self._create(c)
+            elif version < SCHEMA_VERSION:
+                encrypted = self._encrypt_plaintext(c)
+        if version is not None and version < SCHEMA_VERSION:
+            log.warning("%s: encrypted %d template(s) that were stored in plaintext (key: %s)", self.path,
+                        encrypted, self._key.where)
+            self._scrub_or_defer()
 
-        with self._transaction(write=False) as c:
-            empty = is_empty(c)
-        if empty:
-            with self._transaction(write=True) as c:
-                if is_empty(c):  # another process may have created it meanwhile
-                    for statement in _SCHEMA.split(";")[:-1]:  # executescript would commit early
-                        c.execute(statement)
-                    c.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        with self._transaction(write=False) as c:
-            if not c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
-                raise GaitcamError(f"{self.path}: not a gaitcam gallery")
-            row = c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
+    def _state(self, c: sqlite3.Connection) -> tuple[int | None, str | None, int]:
+        """The file's schema version (None: a new, empty file), key check and pending scrubs."""
+        if c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+            return None, None, 0
+        if not c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
+            raise GaitcamError(f"{self.path}: not a gaitcam gallery")
+        meta = dict(c.execute("SELECT key, value FROM meta WHERE key IN ('schema_version', 'key_check')"))
+        if "schema_version" not in meta:
             raise GaitcamError(f"{self.path}: not a gaitcam gallery (no schema version)")
         try:
-            version = int(row[0])
+            version = int(meta["schema_version"])
         except (TypeError, ValueError):
-            raise GaitcamError(f"{self.path}: not a gaitcam gallery (schema version {str(row[0])[:40]!r})") from None
+            version = 0
+        if version < 1:
+            raise GaitcamError(f"{self.path}: not a gaitcam gallery "
+                               f"(schema version {str(meta['schema_version'])[:40]!r})")
         if version > SCHEMA_VERSION:
             raise GaitcamError(f"{self.path}: gallery written by a newer gaitcam (schema {version})")
+        if version == 1:
+            return version, None, 0
+        if "key_check" not in meta:
+            raise GaitcamError(f"{self.path}: not a gaitcam gallery (no key check)")
+        pending = c.execute("SELECT count(*) FROM pending_scrub").fetchone()[0]
+        return version, meta["key_check"], pending
+
+    def _settle_key(self, check: str | None, interrupted: bool = True) -> None:
+        """Take the key that passes `check`, finishing a rekey's key files; under the write
+        lock, so no rekey is between writing its new key and committing."""
+        self._key, self._check = protect.settle(protect.find_key(self.path, check), interrupted), check
+
+    @staticmethod
+    def _stored_check(c: sqlite3.Connection) -> str:
+        return c.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()[0]
+
+    def _current_key(self, c: sqlite3.Connection) -> protect.Key:
+        """The key for this transaction: another process may have rekeyed since we opened."""
+        check = self._stored_check(c)
+        if check != self._check:
+            self._key, self._check = protect.find_key(self.path, check), check
+        return self._key
+
+    def _create(self, c: sqlite3.Connection) -> None:
+        for statement in _statements(_SCHEMA):
+            c.execute(statement)
+        self._check = self._key.check()
+        c.executemany("INSERT INTO meta VALUES (?, ?)",
+                      [("schema_version", str(SCHEMA_VERSION)), ("key_check", self._check)])
+
+    def _encrypt_plaintext(self, c: sqlite3.Connection) -> int:
+        """Schema 1 stored templates in plaintext: rebuild the table with sealed blobs, and
+        journal the scrub that removes the old bytes. Returns how many templates were sealed."""
+        c.execute(_TEMPLATES.format(name="templates_sealed"))
+        old = c.execute(f"SELECT {_TEMPLATE_COLUMNS} FROM templates")
+        c.executemany(f"INSERT INTO templates_sealed ({_TEMPLATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      ((*r[:8], self._seal(self._key, *r[3:9]), r[9]) for r in old))
+        count = c.execute("SELECT count(*) FROM templates_sealed").fetchone()[0]
+        c.execute("DROP TABLE templates")
+        c.execute("ALTER TABLE templates_sealed RENAME TO templates")
+        for statement in _statements(_TEMPLATE_INDEXES + _PENDING_SCRUB):
+            c.execute(statement)
+        self._journal(c, "plaintext templates encrypted")
+        self._check = self._key.check()
+        c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        c.execute("INSERT INTO meta VALUES ('key_check', ?)", (self._check,))
+        return count
+
+    @staticmethod
+    def _seal(key: protect.Key, kind: str, version: str, sensor: str, dim: int, count: int, data: bytes) -> bytes:
+        return key.seal(data, protect.template_aad(kind, version, sensor, dim, count))
+
+    def _unseal(self, key: protect.Key, kind: str, version: str, sensor: str, dim: int, count: int,
+                blob: bytes) -> bytes:
+        data = key.unseal(blob, protect.template_aad(kind, version, sensor, dim, count))
+        if data is None:
+            raise GaitcamError(f"{self.path}: a {kind!r} template does not decrypt "
+                               "(altered, or moved from another row)")
+        return data
 
     @staticmethod
     def _person_id(c: sqlite3.Connection, name: str) -> int:
@@ -250,19 +348,40 @@ class Gallery:
             raise GaitcamError(f"no one named {name!r} in the gallery")
         return row[0]
 
-    def _scrub(self) -> None:
-        """Rebuild the file and empty the WAL so deleted rows leave no bytes behind.
+    @staticmethod
+    def _journal(c: sqlite3.Connection, reason: str) -> None:
+        """Record, in the transaction that deletes data, that the files still need a scrub."""
+        c.execute("INSERT INTO pending_scrub (reason, created) VALUES (?, ?)", (reason, _now()))
+
+    def _scrub(self) -> bool:
+        """Rebuild the file and empty the WAL so deleted rows leave no bytes behind, then clear
+        the journal rows that asked for it. False when another process keeps the WAL.
 
         secure_delete already zeroed the freed pages; VACUUM drops them and the free list,
         the TRUNCATE checkpoint copies the result into the database file and empties the WAL
-        (which still holds the rows as they were first written).
+        (which still holds the rows as they were first written). The journal rows stay until
+        that is done, so a process killed on the way leaves the scrub to the next open.
         """
         with self._lock, self._translated():
+            (last,) = self._conn.execute("SELECT max(id) FROM pending_scrub").fetchone()
             self._conn.execute("VACUUM")
             busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if busy:
-            raise GaitcamError(f"{self.path}: removed, but another process has the gallery open; "
-                               "the deleted data leaves the file once it closes")
+            if busy:
+                return False
+            self._conn.execute("DELETE FROM pending_scrub WHERE id <= ?", (last,))
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return True
+
+    def _scrub_or_defer(self) -> None:
+        """Scrub now or, when another process holds the gallery, warn and leave it (journalled)
+        to the next open: what asked for it is committed, and must not fail for it."""
+        try:
+            if self._scrub():
+                return
+        except GaitcamError as e:
+            log.warning("%s; the scrub of deleted data is retried at the next open", e)
+            return
+        log.warning("%s: %s", self.path, _SCRUB_DELAYED)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -272,28 +391,36 @@ class Gallery:
 
         All of it is committed or none. A second enrolment appends to the person's templates;
         `replace=True` first drops all the person's templates and recording references.
-        Returns how many templates the person has now.
+        Returns how many templates the person has now. Replaced templates are scrubbed from
+        the files like a removal's.
         """
         name = names.normalise(name)
         if not templates:
             raise GaitcamError(f"nothing to enroll for {name!r} (no templates)")
-        rows = [(t.kind, t.encoder_version, t.sensor, t.vectors.shape[1], t.vectors.shape[0],
-                 t.vectors.astype("<f4", copy=False).tobytes()) for t in templates]
+        rows = [(t.kind, t.encoder_version, t.sensor, t.vectors.shape[1], t.vectors.shape[0]) for t in templates]
+        replaced = False
         with self._transaction(write=True) as c:
+            key = self._current_key(c)
             row = c.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
             if row is None:
                 person = c.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, _now())).lastrowid
             else:
                 person = row[0]
                 if replace:
-                    c.execute("DELETE FROM templates WHERE person_id = ?", (person,))
-                    c.execute("DELETE FROM recordings WHERE person_id = ?", (person,))
+                    replaced = (c.execute("DELETE FROM templates WHERE person_id = ?", (person,)).rowcount
+                                + c.execute("DELETE FROM recordings WHERE person_id = ?", (person,)).rowcount) > 0
+                    if replaced:
+                        self._journal(c, "templates replaced")
             rec = None if recording is None else self._recording_id(c, person, recording)
             c.executemany(
                 "INSERT INTO templates (person_id, recording_id, kind, encoder_version, sensor, dim, count,"
                 " vectors, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(person, rec, *r, _now()) for r in rows])
-            return c.execute("SELECT count(*) FROM templates WHERE person_id = ?", (person,)).fetchone()[0]
+                [(person, rec, *r, self._seal(key, *r, t.vectors.astype("<f4", copy=False).tobytes()), _now())
+                 for r, t in zip(rows, templates)])
+            total = c.execute("SELECT count(*) FROM templates WHERE person_id = ?", (person,)).fetchone()[0]
+        if replaced:
+            self._scrub_or_defer()
+        return total
 
     @staticmethod
     def _recording_id(c: sqlite3.Connection, person: int, rec: RecordingRef) -> int:
@@ -332,7 +459,9 @@ class Gallery:
                 " AND path NOT IN (SELECT path FROM recordings WHERE person_id != ?) ORDER BY path",
                 (person, person))]
             c.execute("DELETE FROM people WHERE id = ?", (person,))  # cascades to their rows
-        self._scrub()
+            self._journal(c, "person removed")
+        if not self._scrub():
+            raise GaitcamError(f"{self.path}: removed, but {_SCRUB_DELAYED}")
         if delete_recordings:
             for p in orphans:
                 try:
@@ -340,6 +469,38 @@ class Gallery:
                 except OSError as e:
                     raise GaitcamError(f"{p}: cannot delete recording ({e.strerror})") from None
         return orphans
+
+    def rekey(self) -> tuple[int, Path]:
+        """Re-encrypt every template with a new random key; returns how many, and the key file.
+
+        One transaction; crash-safe: the new key is written (`<key>.new`, fsynced) under the
+        write lock before the commit and renamed over the key file after it, and an interrupted
+        rekey is settled at the next open. The old ciphertext is scrubbed from the files.
+        """
+        if os.environ.get(protect.KEY_ENV) is not None:
+            raise GaitcamError(f"gallery rekey writes a new key file ({protect.key_file(self.path)}), but the key "
+                               f"comes from {protect.KEY_ENV}: unset it, with the key saved in that file, to rekey")
+        with self._transaction(write=True) as c:
+            self._settle_key(self._stored_check(c))
+            new = protect.write_new_key(self._key)
+            try:
+                ids = [i for (i,) in c.execute("SELECT id FROM templates ORDER BY id")]
+                for i in ids:
+                    *meaning, blob = c.execute("SELECT kind, encoder_version, sensor, dim, count, vectors"
+                                               " FROM templates WHERE id = ?", (i,)).fetchone()
+                    plain = self._unseal(self._key, *meaning, blob)
+                    c.execute("UPDATE templates SET vectors = ? WHERE id = ?", (self._seal(new, *meaning, plain), i))
+                c.execute("UPDATE meta SET value = ? WHERE key = 'key_check'", (new.check(),))
+                self._journal(c, "rekeyed")
+            except BaseException:
+                assert new.file is not None
+                new.file.unlink(missing_ok=True)  # never committed
+                raise
+        with self._transaction(write=True) as c:  # another process may have settled it already
+            self._settle_key(self._stored_check(c), interrupted=False)
+        self._scrub_or_defer()
+        assert self._key.file is not None
+        return len(ids), self._key.file
 
     # -- reading ------------------------------------------------------------------------
 
@@ -367,6 +528,7 @@ class Gallery:
         single version of `kind`: vectors of different encoders must never be compared.
         """
         with self._transaction(write=False) as c:
+            key = self._current_key(c)
             if encoder_version is None:
                 found = sorted(v for (v,) in c.execute(
                     "SELECT DISTINCT encoder_version FROM templates WHERE kind = ?", (kind,)))
@@ -375,12 +537,12 @@ class Gallery:
                                        f"({', '.join(found)}); name one, or re-enroll")
                 encoder_version = found[0] if found else ""
             rows = c.execute(
-                "SELECT p.name, t.count, t.dim, t.vectors FROM templates t JOIN people p ON p.id = t.person_id"
-                " WHERE t.kind = ? AND t.encoder_version = ? ORDER BY p.name, t.id",
+                "SELECT p.name, t.sensor, t.dim, t.count, t.vectors FROM templates t JOIN people p"
+                " ON p.id = t.person_id WHERE t.kind = ? AND t.encoder_version = ? ORDER BY p.name, t.id",
                 (kind, encoder_version)).fetchall()
         names = [name for name, *_ in rows]
-        vectors = [np.frombuffer(blob, dtype="<f4").astype(np.float32).reshape(count, dim)
-                   for _, count, dim, blob in rows]
+        vectors = [np.frombuffer(self._unseal(key, kind, encoder_version, sensor, dim, count, blob), dtype="<f4")
+                   .astype(np.float32).reshape(count, dim) for _, sensor, dim, count, blob in rows]
         return names, vectors
 
     def versions(self) -> set[str]:

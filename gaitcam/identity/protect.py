@@ -1,0 +1,221 @@
+"""The gallery's templates sealed with AES-GCM, and the key that seals them.
+
+Templates are biometric data: a copied gallery file, a backup or a lost disk must not give
+anyone's gait away. Each template is stored as a 12-byte random nonce followed by its
+AES-256-GCM ciphertext and tag; the associated data binds it to what its row says it is (kind,
+encoder version, sensor, shape), so a blob moved to another row, or altered, does not decrypt.
+Names are left out of it, so a rename never re-encrypts anything.
+
+The key is 32 random bytes: from $GAITCAM_GALLERY_KEY (base64) when set, else from the file
+beside the gallery (`gallery.db.key`, base64, owner-only), created on first use. The gallery
+keeps a key check (a sealed constant) so a wrong key fails when the gallery opens, not at the
+first template. A rekey writes the new key to `gallery.db.key.new` before it commits and renames
+it over the key file after; `settle` finishes that rename after a crash. A key is never printed,
+logged or passed on a command line.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gaitcam.errors import GaitcamError
+
+log = logging.getLogger(__name__)
+
+KEY_ENV = "GAITCAM_GALLERY_KEY"
+KEY_BYTES = 32
+NONCE_BYTES = 12
+OVERHEAD = NONCE_BYTES + 16  # nonce and GCM tag: a sealed blob's length beyond its plaintext
+_CHECK = (b"gaitcam gallery key check", b"key check")  # plaintext, associated data
+
+
+class Key:
+    """A gallery key: seals and opens templates. Its repr says where it came from, never the key."""
+
+    def __init__(self, secret: bytes, file: Path | None) -> None:
+        self._aead = AESGCM(secret)
+        self.file = file  # None: from $GAITCAM_GALLERY_KEY
+
+    def __repr__(self) -> str:
+        return f"Key(from {self.where})"
+
+    @property
+    def where(self) -> str:
+        return KEY_ENV if self.file is None else str(self.file)
+
+    def seal(self, data: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, data, aad)
+
+    def unseal(self, blob: bytes, aad: bytes) -> bytes | None:
+        """The plaintext, or None when `blob` was not sealed by this key with this `aad`."""
+        try:
+            return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+        except InvalidTag:
+            return None
+
+    def check(self) -> str:
+        """A fresh key check for the gallery's meta table (base64 text)."""
+        return base64.b64encode(self.seal(*_CHECK)).decode()
+
+    def passes(self, check: str) -> bool:
+        try:
+            blob = base64.b64decode(check, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return self.unseal(blob, _CHECK[1]) == _CHECK[0]
+
+
+def template_aad(kind: str, encoder_version: str, sensor: str, dim: int, count: int) -> bytes:
+    """What a template blob is bound to: its row's meaning, not its owner's name."""
+    return json.dumps(["gaitcam template", kind, encoder_version, sensor, dim, count]).encode()
+
+
+def key_file(gallery: Path) -> Path:
+    return gallery.with_name(gallery.name + ".key")
+
+
+def new_key_file(key: Path) -> Path:
+    """Where a rekey puts the new key until its transaction commits."""
+    return key.with_name(key.name + ".new")
+
+
+def _decode(text: str, where: str) -> bytes:
+    """A base64 key (standard or URL-safe, padding optional); the error never quotes it."""
+    text = text.strip().replace("-", "+").replace("_", "/")
+    try:
+        secret = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise GaitcamError(f"{where}: not a gallery key (expected {KEY_BYTES} bytes in base64)") from None
+    if len(secret) != KEY_BYTES:
+        raise GaitcamError(f"{where}: not a gallery key ({len(secret)} bytes; expected {KEY_BYTES}, base64)")
+    return secret
+
+
+def _env_key() -> Key | None:
+    text = os.environ.get(KEY_ENV)
+    return None if text is None else Key(_decode(text, KEY_ENV), None)
+
+
+def _read_key(path: Path) -> Key | None:
+    """The key in `path`, None when there is none; made owner-only if others could read it."""
+    try:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning("%s: was readable by others (mode %o); made owner-only (600)", path, mode)
+            path.chmod(0o600)
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise GaitcamError(f"{path}: cannot read gallery key ({e.strerror})") from None
+    return Key(_decode(data.decode("ascii", errors="replace"), str(path)), path)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename or a new file in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_private(path: Path, secret: bytes) -> None:
+    """Write a new owner-only key file (never an existing one), on disk before returning."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        os.write(fd, base64.urlsafe_b64encode(secret) + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _create_key(path: Path) -> Key:
+    """A new random key in `path`; if another process created one meanwhile, that one.
+
+    Written under a temporary name and linked into place, so a reader never sees a half-written
+    key and two processes opening a new gallery at once agree on one key.
+    """
+    secret = AESGCM.generate_key(bit_length=8 * KEY_BYTES)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp.unlink(missing_ok=True)
+        _write_private(tmp, secret)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return _read_key(path) or _create_key(path)
+        finally:
+            tmp.unlink()
+        _fsync_folder(path.parent)
+    except OSError as e:
+        raise GaitcamError(f"{path}: cannot create gallery key ({e.strerror})") from None
+    return Key(secret, path)
+
+
+def find_key(gallery: Path, check: str | None) -> Key:
+    """The key that passes the gallery's `check`, or a clear error.
+
+    `check` None is a gallery not keyed yet (new, or written before encryption): it takes the
+    environment's key, or the key file's, and a key file is created only then.
+    """
+    key = _env_key()
+    if key is None:
+        path = key_file(gallery)
+        found = [k for k in (_read_key(path), _read_key(new_key_file(path))) if k is not None]
+        if check is None:
+            return found[0] if found else _create_key(path)
+        if not found:
+            raise GaitcamError(f"{gallery}: its key file {path} is missing; restore it from a backup "
+                               f"(or set {KEY_ENV}), without it the templates cannot be read")
+        key = next((k for k in found if k.passes(check)), found[0])
+    if check is not None and not key.passes(check):
+        raise GaitcamError(f"{gallery}: wrong key for this gallery ({key.where})")
+    return key
+
+
+def settle(key: Key, interrupted: bool = True) -> Key:
+    """Finish a rekey: the committed new key replaces the key file, or a new key that never
+    committed is deleted (`interrupted`: a crashed rekey's, said in the log). Call under the
+    gallery's write lock with the key that passes its check; returns it, from the key file."""
+    if key.file is None:
+        return key
+    try:
+        if key.file.name.endswith(".new"):
+            path = key.file.with_name(key.file.name.removesuffix(".new"))
+            os.replace(key.file, path)
+            _fsync_folder(path.parent)
+            if interrupted:
+                log.warning("%s: finished an interrupted rekey (its new key file put in place)", path)
+            key.file = path
+            return key
+        stale = new_key_file(key.file)
+        if stale.exists():
+            stale.unlink()
+            log.warning("%s: deleted the new key of a rekey that never committed", stale)
+    except OSError as e:
+        raise GaitcamError(f"{key.file}: cannot finish the gallery's rekey ({e.strerror})") from None
+    return key
+
+
+def write_new_key(key: Key) -> Key:
+    """A new random key, written to the key file's `.new` beside it (owner-only, fsynced)."""
+    assert key.file is not None
+    path = new_key_file(key.file)
+    secret = AESGCM.generate_key(bit_length=8 * KEY_BYTES)
+    try:
+        path.unlink(missing_ok=True)
+        _write_private(path, secret)
+        _fsync_folder(path.parent)
+    except OSError as e:
+        raise GaitcamError(f"{path}: cannot write the new gallery key ({e.strerror})") from None
+    return Key(secret, path)
