@@ -22,6 +22,7 @@ from typing import Any
 
 from gaitcam.errors import FormatError, GaitcamError
 from gaitcam.skeleton.windows import LIVE_STRIDE
+from gaitcam.stream.stride import DEFAULT_MAX_STRIDE
 
 APP_ROOT = Path(__file__).resolve().parents[1]  # the checkout (or, installed, the site-packages folder)
 _ASSETS = Path(__file__).resolve().parent / "assets"  # an installed package's weights and demo walks
@@ -56,11 +57,13 @@ class Config:
     fpir: float = 0.01  # false-positive identification rate the gallery calibrates its threshold for
     f: int = 6  # frames per window; must match the weights
     stride: int = LIVE_STRIDE  # live: frames between window starts
+    max_stride: int = DEFAULT_MAX_STRIDE  # live: the widest the stride goes under load (<= stride: fixed)
     threads: int = 1  # torch CPU threads
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     weights: Path = WEIGHTS_DIR / "sgela"
     gallery: Path = field(default_factory=default_gallery)
     recordings: Path = Path("recordings")
+    encrypt_recordings: bool = False  # seal new .gaitrec recordings with the gallery's key
     calibration: Path = field(default_factory=default_calibration)
     log_level: str = "INFO"
     queue_size: int = 64  # capture queue, frames
@@ -97,6 +100,12 @@ def _path(v: Any) -> Path:
     return Path(v).expanduser()
 
 
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise _Invalid(f"expected true or false, got {v!r}")
+    return v
+
+
 def _device(v: Any) -> str:
     if not isinstance(v, str) or not DEVICE.fullmatch(v):
         raise _Invalid(f"expected auto, cpu, cuda, cuda:N or mps, got {v!r}")
@@ -114,11 +123,13 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "fpir": _rate,
     "f": _int_at_least(2),
     "stride": _int_at_least(1),
+    "max_stride": _int_at_least(1),
     "threads": _int_at_least(1),
     "device": _device,
     "weights": _path,
     "gallery": _path,
     "recordings": _path,
+    "encrypt_recordings": _bool,
     "calibration": _path,
     "log_level": _log_level,
     "queue_size": _int_at_least(1),

@@ -52,8 +52,12 @@ _TYPES: dict[str, tuple[dict[str, Any], list[str]]] = {
                        "detail": {"type": "string"}}, ["status"]),
     "summary": ({"summary": {
         "type": "object",
-        "properties": {k: _COUNT for k in ("frames", "frames_with_pose", "windows", "tracks", "dropped",
-                                           "skipped", "errors", "decisions")},
+        "properties": {**{k: _COUNT for k in ("frames", "frames_with_pose", "windows", "tracks", "dropped",
+                                              "skipped", "errors", "decisions")},
+                       "stride": {"type": "integer", "minimum": 1, "description": "frames between windows, at the end"},
+                       "stride_mean": {**_RATE, "description": "the stride, mean over the frames (it adapts to load)"},
+                       "lag_ms": {**_RATE, "description": "frame read -> window encoded, p95 of the last 0.5 s"},
+                       "behind": {**_COUNT, "description": "times even the widest stride fell behind"}},
         "required": ["frames", "frames_with_pose", "windows", "tracks", "dropped"],
     }}, ["summary"]),
 }

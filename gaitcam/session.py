@@ -205,10 +205,12 @@ class Session:
             yield event
 
     def live(self, source: Source, *, calibration: Calibration | None = None, recorder: FrameRecorder | None = None,
-             stride: int | None = None, queue_size: int = 64) -> LiveRun:
+             stride: int | None = None, max_stride: int | None = None, queue_size: int = 64) -> LiveRun:
         """The live pipeline on `source`, matching against this gallery and publishing on `bus`;
-        `run()` it here or `start()` it in a thread."""
-        run = LiveRun(self, source, calibration=calibration, recorder=recorder, stride=stride, queue_size=queue_size)
+        `run()` it here or `start()` it in a thread. `max_stride`: how wide the stride may grow
+        under load (None: fixed, `Pipeline`)."""
+        run = LiveRun(self, source, calibration=calibration, recorder=recorder, stride=stride, max_stride=max_stride,
+                      queue_size=queue_size)
         self._runs.append(run)
         return run
 
@@ -225,10 +227,13 @@ class Session:
         self.close()
 
 
-def summary(stats: Stats) -> dict[str, int]:
-    """A live run's counts, as the `summary` event carries them."""
+def summary(stats: Stats) -> dict[str, int | float]:
+    """A live run's counts, as the `summary` event carries them, and its stride: at the end, the
+    mean over its frames, the last lag measured and how often it fell behind at the widest."""
     return {"frames": stats.frames, "frames_with_pose": stats.frames_with_pose, "windows": stats.windows,
-            "tracks": stats.tracks, "dropped": stats.dropped, "skipped": stats.skipped, "errors": stats.errors}
+            "tracks": stats.tracks, "dropped": stats.dropped, "skipped": stats.skipped, "errors": stats.errors,
+            "stride": stats.stride, "stride_mean": round(stats.stride_mean, 2), "lag_ms": round(1e3 * stats.lag, 1),
+            "behind": stats.behind}
 
 
 class LiveRun:
@@ -238,7 +243,8 @@ class LiveRun:
     a track's verdict changes, `track_ended`, and the `summary` last."""
 
     def __init__(self, session: Session, source: Source, *, calibration: Calibration | None = None,
-                 recorder: FrameRecorder | None = None, stride: int | None = None, queue_size: int = 64) -> None:
+                 recorder: FrameRecorder | None = None, stride: int | None = None, max_stride: int | None = None,
+                 queue_size: int = 64) -> None:
         from gaitcam.identity.matcher import Matcher
         from gaitcam.skeleton.windows import LIVE_STRIDE
         from gaitcam.stream.history import TrackHistory
@@ -249,9 +255,9 @@ class LiveRun:
         # The last 30 s of every track, for enrolling someone who is in view (or just left it).
         self.history = TrackHistory(source.name, float(source.fps), downstream=recorder)
         self.pipeline = Pipeline(source, models.encoder, Matcher(session.index, models.params), calibration=calibration,
-                                 stride=stride or LIVE_STRIDE, queue_size=queue_size, recorder=self.history,
-                                 on_frame=self._frame, on_decision=self._decision, on_track=self._track,
-                                 on_source=self._source)
+                                 stride=stride or LIVE_STRIDE, max_stride=max_stride, queue_size=queue_size,
+                                 recorder=self.history, on_frame=self._frame, on_decision=self._decision,
+                                 on_track=self._track, on_source=self._source)
         self.decisions = 0
         self.latest: Snapshot | None = None  # the last frame's tracks and verdicts
         self.stats: Stats | None = None
@@ -293,12 +299,13 @@ class LiveRun:
         are written to a recording in `folder` (the gallery refers to it) and enrolled with the
         same checks as any file; a refused enrolment keeps no recording."""
         from gaitcam.recording.native import new_recording_path, write_native
+        from gaitcam.recording.sealed import writing_key
 
         rec = self.history.recording(track)
         if rec is None:
             raise GaitcamError(f"track {track} is not in view and was not seen in the last 30 s")
         path = new_recording_path(folder, f"live-{self.source.name}-track{track}")
-        write_native(rec, path)
+        write_native(rec, path, writing_key())  # encrypted when the config's encrypt_recordings says so
         path.chmod(0o600)
         try:
             return self.session.enroll(name, path, track, replace)

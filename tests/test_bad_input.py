@@ -6,6 +6,7 @@ mutations per format (default 40; seed GAITCAM_FUZZ_SEED, default 0). A long run
 
     GAITCAM_FUZZ_N=5000 python -m pytest -q tests/test_bad_input.py -k fuzz
 """
+import base64
 import gzip
 import json
 import os
@@ -21,13 +22,15 @@ import numpy as np
 import pytest
 
 from gaitcam.errors import MAX_MESSAGE, FormatError, excerpt
+from gaitcam.identity.protect import KEY_ENV
 from gaitcam.recording import kgbd
 from gaitcam.recording.csv_format import columns
 from gaitcam.recording.formats import read_recording, write_recording
-from gaitcam.recording.native import MAGIC, RecordingWriter, read_native
+from gaitcam.recording.native import MAGIC, RecordingWriter, read_native, write_native
 from gaitcam.recording.recording import (
     FPS_RANGE, IMPLAUSIBLE, MAX_ABS_TIME_S, MAX_BINARY_BYTES, MAX_TEXT_BYTES, Recording, RecordingMeta,
 )
+from gaitcam.recording.sealed import writing_key
 from gaitcam.skeleton.layouts import AZURE_KINECT, CANONICAL as KINECT_V1, KGBD, KINECT_V2
 from gaitcam.skeleton.sequence import JointState, SkeletonSequence
 
@@ -447,12 +450,18 @@ def _valid(name: str, tmp_path: Path) -> bytes:
     tracks = {tid: SkeletonSequence((rng.normal(0, 0.2, (5, layout.n_joints, 3)) + [0, 0.5, 3]).astype(np.float32),
                                     np.round(0.5 + np.arange(5) / 30, 6), layout) for tid in (1, 4)}
     path = tmp_path / f"valid{Path(name).suffix}"
-    write_recording(Recording(RecordingMeta("demo", layout.name, 30.0), tracks), path)
+    rec = Recording(RecordingMeta("demo", layout.name, 30.0), tracks)
+    if ".sealed." in name:  # encrypted with the gallery key the test put in the environment
+        write_native(rec, path, writing_key(encrypt=True))
+    else:
+        write_recording(rec, path)
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("name", ["fuzz.gaitrec", "fuzz.json", "fuzz.csv", "fuzz.skeleton", "fuzz.txt"])
-def test_fuzz_mutations_read_or_fail_cleanly(tmp_path, name):
+@pytest.mark.parametrize("name", ["fuzz.gaitrec", "fuzz.sealed.gaitrec", "fuzz.json", "fuzz.csv", "fuzz.skeleton",
+                                  "fuzz.txt"])
+def test_fuzz_mutations_read_or_fail_cleanly(tmp_path, monkeypatch, name):
+    monkeypatch.setenv(KEY_ENV, base64.b64encode(bytes(range(32))).decode())  # for the encrypted .gaitrec
     base = _valid(name, tmp_path)
     path = tmp_path / name
     path.write_bytes(base)

@@ -100,6 +100,19 @@ def tiny(one_thread):
     return GaitEncoder(SGELA(SGELAConfig(hidden=16)), "body", "tiny", device="cpu")
 
 
+def test_probe_finds_each_window_s_newest_frame_when_the_stride_changed():
+    log = CaptureLog()
+    for k in range(12):
+        log.add(k / 10, 100.0 + k)
+    probe = LatencyProbe(_Matcher(), log, stride=1, fps=10.0, now=lambda: 112.0)
+    probe.observe(7, 0.3, np.zeros((4, 4)), np.zeros((4, 6, 20, 3)))  # stride 1: frames 0-3
+    probe.decide(0.3, [7])
+    probe.observe(7, 0.9, np.zeros((2, 4)), np.zeros((2, 6, 20, 3)))  # widened to 3: frames 6 and 9
+    probe.decide(0.9, [7])
+    assert probe.latency.count == 10 and probe.window_latency.count == 6
+    assert probe.window_latency.max == pytest.approx(12.0)  # frame 0, the first window's newest
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_pipeline_run_times_every_frame_of_every_window(tiny, stride):
     run = run_pipeline(tiny, _Matcher(), people=2, stride=stride, seconds=1.5, speed=2.0, rss_every=0.5)
@@ -110,6 +123,13 @@ def test_pipeline_run_times_every_frame_of_every_window(tiny, stride):
     assert s["encoder_calls"] > 0 and s["rss_mb_samples"] and s["cpu_percent"] > 0
     both = PipelineRun.merge([run, run]).summary()
     assert both["windows"] == 2 * s["windows"] and both["latency_samples"] == 2 * s["latency_samples"]
+    assert s["stride_mean"] == both["stride_mean"] == stride and s["max_stride"] is None
+
+
+def test_pipeline_run_with_the_stride_adapting(tiny):
+    s = run_pipeline(tiny, _Matcher(), people=2, stride=1, max_stride=6, seconds=1.5, speed=2.0).summary()
+    assert s["windows"] > 0 and s["max_stride"] == 6 and 1 <= s["stride_mean"] <= 6
+    assert s["window_latency_ms_p99"] is not None and isinstance(s["keeps_up"], bool)
 
 
 def _halves(seq):
@@ -143,6 +163,11 @@ def test_bench_command_end_to_end(tmp_path, monkeypatch, one_thread):
                 "pipeline_duration_s", "pipeline_windows", "pipeline_p99_ms", "pipeline_dropped"):
         assert result[key] is not None, key
     assert result["threads"] == 1 and result["peak_gflops"] == 100.0
+    auto = result["pipeline_auto"]  # the stride adapting to load from 1, at the same setting
+    assert {"people", "fps", "p99_ms", "dropped", "stride_mean", "keeps_up"} <= set(auto)
+    assert (auto["people"], auto["fps"]) == (result["pipeline_people"], result["pipeline_fps"])
+    assert 1 <= auto["stride_mean"] <= auto["max_stride"] and isinstance(auto["keeps_up"], bool)
+    assert auto["keeps_up"] == result["pipeline"]["auto"]["keeps_up"]  # PipelineRun.keeps_up, as pipeline_keeps_up
     encoder = result["by_threads"]["1"]
     assert set(encoder["batches"]) == {"1", "2", "3", "8", "64", "256"} and encoder["fast_path"] == "onnxruntime"
     assert all(row["unoptimized_windows_per_s"] > 0 for row in encoder["batches"].values())
@@ -158,3 +183,23 @@ def test_startup_times_a_fresh_help_and_the_demo_s_first_frame():
 
     r = bench_startup(repeats=1)
     assert 0 < r["help_seconds"] < r["first_frame_seconds"] < 60 and len(r["first_frame_runs"]) == 1
+
+
+def test_soak_churns_the_gallery_and_nothing_accumulates(tmp_path, capsys, one_thread):
+    """`soak` for 15 s (5 s warm-up), enrolling and removing every 2 s: the suite's short budget."""
+    out = tmp_path / "soak.json"
+    rc = main(["soak", "--minutes", "0.25", "--warmup", "5", "--churn-every", "2", "--json", str(out)])
+    result = json.loads(out.read_text())
+    for key in ("rss_mb_start", "rss_mb_end", "rss_growth", "fds_start", "fds_end", "threads_start", "threads_end",
+                "dropped", "errors", "enrolled", "removed", "seconds", "passed"):
+        assert key in result, key
+    assert result["enrolled"] >= 1 and result["removed"] >= 1 and result["errors"] == 0
+    assert result["fds_end"] == result["fds_start"] and result["threads_end"] == result["threads_start"]
+    assert result["frames"] > 0 and result["decisions"] > 0 and 14 <= result["seconds"] < 25
+    said = capsys.readouterr()
+    assert "warm-up over" in said.err and "RSS growth" not in said.err  # progress on stderr, the verdict on stdout
+    assert "RSS growth" in said.out and "(limit 5 %)" in said.out
+    assert f"fds {result['fds_start']} -> {result['fds_end']}" in said.out
+    assert rc == (0 if result["passed"] else 1) and result["passed"]
+    assert main(["soak", "--minutes", "0.1", "--warmup", "6"]) == 2  # the warm-up outlasts the run
+    assert "warm-up" in capsys.readouterr().err

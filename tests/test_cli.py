@@ -173,3 +173,31 @@ def test_enroll_live_records_the_walker_in_front_of_the_sensor_and_enrols_them(t
     assert main(["--gallery", db, "enroll", "--live", "Nobody", "--wait", "0.3"]) == 2  # no one walks that fast
     assert "nothing enrolled" in capsys.readouterr().err
     assert len(list((tmp_path / "recordings").glob("*.gaitrec"))) == 1  # the failed attempt left nothing
+
+
+def test_gallery_export_writes_the_person_and_never_prints_vectors(tmp_path, capsys):
+    import stat
+
+    from gaitcam.identity.gallery import Gallery, RecordingRef, Template
+
+    db, out, walk = tmp_path / "g.db", tmp_path / "dsar", tmp_path / "w.gaitrec"
+    walk.write_bytes(b"walk")
+    vectors = np.full((2, 4), 1234.5, dtype=np.float32)
+    with Gallery(db) as g:
+        g.enroll("Ann", [Template("age", "v1", "demo", vectors)], RecordingRef.from_file(walk, "demo"))
+    argv = ["gallery", "--gallery", str(db), "export", "Ann", "--out", str(out)]
+    assert main([*argv, "--with-recordings"]) == 0
+    said = capsys.readouterr().out
+    assert said.count("\n") == 1 and "1234" not in said
+    assert "exported Ann: 1 template(s), 1 recording reference(s), 1 recording file(s) copied" in said
+    person = out / "Ann" / "person.json"
+    assert json.loads(person.read_text())["templates"][0]["vectors"] == vectors.tolist()
+    assert stat.S_IMODE(person.stat().st_mode) == 0o600 and (out / "Ann" / "recordings" / "w.gaitrec").exists()
+    assert main(argv) == 2  # never over an earlier export unasked
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--force" in err[0]
+    assert main([*argv, "--force"]) == 0 and not (out / "Ann" / "recordings").exists()
+    capsys.readouterr()
+    assert main(["gallery", "--gallery", str(db), "export", "Nobody", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Nobody" in err[0] and not (out / "Nobody").exists()

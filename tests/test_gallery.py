@@ -1,6 +1,8 @@
 """The gallery: enrolments round-trip, are atomic and durable, and removal leaves no bytes."""
 import hashlib
+import json
 import logging
+import os
 import signal
 import sqlite3
 import stat
@@ -13,8 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gaitcam.errors import GaitcamError
+from gaitcam.cli import main
+from gaitcam.config import Config
+from gaitcam.errors import FormatError, GaitcamError
+from gaitcam.identity.export import write_export
 from gaitcam.identity.gallery import Gallery, RecordingRef, Template
+from gaitcam.identity.protect import KEY_ENV, Key
+from gaitcam.recording import native, sealed
+from gaitcam.recording.native import is_sealed, read_native, write_native
+from test_native import assert_same_tracks, synthetic_recording
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -504,3 +513,249 @@ def test_a_rekey_killed_at_any_step_loses_no_template(tmp_path, step):
     if committed:  # the old ciphertext is scrubbed
         runs = file_windows(gallery_files(path))
         assert not any(leaks(b, runs) for b in sealed)
+
+
+def test_export_gives_everything_held_about_one_person(gallery, tmp_path):
+    walk, gone = rec(tmp_path / "walk.txt"), rec(tmp_path / "gone.txt", b"gone", track=3)
+    gallery.enroll("Al", [tpl(1), tpl(2, kind="shape", dim=3)], walk)
+    gallery.enroll("Al", [tpl(3, version="v2", sensor="azure", count=2)], gone)
+    gallery.enroll("Bo", [tpl(4)])
+    gone.path.unlink()
+    out = gallery.export("Ａl")  # found as names are stored (NFKC)
+    assert out["name"] == "Al" and out["created"] and out["gallery"] == str(gallery.path)
+    assert [(r["path"], r["sha256"], r["track"], r["exists"]) for r in out["recordings"]] == [
+        (str(walk.path), walk.sha256, None, True), (str(gone.path), gone.sha256, 3, False)]
+    assert all(r["sensor"] == "kinect" and r["added"] for r in out["recordings"])
+    kinds = [(t["kind"], t["encoder_version"], t["sensor"], t["shape"], t["recording"]) for t in out["templates"]]
+    assert kinds == [("age", "v1", "kinect", [4, 8], str(walk.path)), ("shape", "v1", "kinect", [4, 3], str(walk.path)),
+                     ("age", "v2", "azure", [2, 8], str(gone.path))]
+    for t, expected in zip(out["templates"], (vecs(1), vecs(2, dim=3), vecs(3, count=2)), strict=True):
+        np.testing.assert_array_equal(np.array(t["vectors"], dtype=np.float32), expected)
+    with pytest.raises(GaitcamError, match="no one named 'Nobody'"):
+        gallery.export("Nobody")
+
+
+def test_an_export_written_to_disk_round_trips_and_is_owner_only(gallery, tmp_path):
+    from gaitcam.identity.export import write_export
+
+    walk = rec(tmp_path / "walk.txt", b"the walk")
+    gallery.enroll("Al", [tpl(1)], walk)
+    written = write_export(gallery.export("Al"), tmp_path / "new" / "out", with_recordings=True)
+    assert written.path == tmp_path / "new" / "out" / "Al" / "person.json"
+    assert (written.templates, written.recordings, written.copied) == (1, 1, 1)
+    data = json.loads(written.path.read_text())
+    np.testing.assert_array_equal(np.array(data["templates"][0]["vectors"], dtype=np.float32), vecs(1))
+    copy = written.path.parent / data["recordings"][0]["copy"]
+    assert copy.read_bytes() == b"the walk" and data["recordings"][0]["unchanged"] is True
+    for p in (written.path, copy):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    for p in (written.path.parent, copy.parent, tmp_path / "new" / "out"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o700, p
+
+
+def test_an_export_is_never_replaced_unless_forced(gallery, tmp_path):
+    from gaitcam.identity.export import safe_name, write_export
+
+    walk = rec(tmp_path / "walk.txt")
+    gallery.enroll("Al", [tpl(1)], walk)
+    first = write_export(gallery.export("Al"), tmp_path, with_recordings=True)
+    with pytest.raises(GaitcamError, match="already there; --force replaces it") as e:
+        write_export(gallery.export("Al"), tmp_path)
+    assert "\n" not in str(e.value) and (first.path.parent / "recordings").exists()
+    again = write_export(gallery.export("Al"), tmp_path, force=True)  # without recordings now: no stale copies
+    assert again.path == first.path and not (first.path.parent / "recordings").exists()
+    assert "copy" not in json.loads(again.path.read_text())["recordings"][0]
+    assert safe_name("Al") == "Al" and safe_name("../x") != safe_name("__x")
+    assert "/" not in safe_name("a/b") and not safe_name("..").startswith(".")
+
+
+# -- a rekey and encrypted recordings ------------------------------------------------------
+# Enrolled recordings are re-wrapped for the new key (the gallery rebuilds templates from them),
+# and so is every .gaitrec under the folders named; a crash at any step loses none of them.
+
+@pytest.fixture
+def keyed(tmp_path):
+    """A gallery path whose key file `sealed` reads and writes recordings with."""
+    path = tmp_path / "g.db"
+    sealed.use_config(lambda: Config(gallery=path))
+    yield path
+    sealed.use_config(None)
+
+
+def write_rec(path: Path, encrypt: bool = True) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_native(synthetic_recording(frames=12), path, sealed.writing_key(True) if encrypt else None)
+    return path
+
+
+def with_recordings(path: Path) -> tuple[dict[str, np.ndarray], list[Path], Path]:
+    """Al and Bo enrolled from encrypted recordings, Cy from one since deleted; under `loose/`
+    an encrypted recording never enrolled and a plain one. Returns the people, the encrypted
+    recordings that must stay readable, and the loose folder."""
+    folder, loose = path.parent / "enrolled", path.parent / "loose"
+    people = {"Al": vecs(40), "Bo": vecs(41), "Cy": vecs(42)}
+    with Gallery(path) as g:
+        for name, v in people.items():
+            walk = write_rec(folder / f"{name}.gaitrec")
+            g.enroll(name, [Template("age", "v1", "kinect", v)], RecordingRef.from_file(walk, "kinect"))
+    (folder / "Cy.gaitrec").unlink()
+    write_rec(loose / "plain.gaitrec", encrypt=False)
+    return people, [folder / "Al.gaitrec", folder / "Bo.gaitrec", write_rec(loose / "deep" / "never.gaitrec")], loose
+
+
+def assert_all_read(path: Path, people: dict[str, np.ndarray], recordings: list[Path]) -> None:
+    """Every template decrypts and every recording reads, with the key file alone."""
+    with Gallery(path) as g:
+        names, arrays = g.templates("age")
+        assert names == list(people)
+        for a, v in zip(arrays, people.values(), strict=True):
+            np.testing.assert_array_equal(a, v)
+        for ref in g.recordings("Al") + g.recordings("Bo"):  # still the recordings enrolled
+            assert RecordingRef.from_file(ref.path, "kinect").sha256 == ref.sha256
+    assert not [p for p in path.parent.iterdir() if p.name.startswith("g.db.key.")]  # no .new, .old, tmp
+    for p in recordings:
+        assert read_native(p).tracks.keys() == {3, 7}
+
+
+def assert_old_key_opens_none(path: Path, old_key: bytes, recordings: list[Path], monkeypatch) -> None:
+    monkeypatch.setenv(KEY_ENV, old_key.decode().strip())
+    for p in recordings:
+        with pytest.raises(FormatError, match="encrypted with another key"):
+            read_native(p)
+    monkeypatch.delenv(KEY_ENV)
+
+
+def test_a_rekey_re_wraps_the_enrolled_recordings_and_those_under_the_folders_named(keyed, monkeypatch, caplog):
+    people, recordings, loose = with_recordings(keyed)
+    old_key = keyed.with_name("g.db.key").read_bytes()
+    with caplog.at_level(logging.WARNING), Gallery(keyed) as g:
+        done = g.rekey([loose])
+    assert (done.templates, done.recordings.rewrapped, done.recordings.missing, done.recordings.failed) == (3, 3, 1, 0)
+    assert not caplog.text
+    assert_all_read(keyed, people, recordings)
+    assert_old_key_opens_none(keyed, old_key, recordings, monkeypatch)
+    with Gallery(keyed) as g:  # a second rekey re-wraps them again, from that key to the next
+        assert g.rekey([loose]).recordings.rewrapped == 3
+    assert_all_read(keyed, people, recordings)
+
+
+def test_gallery_rekey_recordings_command(keyed, capsys):
+    _, recordings, loose = with_recordings(keyed)
+    assert main(["gallery", "--gallery", str(keyed), "rekey", "--recordings", str(loose)]) == 0
+    assert capsys.readouterr().out == (f"re-encrypted 3 template(s) in {keyed} with a new key ({keyed}.key); "
+                                       "re-wrapped 3 encrypted recording(s) (1 missing)\n")
+    assert_all_read(keyed, {"Al": vecs(40), "Bo": vecs(41), "Cy": vecs(42)}, recordings)
+
+
+def test_a_rekey_without_the_folder_leaves_unenrolled_recordings_to_the_old_key(keyed, monkeypatch, caplog):
+    people, recordings, loose = with_recordings(keyed)
+    old_key = keyed.with_name("g.db.key").read_bytes()
+    with Gallery(keyed) as g:
+        assert g.rekey().recordings.rewrapped == 2
+        with pytest.raises(GaitcamError, match="nowhere: not a folder of recordings"):
+            g.rekey([keyed.parent / "nowhere"])
+    assert_all_read(keyed, people, recordings[:2])
+    assert_old_key_opens_none(keyed, old_key, recordings[:2], monkeypatch)
+    monkeypatch.setenv(KEY_ENV, old_key.decode().strip())
+    assert read_native(recordings[2]).tracks  # what the docs say: it needs the old key
+
+
+# The child rekeys with the loose folder and SIGKILLs itself at the n-th SQL statement starting
+# with the given text, or at the n-th call of the given function (patched here, in the child only).
+REWRAP_CHILD = """
+import importlib, os, signal, sys
+from gaitcam.identity.gallery import Gallery
+
+path, kind, what, nth, loose = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+seen = 0
+def hit():
+    global seen
+    seen += 1
+    if seen == nth:
+        os.kill(os.getpid(), signal.SIGKILL)
+g = Gallery(path)
+if kind == "sql":
+    g._conn.set_trace_callback(lambda sql: sql.startswith(what) and hit())
+else:
+    module, name = what.rsplit(".", 1)
+    module = importlib.import_module(module)
+    real = getattr(module, name)
+    def patched(*args, **kwargs):
+        hit()
+        return real(*args, **kwargs)
+    setattr(module, name, patched)
+g.rekey([loose])
+"""
+
+REWRAP_STEPS = {  # the kill; which key files it leaves (.new, .old); which recordings it re-wrapped
+    "new key written, before the old one is kept":
+        (("call", "gaitcam.identity.protect.save_old_key", 1), (1, 0), [0, 0, 0]),
+    "old key kept, before the commit": (("sql", "SELECT id FROM templates", 1), (1, 1), [0, 0, 0]),
+    "after the commit, before the key file is replaced": (("sql", "BEGIN IMMEDIATE", 2), (1, 1), [0, 0, 0]),
+    "key file replaced, before any re-wrapping":
+        (("call", "gaitcam.recording.native.rewrap_file", 1), (0, 1), [0, 0, 0]),
+    "one recording re-wrapped": (("call", "gaitcam.recording.native.rewrap_file", 2), (0, 1), [1, 0, 0]),
+    "all re-wrapped, before the old key is deleted":
+        (("call", "gaitcam.identity.protect.drop_old_key", 1), (0, 1), [1, 1, 1]),
+    "after the old key is deleted": (("sql", "VACUUM", 1), (0, 0), [1, 1, 1]),
+}
+
+
+@pytest.mark.parametrize("step", REWRAP_STEPS)
+def test_a_rekey_killed_at_any_step_loses_no_recording(keyed, monkeypatch, caplog, step):
+    people, recordings, loose = with_recordings(keyed)
+    old_key = keyed.with_name("g.db.key").read_bytes()
+    (kind, what, nth), left, rewrapped = REWRAP_STEPS[step]
+    before = [p.read_bytes() for p in recordings]
+    child = subprocess.run([sys.executable, "-c", REWRAP_CHILD, str(keyed), kind, what, str(nth), str(loose)],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert (keyed.with_name("g.db.key.new").exists(), keyed.with_name("g.db.key.old").exists()) == left
+    assert [int(p.read_bytes() != b) for p, b in zip(recordings, before)] == rewrapped
+    with caplog.at_level(logging.WARNING):
+        assert_all_read(keyed, people, recordings)
+    assert ("finished an interrupted rekey: re-wrapped" in caplog.text) == bool(left[1])
+    committed = keyed.with_name("g.db.key").read_bytes() != old_key
+    assert committed == (step not in ("new key written, before the old one is kept", "old key kept, before the commit"))
+    if committed:
+        assert_old_key_opens_none(keyed, old_key, recordings, monkeypatch)
+    assert pragma(keyed, "integrity_check") == "ok"
+    conn = sqlite3.connect(keyed)
+    assert conn.execute("SELECT count(*) FROM meta WHERE key = 'rekey_recordings'").fetchone()[0] == 0
+    conn.close()
+
+
+def test_an_export_decrypts_encrypted_recordings_for_the_person(keyed, tmp_path):
+    people, recordings, _ = with_recordings(keyed)
+    with Gallery(keyed) as g:
+        written = write_export(g.export("Al"), tmp_path / "out", with_recordings=True)
+    (ref,) = json.loads(written.path.read_text())["recordings"]
+    copy = written.path.parent / ref["copy"]
+    assert ref["decrypted"] is True and ref["unchanged"] is True and written.copied == 1
+    assert not is_sealed(copy) and stat.S_IMODE(copy.stat().st_mode) == 0o600
+    original = read_native(recordings[0])
+    keyed.with_name("g.db.key").unlink()  # the person has no key: the copy reads without one
+    assert_same_tracks(read_native(copy), original)
+
+
+def test_the_old_key_stays_while_a_recording_cannot_be_re_wrapped(keyed, monkeypatch, caplog):
+    people, recordings, loose = with_recordings(keyed)
+    stranger = loose / "stranger.gaitrec"  # another gallery's: neither key opens it, and that blocks nothing
+    write_native(synthetic_recording(frames=12), stranger, Key(os.urandom(32), None))
+
+    def read_only(path, offset, data):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(native, "_write_over", read_only)
+    with caplog.at_level(logging.WARNING), Gallery(keyed) as g:
+        moved = g.rekey([loose]).recordings
+    assert (moved.rewrapped, moved.missing, moved.unopenable, moved.failed) == (0, 1, 1, 3)
+    assert f"{stranger}: not re-wrapped: neither the old nor the new gallery key opens it" in caplog.text
+    assert "g.db.key.old: kept, as 3 encrypted recording(s) could not be re-wrapped" in caplog.text
+    for p in recordings:  # meanwhile readable, with the old key kept
+        assert read_native(p).tracks
+    monkeypatch.undo()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), Gallery(keyed):  # the next open finishes it
+        assert "finished an interrupted rekey: re-wrapped 3 encrypted recording(s)" in caplog.text
+    assert_all_read(keyed, people, recordings)

@@ -14,11 +14,13 @@ from gaitcam.recording.recording import Recording, RecordingMeta
 from gaitcam.sensors.base import Body, Source, SourceLost
 from gaitcam.sensors.demo import DEMO_FLOOR, DemoSource, demo_walk
 from gaitcam.sensors.replay import ReplaySource
+from gaitcam.session import summary
 from gaitcam.skeleton.layouts import CANONICAL, KINECT_V2
 from gaitcam.skeleton.sequence import SkeletonSequence
 from gaitcam.skeleton.windows import WindowRule, track_windows
 from gaitcam.stream.calibration import Calibration
 from gaitcam.stream.pipeline import Pipeline
+from gaitcam.stream.stride import StrideControl
 
 HIDDEN = 16
 
@@ -229,3 +231,68 @@ def test_duration_and_stop_end_a_live_run(encoder):
     start = time.monotonic()
     pipeline.run()
     assert time.monotonic() - start < 2.0
+
+
+def test_stride_control_widens_at_once_narrows_after_calm_and_stays_within_limits(caplog):
+    control, now = StrideControl(2, 4, calm=2), [0.0]
+    control.update(0.0, 0, 0)  # the first interval starts
+
+    def interval(lag: float | None, backlog: int = 0, dropped: int = 0) -> int:
+        if lag is not None:
+            control.add([lag] * 10)
+        now[0] += 0.5
+        control.update(now[0], backlog, dropped)
+        return control.stride
+
+    assert [interval(0.2) for _ in range(3)] == [3, 4, 4]  # one step per interval, never past 4
+    assert not control.behind  # slow, but not falling further behind
+    assert [interval(0.2, backlog=5), interval(0.2, backlog=9)] == [4, 4]
+    assert control.behind and control.episodes == 1  # the backlog grows at the widest: warned once
+    assert [r.levelname for r in caplog.records if "falling behind" in r.message] == ["WARNING"]
+    assert [interval(0.01), interval(0.01)] == [4, 3] and not control.behind  # 2 calm intervals, one step
+    assert interval(0.2) == 4  # the narrower stride did not hold: back, and the next step waits 4 intervals
+    assert [interval(0.01) for _ in range(6)] == [4, 4, 4, 3, 3, 2]  # ... then held: 2 intervals again
+    assert [interval(0.01) for _ in range(4)] == [2] * 4 and control.lag == pytest.approx(0.01)  # the base
+    assert interval(None, backlog=4) == 3 and control.lag == 0.5  # nothing back for an interval while frames wait
+    assert interval(0.001, backlog=4) == 4  # frames piling up in the queues are overload at any lag
+    assert interval(None) == 4 and control.lag == 0.0  # no one in view: idle, calm
+    with pytest.raises(ValueError):
+        StrideControl(3, 2)
+
+
+class PacedEncoder:
+    """Costs `per_window` seconds a window (what a slow CPU does), switchable to free."""
+
+    f = 6
+
+    def __init__(self, per_window: float):
+        self.per_window = per_window
+
+    def encode(self, windows, level="window", mirror_mean=False):
+        time.sleep(self.per_window * len(windows))
+        return np.zeros((len(windows), 4), np.float32)
+
+
+def test_the_stride_widens_under_a_slow_encoder_and_narrows_when_it_is_fast_again():
+    encoder, strides = PacedEncoder(0.04), []  # 3 people at stride 1: 90 windows/s, 3.6 s of work a second
+    pipeline = Pipeline(DemoSource(), encoder, FakeMatcher(), stride=1, max_stride=4,
+                        on_frame=lambda snap: strides.append((time.monotonic(), snap.stats.stride, snap.stats.lag)))
+    pipeline.control.interval, pipeline.control.target = 0.1, 0.15  # quick turns, and room for a busy test machine
+    start = time.monotonic()
+    threading.Timer(2.0, setattr, (encoder, "per_window", 0.0)).start()
+    stats = pipeline.run(duration=4.5)
+    slow = [s for t, s, _ in strides if t - start < 2.0]
+    assert max(slow) >= 3 and max(s for _, s, _ in strides) <= 4 and min(s for _, s, _ in strides) >= 1
+    assert max(lag for _, _, lag in strides) > 0.15  # it measured the lag it widened for
+    assert stats.stride == pipeline.current_stride == 1 and 1 < stats.stride_mean < 4  # back to the base
+    assert stats.windows > 0 and stats.errors == 0
+    assert {"stride": 1, "behind": 0}.items() <= summary(stats).items() and summary(stats)["lag_ms"] >= 0
+
+
+def test_a_file_or_no_max_stride_keeps_the_stride_fixed(encoder):
+    rec = Recording(RecordingMeta("demo", CANONICAL.name, 30.0), {1: demo_walk("Ada", 3, 1)})
+    assert Pipeline(ReplaySource(rec), encoder, FakeMatcher(), stride=2, max_stride=6).control is None
+    assert Pipeline(DemoSource(), encoder, FakeMatcher(), stride=2).control is None
+    assert Pipeline(DemoSource(), encoder, FakeMatcher(), stride=6, max_stride=6).control is None
+    stats = Pipeline(DemoSource(realtime=False, duration=1), encoder, FakeMatcher(), stride=2).run()
+    assert (stats.stride, stats.stride_mean, stats.lag, stats.behind) == (2, 2.0, 0.0, 0)

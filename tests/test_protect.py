@@ -122,7 +122,8 @@ def test_rekey_re_encrypts_everything_and_retires_the_old_key(tmp_path):
     key = path.with_name("g.db.key")
     old_key, old_blobs = key.read_bytes(), blobs(path)
     with Gallery(path) as g, Gallery(path) as other:  # `other` was opened before the rekey
-        assert g.rekey() == (2, key)
+        done = g.rekey()
+        assert (done.templates, done.key) == (2, key)
         names, arrays = other.templates("age")
         assert names == ["Al", "Bo"]
         for i, a in enumerate(arrays):
@@ -153,7 +154,8 @@ def test_gallery_rekey_command(tmp_path, capsys, monkeypatch, caplog):
     with caplog.at_level(logging.DEBUG):
         assert main(["gallery", "--gallery", str(db), "rekey"]) == 0
     out, err = capsys.readouterr()
-    assert out == f"re-encrypted 1 template(s) in {db} with a new key ({db}.key)\n"
+    assert out == (f"re-encrypted 1 template(s) in {db} with a new key ({db}.key); "
+                   "re-wrapped 0 encrypted recording(s) (0 missing)\n")
     new = db.with_name("g.db.key").read_text().strip()
     assert not any(k in text for k in (old, new) for text in (out, err, caplog.text))
     monkeypatch.setenv(KEY_ENV, db.with_name("g.db.key").read_text())

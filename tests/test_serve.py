@@ -105,8 +105,10 @@ def test_metrics_parse_and_are_all_gaitcam(server):
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
     assert status == 200 and families and all(name.startswith("gaitcam_") for name in families)
     assert {"gaitcam_fps", "gaitcam_queue_depth", "gaitcam_encode_latency_seconds", "gaitcam_decisions",
-            "gaitcam_dropped", "gaitcam_events_dropped"} <= set(families)
+            "gaitcam_dropped", "gaitcam_events_dropped", "gaitcam_stride", "gaitcam_lag_seconds",
+            "gaitcam_falling_behind", "gaitcam_behind"} <= set(families)
     assert families["gaitcam_frames"].samples[0].value > 0
+    assert families["gaitcam_stride"].samples[0].value >= 1 and families["gaitcam_lag_seconds"].samples[0].value >= 0
 
 
 def test_enrol_rename_remove_and_identify_uploads(server):

@@ -46,6 +46,31 @@ def test_windows_every_stride_oldest_frame_first(stride):
     assert tw.tracked.all() and not tw.derived.any()
 
 
+def test_a_stride_changed_on_the_way_keeps_each_window_f_consecutive_frames():
+    """The live pipeline widens and narrows a track's stride under load: each window still
+    holds f consecutive frames with its newest frame's time, the next comes `stride` frames
+    after the last one, and the segments keep their own hop."""
+    seq, plan = _seq(80), {0: 1, 12: 3, 30: 6, 50: 2, 60: 1}  # frame -> stride from there on
+    windower, ends, segments = TrackWindower(WindowRule(stride=1)), [], 0
+    for k, (t, j) in enumerate(zip(seq.timestamps, seq.joints)):
+        windower.stride = plan.get(k, windower.stride)
+        got, segs = windower.push(float(t), j)
+        segments += len(segs)
+        for w in got:
+            assert _frame_of(w.joints).tolist() == list(range(k - 5, k + 1)) and w.time == pytest.approx(k / 30)
+            ends.append(k)
+    expected, last = [], None
+    for k in range(5, 80):
+        stride = [s for f, s in sorted(plan.items()) if f <= k][-1]
+        if last is None or k - last >= stride:
+            expected.append(k)
+            last = k
+    assert ends == expected and 6 in np.diff(ends) and 3 in np.diff(ends)
+    assert segments == (80 - 32) // 8 + 1
+    with pytest.raises(ValueError):
+        windower.stride = 0
+
+
 def test_segments_every_hop_after_a_stride_of_frames():
     tw = track_windows(_seq(64))
     assert len(tw.segments) == tw.stats.segments == (64 - 32) // 8 + 1

@@ -12,8 +12,10 @@ itself runs unchanged:
   `observe`) ends at the newest frame it used; the frames since its previous decision are
   the ones first used now. At a stride s > 1 a frame also waits for the s - 1 frames that
   complete its window, so the window latency (its newest frame to the decision) is kept too:
-  that is the processing delay, and what says whether a stride keeps up. It also times how
-  long the newest AGEs waited between the encoder finishing them and the decision;
+  that is the processing delay, and what says whether a stride keeps up. With n windows over
+  those frames, every (frames / n)-th from the newest is a window's newest frame: exact at a
+  fixed stride, and at one that adapts to load as long as it held over those frames. It also
+  times how long the newest AGEs waited between the encoder finishing them and the decision;
 - `CountingEncoder`: encoder calls, batch sizes, encode time, when the last call finished.
 """
 from __future__ import annotations
@@ -118,13 +120,14 @@ class LatencyProbe:
         self.window_latency = Histogram()  # the newest frame of every window
         self.result_wait = Histogram()  # encoder finished -> decision, per decision
         self._decided: dict[int, float] = {}  # track -> newest window time decided on
-        self._observed: dict[int, tuple[float, float]] = {}  # track -> frames (after, upto) not yet decided
+        self._observed: dict[int, tuple[float, float, int]] = {}  # track -> frames (after, upto], windows: not decided
 
     def observe(self, track: int, time: float, ages: np.ndarray, joints: np.ndarray,
                 tracked: np.ndarray | None = None) -> None:
         self.matcher.observe(track, time, ages, joints, tracked)
         after = self._decided.get(track, time - len(ages) * self.window_step)
-        self._observed[track] = (self._observed.get(track, (after, time))[0], time)
+        after, _, windows = self._observed.get(track, (after, time, 0))
+        self._observed[track] = (after, time, windows + len(ages))
 
     def observe_segments(self, track: int, segments: np.ndarray) -> None:
         self.matcher.observe_segments(track, segments)
@@ -137,10 +140,11 @@ class LatencyProbe:
             self.result_wait.add(now - finished)
         for track in tracks:
             if track in self._observed:
-                after, upto = self._observed.pop(track)
+                after, upto, windows = self._observed.pop(track)
                 latencies = [now - wall for wall in self.captured.walls(after, upto)]
                 self.latency.add(latencies)
-                self.window_latency.add(latencies[::-1][:: self.stride])
+                step = max(1, round(len(latencies) / windows))
+                self.window_latency.add(latencies[::-1][::step][:windows])
                 self._decided[track] = upto
         return decisions
 
@@ -198,6 +202,8 @@ class PipelineRun:
     speed: float
     encoder: str  # "fast" or "reference"
     threads: int
+    max_stride: int | None = None  # set: the stride adapted to load, from `stride` up to this
+    stride_mean: float = 0.0  # over the frames processed
     wall: float = 0.0
     cpu: float = 0.0
     frames: int = 0
@@ -229,6 +235,7 @@ class PipelineRun:
                       encode=Histogram(), rss_samples=list(first.rss_samples), rss_end=runs[-1].rss_end)
         for name in ("wall", "cpu", "frames", "windows", "tracks", "dropped", "skipped", "errors", "calls"):
             setattr(out, name, sum(getattr(r, name) for r in runs))
+        out.stride_mean = sum(r.stride_mean * r.frames for r in runs) / max(out.frames, 1)
         for r in runs:
             out.latency.merge(r.latency)
             out.window_latency.merge(r.window_latency)
@@ -252,7 +259,7 @@ class PipelineRun:
             "result_wait_ms_p99": ms(self.result_wait.percentile(99), 1),
             "cpu_percent": round(100 * self.cpu / self.wall, 1),
             "rss_mb_start": round(self.rss_start, 1), "rss_mb_end": round(self.rss_end, 1),
-            "keeps_up": self.keeps_up,
+            "keeps_up": self.keeps_up, "max_stride": self.max_stride, "stride_mean": round(self.stride_mean, 2),
         }
         if self.rss_samples:
             out["rss_mb_samples"] = self.rss_samples
@@ -269,14 +276,16 @@ def run_pipeline(
     seconds: float = 30.0,
     speed: float = 1.0,
     rss_every: float | None = None,
+    max_stride: int | None = None,
 ) -> PipelineRun:
     """Replay `people` walkers at `fps` x `speed` through the pipeline for `seconds` (wall);
-    every `rss_every` seconds, sample the resident memory (for soaks)."""
+    every `rss_every` seconds, sample the resident memory (for soaks). With `max_stride` the
+    stride adapts to load from `stride` up to it, as live (`stream.stride`)."""
     source = TimedReplay(crowd_recording(people, seconds=SCENE_SECONDS, fps=fps), speed)
     counting = CountingEncoder(encoder)
     probe = LatencyProbe(matcher, source.captured, stride, fps, encoded=lambda: counting.finished)
     run = PipelineRun(people, fps, stride, speed, "reference" if encoder.fast is None else "fast",
-                      torch.get_num_threads(), rss_start=rss_mb(), latency=probe.latency,
+                      torch.get_num_threads(), max_stride, rss_start=rss_mb(), latency=probe.latency,
                       window_latency=probe.window_latency, result_wait=probe.result_wait, encode=counting.seconds)
     start_wall, start_cpu = clock.monotonic(), clock.process_time()
 
@@ -285,9 +294,9 @@ def run_pipeline(
         if rss_every and (not run.rss_samples or elapsed - run.rss_samples[-1][0] >= rss_every):
             run.rss_samples.append((round(elapsed, 1), round(rss_mb(), 1)))
 
-    stats = Pipeline(source, counting, probe, stride=stride, on_frame=on_frame).run(duration=seconds)
+    stats = Pipeline(source, counting, probe, stride=stride, max_stride=max_stride, on_frame=on_frame).run(duration=seconds)
     run.wall, run.cpu = clock.monotonic() - start_wall, clock.process_time() - start_cpu
     run.frames, run.windows, run.tracks = stats.frames, stats.windows, stats.tracks
     run.dropped, run.skipped, run.errors = stats.dropped, stats.skipped, stats.errors
-    run.calls, run.rss_end = counting.calls, rss_mb()
+    run.calls, run.rss_end, run.stride_mean = counting.calls, rss_mb(), stats.stride_mean
     return run

@@ -2,7 +2,8 @@
 
 The top-level keys are the default case (the first thread count, 1 unless told otherwise;
 the live app runs the encoder on 1 thread); `by_threads` holds the full encoder results per
-thread count, `pipeline` the live runs. Reference and fast path are always measured in the
+thread count, `pipeline` the live runs (`pipeline_auto`: the stride adapting to load from 1, as
+the live app does from its configured stride). Reference and fast path are always measured in the
 same seconds, alternating, because other jobs share these cores (see BENCHMARKS.md).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gaitcam.model.encoder import GaitEncoder
 from gaitcam.model.sgela import count_macs, pick_device
 from gaitcam.model.weights import load_weights
 from gaitcam.skeleton.windows import LIVE_STRIDE
+from gaitcam.stream.stride import DEFAULT_MAX_STRIDE
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,10 @@ def run_benchmarks(
         "reference_pipeline_p99_ms": pipeline["stride_1_reference"]["latency_ms_p99"],
         "pipeline": pipeline,
     })
+    say(f"pipeline, stride adapting from 1 up to {DEFAULT_MAX_STRIDE} ...")
+    pipeline["auto"] = run_pipeline(fast, encoders["fast"][1], stride=1, max_stride=DEFAULT_MAX_STRIDE,
+                                    seconds=pipeline_seconds, **setting).summary()
+    result["pipeline_auto"] = auto_figures(pipeline["auto"])
     if soak_minutes:
         say(f"soak: {soak_minutes:g} min at {soak_speed:g}x, stride {soak_stride} ...")
         soak = run_pipeline(fast, encoders["fast"][1], stride=soak_stride, speed=soak_speed,
@@ -132,6 +138,15 @@ def run_benchmarks(
     if hasattr(os, "getloadavg"):
         result["machine"]["load_average_end"] = round(os.getloadavg()[0], 2)
     return result
+
+
+def auto_figures(run: dict) -> dict:
+    """The headline of the adaptive run: `p99_ms` is frame-to-decision, as `pipeline_p99_ms`
+    (at a wider stride it includes each frame's wait for the frames completing its window);
+    `window_p99_ms` the newest frame of each window to its decision, which `keeps_up` judges."""
+    return {"people": run["people"], "fps": run["fps"], "p99_ms": run["latency_ms_p99"],
+            "window_p99_ms": run["window_latency_ms_p99"], "dropped": run["dropped"],
+            "stride_mean": run["stride_mean"], "max_stride": run["max_stride"], "keeps_up": run["keeps_up"]}
 
 
 def summary(result: dict) -> str:
@@ -157,6 +172,11 @@ def summary(result: dict) -> str:
                      f"{run['window_latency_ms_p99']} ms); encode p50 {run['encode_ms_p50']} ms; AGEs wait for the "
                      f"decision p50 {run['result_wait_ms_p50']} ms; dropped {run['dropped']}; "
                      f"CPU {run['cpu_percent']} %; RSS {run['rss_mb_end']} MiB; keeps up: {run['keeps_up']}")
+    if "pipeline_auto" in result:
+        a = result["pipeline_auto"]
+        lines.append(f"pipeline auto: stride adapting 1..{a['max_stride']}, mean {a['stride_mean']}; frame-to-decision "
+                     f"p99 {a['p99_ms']} ms (window: p99 {a['window_p99_ms']} ms); dropped {a['dropped']}; "
+                     f"keeps up: {a['keeps_up']}")
     if "startup" in result:
         st = result["startup"]
         lines.append(f"start-up (fresh process, median of {len(st['help_runs'])}): --help {st['help_seconds']:.2f} s; "

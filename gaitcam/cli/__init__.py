@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from gaitcam import __version__
@@ -35,12 +37,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def recordings_keyed_by(args: argparse.Namespace) -> Iterator[None]:
+    """Encrypted recordings open with the key of the gallery this command configures (its
+    --config and --gallery), whichever command reads them; the config loads only if one is met."""
+    from gaitcam.config import load_config
+    from gaitcam.recording import sealed
+
+    before = sealed.use_config(lambda: load_config(args.config, {"gallery": getattr(args, "gallery", None)}))
+    try:
+        yield
+    finally:
+        sealed.use_config(before)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level or "INFO", stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args)
+        with recordings_keyed_by(args):
+            return args.func(args)
     except GaitcamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -73,6 +73,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                        "readable up to the last second if the process dies.")
     add_live_options(p, subcommand=True)
     p.add_argument("--out", metavar="FILE", help="recording to write (.gaitrec)")
+    p.add_argument("--encrypt", action="store_true",
+                   help="encrypt the recording with the gallery's key (AES-256-GCM; default: the config's "
+                   "encrypt_recordings, false); every command reads it where that key is")
     p.set_defaults(func=cmd_record)
 
 
@@ -188,11 +191,12 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
         source, models, gallery, calibration = setup.source, setup.models, setup.gallery, setup.calibration
         recorder = None
         if out is not None:
-            recorder = stack.enter_context(writer(out, source, args.sensor, calibration))
+            recorder = stack.enter_context(writer(out, source, args.sensor, calibration,
+                                                  encrypt=getattr(args, "encrypt", False)))
         session = Session(models, gallery, args.camera or args.sensor, keep_events=False)
         with event_outputs(args, session):
             run = session.live(source, calibration=calibration, recorder=recorder, stride=cfg.stride,
-                               queue_size=cfg.queue_size)
+                               max_stride=cfg.max_stride, queue_size=cfg.queue_size)
             if gui:
                 from gaitcam.ui import run_gui
 
@@ -225,15 +229,18 @@ def stop_on_signals(pipeline) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def writer(out: Path, source, sensor: str, calibration):
+def writer(out: Path, source, sensor: str, calibration, encrypt: bool = False):
+    """The live recording's writer; encrypted with the gallery's key when `encrypt` or the
+    config's `encrypt_recordings` says so (`enroll --live` records through here too)."""
     from gaitcam.recording.native import RecordingWriter
     from gaitcam.recording.recording import RecordingMeta
+    from gaitcam.recording.sealed import writing_key
 
     meta = RecordingMeta(sensor=sensor, layout=source.layout.name, fps=float(source.fps),
                          calibration=None if calibration is None else calibration.to_dict(),
                          created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return RecordingWriter(out, meta)
+    out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return RecordingWriter(out, meta, key=writing_key(encrypt))
 
 
 def _list_sensors() -> int:

@@ -1,12 +1,16 @@
-"""`enroll`, `identify` and `gallery list|rename|remove|rekey`: who the app knows."""
+"""`enroll`, `identify` and `gallery list|rename|export|remove|rekey`: who the app knows."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from gaitcam.cli.common import add_runtime_options, config_from, load_models
 from gaitcam.errors import GaitcamError
+
+if TYPE_CHECKING:
+    from gaitcam.identity.gallery import Gallery
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     add_runtime_options(p)
     p.set_defaults(func=cmd_identify)
 
-    p = sub.add_parser("gallery", help="list, rename or remove enrolled people; re-encrypt with a new key",
+    p = sub.add_parser("gallery", help="list, rename, export or remove enrolled people; re-encrypt with a new key",
                        description="Templates are encrypted in the gallery (AES-GCM) with the key in "
                        "$GAITCAM_GALLERY_KEY (base64) or else in the key file beside it (DB.key, made on first use).")
     p.add_argument("--gallery", default=argparse.SUPPRESS, metavar="DB", help="gallery database (default: the config's)")
@@ -51,11 +55,35 @@ def add(sub: argparse._SubParsersAction) -> None:
     r = gsub.add_parser("rename", help="rename a person")
     r.add_argument("old")
     r.add_argument("new")
-    r = gsub.add_parser("remove", help="delete a person's templates for good (secure delete, vacuum)")
+    r = gsub.add_parser("remove", help="delete a person, their templates and recording references for good "
+                        "(scrubbed from the file); their recording files are kept unless --delete-recordings",
+                        description="Erasure: the person's name, templates and recording references are deleted "
+                        "and scrubbed from the gallery file and its journal. The recording files themselves are "
+                        "kept (and listed) unless --delete-recordings.")
     r.add_argument("name")
-    r.add_argument("--delete-recordings", action="store_true", help="also delete the recordings they came from")
-    gsub.add_parser("rekey", help="re-encrypt every template with a new random key in the key file "
-                    "(the old ciphertext is scrubbed; back up the new key file with the gallery)")
+    r.add_argument("--delete-recordings", action="store_true",
+                   help="also delete the recording files only they appear in (a recording another enrolled "
+                   "person appears in is kept)")
+    r = gsub.add_parser("export", help="write everything held about a person to DIR/NAME/person.json "
+                        "(an access request)",
+                        description="Access request (GDPR art. 15): the name, when enrolled, every enrolment's "
+                        "recording (path, sha256, sensor, track, when added, whether the file still exists) and "
+                        "every template decrypted (kind, encoder version, sensor, shape, vectors), as "
+                        "DIR/NAME/person.json, owner-only. It is biometric data: hand it over securely.")
+    r.add_argument("name")
+    r.add_argument("--out", required=True, metavar="DIR", help="folder to write the export in (made if missing)")
+    r.add_argument("--with-recordings", action="store_true",
+                   help="also copy the recording files that still exist into DIR/NAME/recordings/ "
+                   "(encrypted ones decrypted)")
+    r.add_argument("--force", action="store_true", help="replace an earlier export of the same person")
+    r = gsub.add_parser("rekey", help="re-encrypt every template with a new random key in the key file "
+                        "(the old ciphertext is scrubbed; back up the new key file with the gallery)",
+                        description="Also re-wraps, for the new key, the encrypted recordings the gallery refers "
+                        "to and every .gaitrec under --recordings; any other recording encrypted under the old "
+                        "key no longer opens (back the old key up first if there are such).")
+    r.add_argument("--recordings", nargs="+", default=[], metavar="DIR",
+                   help="also re-wrap every encrypted .gaitrec under these folders (recursively), such as "
+                   "recordings never enrolled")
     p.set_defaults(func=cmd_gallery)
 
 
@@ -183,9 +211,16 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         elif args.action == "rename":
             gallery.rename(args.old, args.new)
             print(f"renamed {args.old} to {args.new}")
+        elif args.action == "export":
+            export_person(gallery, args)
         elif args.action == "rekey":
-            count, key = gallery.rekey()
-            print(f"re-encrypted {count} template(s) in {cfg.gallery} with a new key ({key})")
+            done = gallery.rekey(args.recordings)
+            moved = done.recordings
+            unopenable = f", {moved.unopenable} no gallery key opens" if moved.unopenable else ""
+            failed = (f", {moved.failed} could not be: the old key is kept in {done.key}.old until they are"
+                      if moved.failed else "")
+            print(f"re-encrypted {done.templates} template(s) in {cfg.gallery} with a new key ({done.key}); "
+                  f"re-wrapped {moved.rewrapped} encrypted recording(s) ({moved.missing} missing{unopenable}{failed})")
         else:
             info = next((p for p in gallery.people() if p.name == args.name), None)
             own = gallery.remove(args.name, delete_recordings=args.delete_recordings)
@@ -197,3 +232,14 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                 print(f"kept {len(own)} recording(s) of theirs (`--delete-recordings` deletes them):"
                       + "".join(f"\n  {p}" for p in own))
     return 0
+
+
+def export_person(gallery: Gallery, args: argparse.Namespace) -> None:
+    """`gallery export`: the person's data to a folder; says how much, never the vectors."""
+    from gaitcam.identity.export import write_export
+
+    export = gallery.export(args.name)  # an unknown name fails here, before anything is written
+    written = write_export(export, args.out, force=args.force, with_recordings=args.with_recordings)
+    copies = f", {written.copied} recording file(s) copied" if args.with_recordings else ""
+    print(f"exported {export['name']}: {written.templates} template(s), {written.recordings} recording "
+          f"reference(s){copies} to {written.path}")

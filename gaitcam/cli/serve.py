@@ -75,8 +75,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         setup = live_setup(args, cfg, stack, gui=False)
         session = Session(setup.models, setup.gallery, args.camera or args.sensor, keep_events=False)
-        run = None if args.no_live else session.live(setup.source, calibration=setup.calibration,
-                                                     stride=cfg.stride, queue_size=cfg.queue_size)
+        run = None if args.no_live else session.live(setup.source, calibration=setup.calibration, stride=cfg.stride,
+                                                     max_stride=cfg.max_stride, queue_size=cfg.queue_size)
         server = _Server(uvicorn.Config(create_app(session, run, token, cfg.recordings / "uploads"),
                                                host=args.host, port=args.port, log_level="warning",
                                                ws="websockets-sansio", lifespan="off"))

@@ -12,33 +12,38 @@ enrolment is one transaction. Privacy: the file and its folder are created owner
 are sealed with AES-GCM before they reach the file (`protect`: the key, beside the gallery or in
 $GAITCAM_GALLERY_KEY), and `remove` scrubs the person's bytes from the database file and its
 WAL, not just the rows. The scrub is journalled (`pending_scrub`, written with the delete), so a
-process killed before it finishes leaves it to the next open.
+process killed before it finishes leaves it to the next open. A rekey also re-wraps the data key
+of every encrypted recording the gallery refers to (the old key waits in `<key>.old` until that
+is done; an open finishes it after a crash), so the recordings stay readable to rebuild from.
 Concurrency: the live app reads while the CLI may enroll from another process; a busy
 timeout makes writers wait for each other instead of failing, and one `Gallery` may be shared
 between threads (a lock serialises its connection).
 """
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import os
 import sqlite3
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from gaitcam.errors import GaitcamError
 from gaitcam.identity import names, protect
+from gaitcam.recording import native
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # 2: templates sealed (AES-GCM), the key check in meta, the pending_scrub journal
+EXPORT_FORMAT = "gaitcam person export 1"  # what `export` returns, for whoever reads an access request's file
 
 _TEMPLATES = f"""
 CREATE TABLE {{name}} (
@@ -60,6 +65,7 @@ CREATE INDEX templates_kind ON templates(kind, encoder_version);
 """
 _SCRUB_DELAYED = ("another process has the gallery open; the deleted data leaves the file when the gallery "
                   "is next opened after it closes")
+_REWRAP_FOLDERS = "rekey_recordings"  # meta: the folders a rekey re-wraps besides the gallery's recordings
 _PENDING_SCRUB = "CREATE TABLE pending_scrub (id INTEGER PRIMARY KEY, reason TEXT NOT NULL, created TEXT NOT NULL);"
 
 _SCHEMA = f"""
@@ -126,16 +132,13 @@ class RecordingRef:
 
     @classmethod
     def from_file(cls, path: str | Path, sensor: str, track: int | None = None) -> RecordingRef:
-        """Hash the file, so a later rebuild can tell whether it is still the same recording."""
+        """Hash the file, so a later rebuild can tell whether it is still the same recording
+        (`native.content_sha256`: a rekey's re-wrapping does not count as a change)."""
         path = Path(path)
-        h = hashlib.sha256()
         try:
-            with path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
+            return cls(path, native.content_sha256(path), sensor, track)
         except OSError as e:
             raise GaitcamError(f"{path}: cannot read recording ({e.strerror})") from None
-        return cls(path, h.hexdigest(), sensor, track)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,27 @@ class PersonInfo:
     sensors: tuple[str, ...]
     encoder_versions: tuple[str, ...]
     created: datetime
+
+
+@dataclass(frozen=True)
+class Rekeyed:
+    """What a rekey did: templates re-encrypted, the key file, and the encrypted recordings."""
+
+    templates: int
+    key: Path
+    recordings: Rewrapped
+
+
+@dataclass
+class Rewrapped:
+    """Encrypted recordings a rekey went through: re-wrapped for the new key; referenced by the
+    gallery but missing; that neither key opens (another gallery's, or damaged: each logged);
+    that could not be re-wrapped (unreadable, read-only: logged; the old key is kept for them)."""
+
+    rewrapped: int = 0
+    missing: int = 0
+    unopenable: int = 0
+    failed: int = 0
 
 
 def _now() -> str:
@@ -244,8 +268,9 @@ class Gallery:
         if pending:
             log.warning("%s: finishing the scrub of deleted data an interrupted process left", self.path)
             self._scrub_or_defer()
-        has_new_key = protect.new_key_file(protect.key_file(self.path)).exists()
-        if version == SCHEMA_VERSION and not has_new_key:
+        key = protect.key_file(self.path)
+        unsettled = protect.new_key_file(key).exists() or protect.old_key_file(key).exists()
+        if version == SCHEMA_VERSION and not unsettled:
             self._key, self._check = protect.find_key(self.path, check), check
             return
         encrypted = 0
@@ -256,6 +281,7 @@ class Gallery:
                 self._create(c)
             elif version < SCHEMA_VERSION:
                 encrypted = self._encrypt_plaintext(c)
+            self._finish_rewrap(c)
         if version is not None and version < SCHEMA_VERSION:
             log.warning("%s: encrypted %d template(s) that were stored in plaintext (key: %s)", self.path,
                         encrypted, self._key.where)
@@ -470,20 +496,34 @@ class Gallery:
                     raise GaitcamError(f"{p}: cannot delete recording ({e.strerror})") from None
         return orphans
 
-    def rekey(self) -> tuple[int, Path]:
-        """Re-encrypt every template with a new random key; returns how many, and the key file.
+    def rekey(self, folders: Iterable[str | Path] = ()) -> Rekeyed:
+        """Re-encrypt every template with a new random key, and re-wrap the data key of every
+        encrypted recording the gallery refers to or that lies under `folders`.
 
-        One transaction; crash-safe: the new key is written (`<key>.new`, fsynced) under the
-        write lock before the commit and renamed over the key file after it, and an interrupted
-        rekey is settled at the next open. The old ciphertext is scrubbed from the files.
+        Crash-safe at every step: under the write lock the new key is written (`<key>.new`) and
+        the old one kept (`<key>.old`, both fsynced) before the templates' transaction commits;
+        then, under the write lock again, the new key is renamed over the key file, the
+        recordings re-wrapped and `.old` deleted. `folders` are committed with the templates, so
+        an open finishes an interrupted rekey whole (the rename, then the re-wrapping); a reader
+        meanwhile tries the key file, `.new` and `.old`. The old ciphertext is scrubbed.
         """
         if os.environ.get(protect.KEY_ENV) is not None:
             raise GaitcamError(f"gallery rekey writes a new key file ({protect.key_file(self.path)}), but the key "
                                f"comes from {protect.KEY_ENV}: unset it, with the key saved in that file, to rekey")
+        folders = [Path(f).expanduser() for f in folders]
+        for folder in folders:
+            if not folder.is_dir():
+                raise GaitcamError(f"{folder}: not a folder of recordings")
         with self._transaction(write=True) as c:
             self._settle_key(self._stored_check(c))
-            new = protect.write_new_key(self._key)
+            self._finish_rewrap(c)  # its old key must go before ours is kept
+            old = self._key
+            new = protect.write_new_key(old)
             try:
+                # Kept before the commit: once it commits any open may retire the old key file.
+                protect.save_old_key(old)
+                c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                          (_REWRAP_FOLDERS, json.dumps([str(f.resolve()) for f in folders])))
                 ids = [i for (i,) in c.execute("SELECT id FROM templates ORDER BY id")]
                 for i in ids:
                     *meaning, blob = c.execute("SELECT kind, encoder_version, sensor, dim, count, vectors"
@@ -495,12 +535,63 @@ class Gallery:
             except BaseException:
                 assert new.file is not None
                 new.file.unlink(missing_ok=True)  # never committed
+                protect.drop_old_key(self.path)
                 raise
         with self._transaction(write=True) as c:  # another process may have settled it already
             self._settle_key(self._stored_check(c), interrupted=False)
+            moved = self._rewrap_pending(c, old)
         self._scrub_or_defer()
         assert self._key.file is not None
-        return len(ids), self._key.file
+        return Rekeyed(len(ids), self._key.file, moved)
+
+    def _finish_rewrap(self, c: sqlite3.Connection) -> None:
+        """A rekey killed before it was done left the old key (`<key>.old`): finish its re-wrapping
+        (under the write lock, with the key that passes the check). Killed before its commit,
+        `.old` is the current key and nothing needs re-wrapping; it just goes."""
+        old = protect.read_old_key(self.path)
+        if old is None:
+            return
+        moved = self._rewrap_pending(c, old)
+        log.warning("%s: finished an interrupted rekey: re-wrapped %d encrypted recording(s) for the new key "
+                    "(%d missing, %d unopenable, %d failed)", self.path, moved.rewrapped, moved.missing,
+                    moved.unopenable, moved.failed)
+
+    def _rewrap_pending(self, c: sqlite3.Connection, old: protect.Key) -> Rewrapped:
+        """Re-wrap what the last rekey covers (the gallery's recordings and its folders), then
+        forget its folders and delete the old key: from now on only the current key is needed."""
+        row = c.execute("SELECT value FROM meta WHERE key = ?", (_REWRAP_FOLDERS,)).fetchone()
+        moved = self._rewrap(c, old, [] if row is None else [Path(f) for f in json.loads(row[0])])
+        if moved.failed:  # they may still need it: kept, and the next open tries again
+            log.warning("%s: kept, as %d encrypted recording(s) could not be re-wrapped for the new key (above); "
+                        "the gallery tries again when next opened", protect.old_key_file(protect.key_file(self.path)),
+                        moved.failed)
+            return moved
+        c.execute("DELETE FROM meta WHERE key = ?", (_REWRAP_FOLDERS,))
+        protect.drop_old_key(self.path)
+        return moved
+
+    def _rewrap(self, c: sqlite3.Connection, old: protect.Key, folders: Iterable[Path]) -> Rewrapped:
+        """Re-wrap, from `old` to the current key, every encrypted recording the gallery refers
+        to and every `.gaitrec` under `folders`. One that cannot be is logged and counted, never
+        fatal: the templates are rekeyed already, and an open that finishes a rekey must not fail
+        on one bad file."""
+        paths = [Path(p) for (p,) in c.execute("SELECT DISTINCT path FROM recordings ORDER BY path")]
+        paths += sorted(p for folder in folders for p in folder.rglob(f"*{native.SUFFIX}") if p.is_file())
+        done = Rewrapped()
+        for path in dict.fromkeys(paths):
+            try:
+                outcome = native.rewrap_file(path, old, self._key)
+            except (GaitcamError, OSError) as e:
+                log.warning("not re-wrapped for the new gallery key: %s", e)
+                done.failed += 1
+                continue
+            if outcome == "unopenable":
+                log.warning("%s: not re-wrapped: neither the old nor the new gallery key opens it (another "
+                            "gallery's key, or a damaged encryption header)", path)
+            done.rewrapped += outcome == "rewrapped"
+            done.missing += outcome == "missing"
+            done.unopenable += outcome == "unopenable"
+        return done
 
     # -- reading ------------------------------------------------------------------------
 
@@ -556,6 +647,36 @@ class Gallery:
             return [n for (n,) in c.execute(
                 "SELECT DISTINCT p.name FROM people p JOIN templates t ON t.person_id = p.id"
                 " WHERE t.encoder_version != ? ORDER BY p.name", (encoder_version,))]
+
+    def export(self, name: str) -> dict[str, Any]:
+        """Everything the gallery holds about `name`, as plain JSON-ready data: what a data
+        subject's access request (GDPR art. 15) is owed. Templates come decrypted (lists of
+        floats that round-trip to the stored float32 exactly); each recording reference says
+        whether its file still exists. The caller must keep it as private as the gallery."""
+        with self._transaction(write=False) as c:
+            key = self._current_key(c)
+            person = self._person_id(c, name)
+            stored_name, created = c.execute("SELECT name, created FROM people WHERE id = ?", (person,)).fetchone()
+            recordings = c.execute("SELECT id, path, sha256, sensor, track, added FROM recordings"
+                                   " WHERE person_id = ? ORDER BY id", (person,)).fetchall()
+            templates = c.execute("SELECT recording_id, kind, encoder_version, sensor, dim, count, vectors, created"
+                                  " FROM templates WHERE person_id = ? ORDER BY id", (person,)).fetchall()
+        paths = {rec_id: path for rec_id, path, *_ in recordings}
+        return {
+            "format": EXPORT_FORMAT,
+            "gallery": str(self.path),
+            "exported": _now(),
+            "name": stored_name,
+            "created": created,
+            "recordings": [{"path": path, "sha256": sha, "sensor": sensor, "track": track, "added": added,
+                            "exists": Path(path).is_file()}
+                           for _, path, sha, sensor, track, added in recordings],
+            "templates": [{"kind": kind, "encoder_version": version, "sensor": sensor, "created": made,
+                           "shape": [count, dim], "recording": paths.get(rec_id),
+                           "vectors": np.frombuffer(self._unseal(key, kind, version, sensor, dim, count, blob),
+                                                    dtype="<f4").reshape(count, dim).tolist()}
+                          for rec_id, kind, version, sensor, dim, count, blob, made in templates],
+        }
 
     def recordings(self, name: str) -> list[RecordingRef]:
         """The recordings `name` was enrolled from, oldest first."""

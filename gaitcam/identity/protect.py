@@ -9,8 +9,10 @@ Names are left out of it, so a rename never re-encrypts anything.
 The key is 32 random bytes: from $GAITCAM_GALLERY_KEY (base64) when set, else from the file
 beside the gallery (`gallery.db.key`, base64, owner-only), created on first use. The gallery
 keeps a key check (a sealed constant) so a wrong key fails when the gallery opens, not at the
-first template. A rekey writes the new key to `gallery.db.key.new` before it commits and renames
-it over the key file after; `settle` finishes that rename after a crash. A key is never printed,
+first template. A rekey writes the new key to `gallery.db.key.new` and a copy of the old one to
+`gallery.db.key.old` before it commits, renames the new one over the key file after, and deletes
+the old copy once the encrypted recordings are re-wrapped; `settle` finishes that rename after a
+crash, and the gallery finishes the re-wrapping while `.old` is there. A key is never printed,
 logged or passed on a command line.
 """
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Key:
 
     def __init__(self, secret: bytes, file: Path | None) -> None:
         self._aead = AESGCM(secret)
+        self._secret = secret  # kept only for `save_old_key`
         self.file = file  # None: from $GAITCAM_GALLERY_KEY
 
     def __repr__(self) -> str:
@@ -87,6 +90,11 @@ def new_key_file(key: Path) -> Path:
     return key.with_name(key.name + ".new")
 
 
+def old_key_file(key: Path) -> Path:
+    """Where a rekey keeps the old key until every encrypted recording is re-wrapped."""
+    return key.with_name(key.name + ".old")
+
+
 def _decode(text: str, where: str) -> bytes:
     """A base64 key (standard or URL-safe, padding optional); the error never quotes it."""
     text = text.strip().replace("-", "+").replace("_", "/")
@@ -119,7 +127,7 @@ def _read_key(path: Path) -> Key | None:
     return Key(_decode(data.decode("ascii", errors="replace"), str(path)), path)
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make a rename or a new file in `folder` durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -156,10 +164,20 @@ def _create_key(path: Path) -> Key:
             return _read_key(path) or _create_key(path)
         finally:
             tmp.unlink()
-        _fsync_folder(path.parent)
+        fsync_folder(path.parent)
     except OSError as e:
         raise GaitcamError(f"{path}: cannot create gallery key ({e.strerror})") from None
     return Key(secret, path)
+
+
+def reading_keys(gallery: Path) -> list[Key]:
+    """Every key a recording sealed for `gallery` may be wrapped by: the environment's alone,
+    else the key file's and, during a rekey, its `.new` and `.old` (those present, in that order)."""
+    key = _env_key()
+    if key is not None:
+        return [key]
+    path = key_file(gallery)
+    return [k for k in map(_read_key, (path, new_key_file(path), old_key_file(path))) if k is not None]
 
 
 def find_key(gallery: Path, check: str | None) -> Key:
@@ -193,7 +211,7 @@ def settle(key: Key, interrupted: bool = True) -> Key:
         if key.file.name.endswith(".new"):
             path = key.file.with_name(key.file.name.removesuffix(".new"))
             os.replace(key.file, path)
-            _fsync_folder(path.parent)
+            fsync_folder(path.parent)
             if interrupted:
                 log.warning("%s: finished an interrupted rekey (its new key file put in place)", path)
             key.file = path
@@ -215,7 +233,41 @@ def write_new_key(key: Key) -> Key:
     try:
         path.unlink(missing_ok=True)
         _write_private(path, secret)
-        _fsync_folder(path.parent)
+        fsync_folder(path.parent)
     except OSError as e:
         raise GaitcamError(f"{path}: cannot write the new gallery key ({e.strerror})") from None
     return Key(secret, path)
+
+
+def save_old_key(key: Key) -> Path:
+    """Copy `key` (the one a rekey retires) to its key file's `.old` (owner-only, fsynced).
+
+    An existing `.old` is a pending rekey's only copy of the key its recordings are wrapped by:
+    never overwritten, that is an error.
+    """
+    assert key.file is not None
+    path = old_key_file(key.file)
+    try:
+        _write_private(path, key._secret)
+        fsync_folder(path.parent)
+    except FileExistsError:
+        raise GaitcamError(f"{path}: an unfinished rekey's old key is still there; open the gallery again "
+                           "to finish that rekey first") from None
+    except OSError as e:
+        raise GaitcamError(f"{path}: cannot save the old gallery key ({e.strerror})") from None
+    return path
+
+
+def read_old_key(gallery: Path) -> Key | None:
+    """The old key an unfinished rekey left (`<key>.old`), None when none is left."""
+    return _read_key(old_key_file(key_file(gallery)))
+
+
+def drop_old_key(gallery: Path) -> None:
+    """Delete the rekey's old key (if there) for good: the recordings no longer need it."""
+    path = old_key_file(key_file(gallery))
+    try:
+        path.unlink(missing_ok=True)
+        fsync_folder(path.parent)
+    except OSError as e:
+        raise GaitcamError(f"{path}: cannot delete the old gallery key ({e.strerror})") from None

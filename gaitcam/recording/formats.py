@@ -6,6 +6,7 @@ the format the file claims to be.
 """
 from __future__ import annotations
 
+import logging
 import re
 import zlib
 from dataclasses import dataclass
@@ -16,9 +17,12 @@ from gaitcam.errors import FormatError
 from gaitcam.recording import azure_json, csv_format, native, ntu
 from gaitcam.recording.kgbd import kgbd_recording
 from gaitcam.recording.recording import Recording, open_regular
+from gaitcam.recording.sealed import writing_key
 
 Reader = Callable[[Path], Recording]
 Writer = Callable[[Recording, Path], None]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,12 +113,21 @@ def write_recording(rec: Recording, path: str | Path) -> None:
 
 
 def convert(src: str | Path, dst: str | Path) -> Recording:
-    """Read src in any format and write it as dst's suffix says; returns what was read."""
+    """Read src in any format and write it as dst's suffix says; returns what was read.
+
+    A `.gaitrec` is written encrypted when src is (or the config's `encrypt_recordings` says
+    so); any other format cannot be, so decrypting that way is said in the log."""
     dst = Path(dst)
     write = _writer(dst)  # fail on an unwritable name before reading anything
     if dst.exists():
         raise FormatError(dst, "already exists; remove it first (recordings are never overwritten)")
     rec = read_recording(src)
+    encrypted = native.is_sealed(src)
+    if write is native.write_native:  # stays encrypted, or becomes so if the config encrypts recordings
+        native.write_native(rec, dst, writing_key(encrypted))
+        return rec
+    if encrypted:
+        log.warning("%s: written unencrypted from the encrypted %s (only .gaitrec files are encrypted)", dst, src)
     write(rec, dst)
     return rec
 

@@ -6,16 +6,30 @@ It must survive the app being killed mid-recording, so it is append-only and sel
     record: header                      the RecordingMeta as UTF-8 JSON (+ the layout's joint names)
     record: rows, record: rows, ...     one per flushed chunk of frames
 
+An encrypted file (`record --encrypt`; see `sealed`) is the same records behind another first
+line and a plaintext envelope, each record's payload sealed with AES-GCM:
+
+    b"GAITCAM-REC 1 sealed\\n"           magic + format version, encrypted
+    record: envelope                    JSON: cipher, file id, the data key wrapped by the gallery key
+    record: sealed header, record: sealed rows, ...
+
 Every record is `uint32 length, uint32 CRC32 of the payload, payload` (little-endian). A rows
 payload is `uint32 n, uint32 J` then n times (float64 s), n track ids (int64), n×J×3 joints
 (float32 m, NaN where missing) and n×J states (int8 JointState): one row per body per frame.
 
 The writer flushes (and by default fsyncs) a chunk at least every `flush_seconds` of recording
 time, so a crash loses at most that much. The reader keeps every complete record and stops at
-the first truncated or CRC-failing one, reporting the dropped bytes instead of failing.
+the first truncated or CRC-failing one, reporting the dropped bytes instead of failing. In an
+encrypted file a record whose CRC matches but which does not authenticate was tampered with,
+not cut off: that is a FormatError.
+
+A rekey rewrites only an encrypted file's envelope (`rewrap_file`), in place; `content_sha256`,
+the hash the gallery keeps to tell whether a recording is still the one enrolled, leaves the
+envelope out, so a rekey does not make enrolled recordings look changed.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,14 +37,18 @@ import struct
 import zlib
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 
 from gaitcam.errors import FormatError
+from gaitcam.identity.protect import Key, fsync_folder
+from gaitcam.recording import sealed
 from gaitcam.recording.recording import (
-    IMPLAUSIBLE, MAX_BINARY_BYTES, Recording, RecordingMeta, check_fps, read_file, screen_joints, tracks_from_rows,
+    IMPLAUSIBLE, MAX_BINARY_BYTES, Recording, RecordingMeta, check_fps, open_regular, read_file, screen_joints,
+    tracks_from_rows,
 )
+from gaitcam.recording.sealed import Opener, Sealer
 from gaitcam.sensors.base import Frame
 from gaitcam.skeleton.layouts import LAYOUTS, JointLayout
 from gaitcam.skeleton.sequence import JointState
@@ -40,8 +58,12 @@ log = logging.getLogger(__name__)
 SUFFIX = ".gaitrec"
 MAGIC = b"GAITCAM-REC "
 VERSION = 1
+SEALED_VERSION = "1 sealed"  # the same records, encrypted: older readers refuse it by its version
+_SEALED_START = MAGIC + f"{SEALED_VERSION}\n".encode()
 _RECORD = struct.Struct("<II")  # payload length, CRC32
 _ROWS = struct.Struct("<II")  # rows, joints per row
+_HEAD_BYTES = 4096  # enough for the first line and an envelope record
+Rewrap = Literal["rewrapped", "current", "plain", "missing", "unopenable"]
 
 
 class RecordingWriter:
@@ -50,10 +72,12 @@ class RecordingWriter:
     Frames are buffered and written as one chunk once the buffer spans `flush_seconds` of
     recording time (frame timestamps, not wall time: a replay at any speed writes the same
     file), and on close. `fsync` makes each chunk durable against power loss, not just a crash.
-    Every body needs a track id: the stream assigns them before recording.
+    Every body needs a track id: the stream assigns them before recording. With `key` (the
+    gallery's: `sealed.writing_key`) every record is encrypted.
     """
 
-    def __init__(self, path: str | Path, meta: RecordingMeta, flush_seconds: float = 1.0, fsync: bool = True) -> None:
+    def __init__(self, path: str | Path, meta: RecordingMeta, flush_seconds: float = 1.0, fsync: bool = True,
+                 key: Key | None = None) -> None:
         if meta.layout not in LAYOUTS:
             raise FormatError(path, f"unknown joint layout {meta.layout!r}; known: {', '.join(LAYOUTS)}")
         check_fps(path, meta.fps)  # a file whose rate the reader refuses must not be written
@@ -85,7 +109,8 @@ class RecordingWriter:
             raise FormatError(path, "already exists; recordings are never overwritten") from e
         except OSError as e:
             raise FormatError(path, f"cannot create ({e.strerror or e})") from e
-        self._append(header_json, MAGIC + f"{VERSION}\n".encode())
+        self._sealer = None if key is None else Sealer(key)
+        self._append(header_json, self._start())
 
     def write(self, frame: Frame) -> None:
         """Buffer one frame's bodies; write a chunk if the buffer now spans `flush_seconds`."""
@@ -141,11 +166,19 @@ class RecordingWriter:
             self._file.close()
             self._file = None
 
+    def _start(self) -> bytes:
+        """What precedes the header record: the first line, and an encrypted file's envelope."""
+        if self._sealer is None:
+            return MAGIC + f"{VERSION}\n".encode()
+        return MAGIC + f"{SEALED_VERSION}\n".encode() + _frame(self._sealer.envelope)
+
     def _append(self, payload: bytes, prefix: bytes = b"") -> None:
-        """One record, on disk before returning (and durable with fsync)."""
+        """One record (sealed when encrypting), on disk before returning (and durable with fsync)."""
         assert self._file is not None
+        if self._sealer is not None:
+            payload = self._sealer.seal(payload)
         try:
-            self._file.write(prefix + _RECORD.pack(len(payload), zlib.crc32(payload)) + payload)
+            self._file.write(prefix + _frame(payload))
             self._file.flush()
             if self.fsync:
                 os.fsync(self._file.fileno())
@@ -161,9 +194,15 @@ class RecordingWriter:
         self.close()
 
 
-def write_native(rec: Recording, path: str | Path) -> None:
-    """A whole recording as `.gaitrec` (conversion: no fsync per chunk, one file write pass)."""
-    with RecordingWriter(path, rec.meta, fsync=False) as writer:
+def _frame(payload: bytes) -> bytes:
+    """A record: length, CRC32, payload."""
+    return _RECORD.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def write_native(rec: Recording, path: str | Path, key: Key | None = None) -> None:
+    """A whole recording as `.gaitrec`, encrypted with `key` if given (conversion: no fsync per
+    chunk, one file write pass)."""
+    with RecordingWriter(path, rec.meta, fsync=False, key=key) as writer:
         for frame in rec.frames():
             writer.write(frame)
 
@@ -172,26 +211,29 @@ def read_native(path: str | Path) -> Recording:
     """Every complete chunk of a `.gaitrec` file; a cut-off tail is dropped with a warning.
 
     The dropped byte count goes to `meta.extra["truncated_tail_bytes"]`. A bad magic, an
-    unsupported version or a broken header is a FormatError: nothing could be trusted.
+    unsupported version or a broken header is a FormatError: nothing could be trusted. An
+    encrypted file is opened with the gallery's key (`sealed.reading_keys`); without it, or with
+    another, that is one FormatError too.
     """
     path = Path(path)
     data = read_file(path, MAX_BINARY_BYTES)
     end = data.find(b"\n", 0, 32)
     if not data.startswith(MAGIC) or end < 0:
         raise FormatError(path, f"{'empty file, ' if not data else ''}not a gaitcam recording (bad magic)")
-    version = data[len(MAGIC):end].decode("ascii", "replace")
-    if version != str(VERSION):
-        raise FormatError(path, f"unsupported .gaitrec version {version!r} (this gaitcam reads {VERSION})")
-    header, pos = _next_record(data, end + 1)
+    opener, pos = _opener(path, data, data[len(MAGIC):end].decode("ascii", "replace"), end + 1)
+    header, after = _next_record(data, pos)
     if header is None:
         raise FormatError(path, "truncated or corrupt header record")
-    meta, layout = _parse_header(path, header)
+    meta, layout = _parse_header(path, header if opener is None else opener.open(header, 0, pos))
+    pos = after
 
     chunks: list[tuple[np.ndarray, ...]] = []
     while pos < len(data):
         payload, after = _next_record(data, pos)
         if payload is None:
             break
+        if opener is not None:
+            payload = opener.open(payload, len(chunks) + 1, pos)
         chunks.append(_parse_rows(path, payload, pos, layout.n_joints))
         pos = after
     if pos < len(data):
@@ -206,6 +248,116 @@ def read_native(path: str | Path) -> Recording:
     else:
         found = {}
     return Recording(meta, found, path)
+
+
+def _opener(path: Path, data: bytes, version: str, pos: int) -> tuple[Opener | None, int]:
+    """How the records from `pos` on are read: as they are (None), or opened with the key that
+    the encryption envelope there asks for; and where the header record starts."""
+    if version == str(VERSION):
+        return None, pos
+    if version != SEALED_VERSION:
+        raise FormatError(path, f"unsupported .gaitrec version {version!r} "
+                          f"(this gaitcam reads {VERSION}, plain or {SEALED_VERSION!r})")
+    envelope, after = _next_record(data, pos)
+    if envelope is None:
+        raise FormatError(path, "truncated or corrupt encryption header record")
+    return Opener(path, envelope), after
+
+
+def is_sealed(path: str | Path) -> bool:
+    """Whether `path` starts as an encrypted `.gaitrec` (False for anything unreadable)."""
+    try:
+        with open_regular(Path(path)) as f:
+            return f.read(len(_SEALED_START)) == _SEALED_START
+    except (FormatError, OSError):
+        return False
+
+
+def _envelope_span(data: bytes) -> tuple[int, int, bytes] | None:
+    """Where the envelope record of an encrypted file starts and ends in `data` (the file's first
+    bytes), and its payload; None for any other file, or when that record is cut off or corrupt."""
+    if not data.startswith(_SEALED_START):
+        return None
+    envelope, end = _next_record(data, len(_SEALED_START))
+    return None if envelope is None else (len(_SEALED_START), end, envelope)
+
+
+def rewrap_file(path: str | Path, old: Key, new: Key) -> Rewrap:
+    """Wrap the data key of the encrypted recording `path` with `new` instead of `old`, durably.
+
+    "missing" when there is no such file, "plain" when it is not an encrypted `.gaitrec`,
+    "current" when `new` already opens it, "unopenable" when neither key does or its envelope is
+    cut off or corrupt (the old key cannot help it either). The new envelope record is written
+    over the old one when it is as long (it is, for any file gaitcam wrote: one small write, never
+    a torn file after a kill); else the file is rewritten beside itself and renamed over it. A
+    file that cannot be read or written is a FormatError: it may still need the old key.
+    """
+    path = Path(path)
+    if not path.exists():
+        return "missing"
+    with open_regular(path) as f:
+        head = f.read(_HEAD_BYTES)
+    span = _envelope_span(head)
+    if span is None:
+        return "unopenable" if head.startswith(_SEALED_START) else "plain"
+    start, end, envelope = span
+    try:
+        payload = sealed.rewrap(path, envelope, old, new)
+    except FormatError:
+        return "unopenable"
+    if payload is None:
+        return "current"
+    record = _frame(payload)
+    try:
+        if len(record) == end - start:
+            _write_over(path, start, record)
+        else:
+            _rewrite(path, start, end, record)
+    except OSError as e:
+        raise FormatError(path, f"cannot re-wrap ({e.strerror or e})") from e
+    return "rewrapped"
+
+
+def _write_over(path: Path, offset: int, data: bytes) -> None:
+    """Write `data` over the bytes of `path` at `offset`, on disk before returning."""
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if os.pwrite(fd, data, offset) != len(data):
+            raise OSError(f"short write at byte {offset}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _rewrite(path: Path, start: int, end: int, record: bytes) -> None:
+    """`path` with bytes start:end replaced by `record`: written to a new owner-only file beside
+    it, then renamed over it, so a crash leaves the old file or the new one, never half of each."""
+    data = read_file(path, MAX_BINARY_BYTES)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data[:start] + record + data[end:])
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_folder(path.parent)
+
+
+def content_sha256(path: str | Path) -> str:
+    """The sha256 by which the gallery knows a recording: of the whole file, except that an
+    encrypted `.gaitrec`'s envelope is left out (a rekey rewrites it; the records after it are
+    bound to the file id, and its data key, by their AES-GCM tags). OSError when unreadable."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        head = f.read(_HEAD_BYTES)
+        span = _envelope_span(head)
+        h.update(head if span is None else head[:span[0]] + head[span[1]:])
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _next_record(data: bytes, pos: int) -> tuple[bytes | None, int]:

@@ -19,7 +19,9 @@ means, and the encoder trains on what it will see. Frame by frame:
 6. **Smooth**: each frame is the mean of the last `smooth` resampled frames of the run, which
    damps sensor jitter (independent from frame to frame) and keeps the motion of a stride.
 7. **Cut**: within a run, a window of `f` frames every `stride` frames, and a gait-cycle
-   segment of `segment` frames every `segment_hop` frames (`skeleton.cycle`).
+   segment of `segment` frames every `segment_hop` frames (`skeleton.cycle`). The live
+   pipeline may change a track's stride as it goes (`TrackWindower.stride`, under load): the
+   next window then comes `stride` frames after the last one; segments keep their own hop.
 
 Strides: training uses f // 2 (overlapping windows), the paper's test f (disjoint windows), live
 `LIVE_STRIDE`. A window never spans a restart.
@@ -135,9 +137,22 @@ class TrackWindower:
         self._raw = np.empty((rule.smooth, 20, 5), dtype=np.float32)  # the last resampled frames, to smooth
         self._raw_count = 0  # resampled frames in the current run
         self._count = 0  # smoothed frames in the current run
+        self._cut = 0  # `_count` at the run's last window (0: none yet)
+        self._stride = rule.stride
         self._started = False  # the track has had a run (a later restart is a gap)
         self._last: tuple[float, np.ndarray] | None = None  # last complete source frame
         self._held: list[tuple[float, np.ndarray, np.ndarray]] = []  # frames waiting for a bridge
+
+    @property
+    def stride(self) -> int:
+        """Frames between this track's windows: the rule's, unless the live pipeline changed it."""
+        return self._stride
+
+    @stride.setter
+    def stride(self, value: int) -> None:
+        if value < 1:
+            raise ValueError(f"stride must be positive, got {value}")
+        self._stride = value
 
     def push(self, time: float, joints: np.ndarray, states: np.ndarray | None = None
              ) -> tuple[list[Window], list[np.ndarray]]:
@@ -189,7 +204,7 @@ class TrackWindower:
 
     def _restart(self) -> None:
         self._resampler.reset()
-        self._count = self._raw_count = 0
+        self._count = self._raw_count = self._cut = 0
 
     def _process(self, time: float, joints: np.ndarray, states: np.ndarray,
                  windows: list[Window], segments: list[np.ndarray]) -> None:
@@ -207,7 +222,7 @@ class TrackWindower:
         if out.restart:
             self.stats.gaps += self._started and self._raw_count > 0
             self._started = True
-            self._count = self._raw_count = 0
+            self._count = self._raw_count = self._cut = 0
         for t, raw in zip(out.times, out.joints):
             self._raw_count += 1
             if rule.smooth == 1:  # the default: no averaging, no copy
@@ -222,7 +237,11 @@ class TrackWindower:
             self._ring[self._count % self._size] = frame
             self._count += 1
             n = self._count
-            if n >= rule.f and (n - rule.f) % rule.stride == 0:
+            # The first window at f frames, then one `stride` frames after the last: at a fixed
+            # stride the same as every `stride` frames from f, and a stride changed between two
+            # windows takes effect from the last one, never skipping or repeating frames.
+            if n >= rule.f and (self._cut == 0 or n - self._cut >= self._stride):
+                self._cut = n
                 w = self._recent(rule.f)
                 windows.append(Window(float(t), w[..., :3].copy(), w[..., _DERIVED] > 0, w[..., _TRACKED] >= 1))
                 self.stats.windows += 1

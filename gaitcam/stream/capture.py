@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ class Capture:
         self.on_status = on_status
         self.stats = CaptureStats()
         self.backoff = backoff  # first and longest pause between reopen attempts, seconds
-        self._frames: deque[Frame] = deque()
+        self._frames: deque[tuple[Frame, float]] = deque()  # with when each was read (monotonic)
         self._size = queue_size
         self._ready = threading.Condition()
         self._stop = threading.Event()
@@ -81,6 +82,11 @@ class Capture:
 
     def get(self, timeout: float) -> Frame | None:
         """The oldest queued frame, or None if none came within `timeout` seconds or `wake`."""
+        stamped = self.get_stamped(timeout)
+        return None if stamped is None else stamped[0]
+
+    def get_stamped(self, timeout: float) -> tuple[Frame, float] | None:
+        """`get`, with the monotonic time the frame was read: where its latency starts."""
         with self._ready:
             self._ready.wait_for(lambda: self._frames or self._finished or self._woken, timeout)
             self._woken = False
@@ -124,7 +130,7 @@ class Capture:
             if len(self._frames) >= self._size:
                 self._frames.popleft()
                 self.stats.dropped += 1
-            self._frames.append(frame)
+            self._frames.append((frame, time.monotonic()))
             self.stats.frames += 1
             self._ready.notify()
 

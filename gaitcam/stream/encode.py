@@ -9,6 +9,7 @@ queue drops the new windows and counts them: capture and tracking never wait for
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -35,6 +36,7 @@ class EncodedWindow:
     time: float  # time of the window's last frame
     window: Window
     age: np.ndarray  # window-level AGE [f * 768]
+    captured: float = math.nan  # monotonic time its newest frame was read: the lag's start
 
 
 @dataclass
@@ -76,13 +78,19 @@ class EncodeWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, windows: list[tuple[int, float, Window]]) -> bool:
+    @property
+    def queued(self) -> int:
+        """Submissions (frames' windows) waiting for the encoder: how far behind it is."""
+        return self._queue.qsize()
+
+    def submit(self, windows: list[tuple[int, float, Window]], captured: float = math.nan) -> bool:
         """Queue (track, time, window) triples to be encoded in the same batch, e.g. all windows
-        a frame completed; False (and all counted as dropped) when the queue is full."""
+        a frame completed, read at monotonic time `captured`; False (and all counted as dropped)
+        when the queue is full."""
         if not windows:
             return True
         try:
-            self._queue.put_nowait(windows)
+            self._queue.put_nowait([(k, t, w, captured) for k, t, w in windows])
         except queue.Full:
             self.stats.dropped += len(windows)
             return False
@@ -120,13 +128,13 @@ class EncodeWorker:
                 batch.extend(item)
             self._encode(batch)
 
-    def _encode(self, batch: list[tuple[int, float, Window]]) -> None:
-        windows = np.stack([w.joints for _, _, w in batch])
+    def _encode(self, batch: list[tuple[int, float, Window, float]]) -> None:
+        windows = np.stack([w.joints for _, _, w, _ in batch])
         try:
             began = time.perf_counter()
             ages = self.encoder.encode(windows, level="window", mirror_mean=True)  # as enrolment encodes
             self.stats.seconds += time.perf_counter() - began
-            self.on_result([EncodedWindow(k, t, w, a) for (k, t, w), a in zip(batch, ages)])
+            self.on_result([EncodedWindow(k, t, w, a, c) for (k, t, w, c), a in zip(batch, ages)])
         except Exception:  # one bad batch must not stop the live loop; it is counted and logged
             self.stats.errors += len(batch)
             log.exception("encoding %d windows failed", len(batch))

@@ -14,6 +14,12 @@ the wrong joint count or a layout that cannot be retargeted is skipped and count
 the sensor lost is derived, bridged or ends the track's window run (`skeleton.windows`, the
 same rule every offline path uses); a lost source is reopened by the capture thread.
 
+Given a `max_stride`, a live source's stride adapts to load (`stream.stride`): the loop
+measures each window's lag (its newest frame read -> its AGE back here) and the frames waiting,
+and widens every track's stride while the encoder falls behind, narrowing it again when there
+is room. A file source waits for the loop anyway and keeps its stride, so a replay cuts the
+windows an offline run cuts.
+
 The matcher is only ever called from this loop's thread, so it needs no locking.
 """
 from __future__ import annotations
@@ -37,6 +43,7 @@ from gaitcam.skeleton.windows import DEFAULT_F, LIVE_STRIDE, TrackWindower, Wind
 from gaitcam.stream.calibration import Calibration, CalibrationError
 from gaitcam.stream.capture import Capture
 from gaitcam.stream.encode import EncodedWindow, EncodeStats, EncodeWorker, WindowEncoder
+from gaitcam.stream.stride import StrideControl
 from gaitcam.stream.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -98,6 +105,10 @@ class Stats:
     gaps: int = 0  # window runs restarted: gaps in time and tracking glitches
     errors: int = 0  # source read/reopen failures and failed encodes
     source_restarts: int = 0
+    stride: int = 0  # frames between a track's windows now (adapts to load with a max_stride)
+    stride_mean: float = 0.0  # over the frames processed
+    lag: float = 0.0  # seconds, frame read -> AGE, p95 over the stride control's last interval
+    behind: int = 0  # times even the widest stride fell behind (warned once each)
 
 
 @dataclass
@@ -133,7 +144,8 @@ class Pipeline:
     track, time)` when a track gets its first frame, and when it has ended and its last windows
     have been decided (so its last verdict comes before its end); `on_source("lost" | "restarted",
     detail)` from the capture thread when a live source vanishes and comes back. `recorder.write` gets each frame
-    with app track ids, in the source's own layout.
+    with app track ids, in the source's own layout. `max_stride` above `stride` lets a live
+    source's stride widen under load up to it (`stream.stride`); None or at most `stride`: fixed.
     """
 
     def __init__(
@@ -144,6 +156,7 @@ class Pipeline:
         *,
         calibration: Calibration | None = None,
         stride: int = LIVE_STRIDE,
+        max_stride: int | None = None,
         queue_size: int = 64,
         recorder: FrameRecorder | None = None,
         on_frame: Callable[[Snapshot], None] | None = None,
@@ -168,6 +181,10 @@ class Pipeline:
         self._time = 0.0
         self._warned: set[str] = set()
         self._stop = threading.Event()
+        adapts = max_stride is not None and max_stride > stride and not source.is_file
+        self.control = StrideControl(stride, max_stride) if adapts else None
+        self._stride_sum = 0  # the stride at each processed frame, summed: for `Stats.stride_mean`
+        self._processed = 0
 
     def stop(self) -> None:
         """End `run` soon (from any thread, e.g. the view's close button)."""
@@ -203,6 +220,11 @@ class Pipeline:
         """The source itself ended (a file played to its end, or a source that gave up)."""
         return self._capture.done
 
+    @property
+    def current_stride(self) -> int:
+        """Frames between a track's windows now: the adapted stride, or the fixed one."""
+        return self.stride if self.control is None else self.control.stride
+
     def run(self, duration: float | None = None) -> Stats:
         """Process until the source ends, `duration` seconds (wall clock) pass, or `stop`."""
         deadline = None if duration is None else clock.monotonic() + duration
@@ -212,12 +234,12 @@ class Pipeline:
             while not self._stop.is_set() and not self._capture.done:
                 if deadline is not None and clock.monotonic() >= deadline:
                     break
-                frame = self._capture.get(timeout=_POLL)
-                if frame is not None:
-                    self._process(frame)
+                stamped = self._capture.get_stamped(timeout=_POLL)  # (frame, when it was read)
+                if stamped is not None:
+                    self._process(*stamped)
                 self._collect()
-                if frame is not None and self.on_frame is not None:
-                    self.on_frame(self._snapshot(frame))
+                if stamped is not None and self.on_frame is not None:
+                    self.on_frame(self._snapshot(stamped[0]))
         finally:
             self._capture.stop()
             self._worker.close()
@@ -233,8 +255,11 @@ class Pipeline:
         self._results.put(results)
         self._capture.wake()
 
-    def _process(self, frame: Frame) -> None:
+    def _process(self, frame: Frame, captured: float) -> None:
+        """One frame, read at monotonic time `captured`, through tracking and the window rule."""
         self._time = frame.time
+        self._processed += 1
+        self._stride_sum += self.current_stride
         if self.calibration is None and "floor" in frame.extras:
             self._sensor_floor(frame.extras["floor"])
         bodies, joints, states = self._canonical(frame)
@@ -259,7 +284,7 @@ class Pipeline:
         windows: list[tuple[int, float, Window]] = []
         for track_id, body_joints, body_states in zip(update.ids, joints, states):
             windows += self._advance(track_id, frame.time, body_joints, body_states)
-        self._worker.submit(windows)  # one submission: the frame's windows share a batch
+        self._worker.submit(windows, captured)  # one submission: the frame's windows share a batch
 
     def _sensor_floor(self, plane: tuple[float, float, float, float]) -> None:
         """Calibrate from the floor plane the sensor reports; Kinect reports zeros until it
@@ -314,6 +339,7 @@ class Pipeline:
             state = self._tracks[track_id] = _Track(TrackWindower(self.rule, self.source.fps))
             if self.on_track is not None:
                 self.on_track("started", track_id, time)
+        state.windower.stride = self.current_stride
         windows, segments = state.windower.push(time, joints, states)
         ws = state.windower.stats
         self.stats.skipped += ws.incomplete - state.incomplete
@@ -336,6 +362,7 @@ class Pipeline:
             self.stats.windows += len(results)
             for r in results:
                 by_track.setdefault(r.track, []).append(r)
+        self._adapt([r.captured for rs in by_track.values() for r in rs])
         for track, results in by_track.items():
             self.matcher.observe(track, results[-1].time, np.stack([r.age for r in results]),
                                  np.stack([r.window.joints for r in results]),
@@ -357,6 +384,15 @@ class Pipeline:
                 if self.on_track is not None:
                     self.on_track("ended", track, self._time)
 
+    def _adapt(self, captured: list[float]) -> None:
+        """Feed the stride control the lags of the windows just back, and the frames waiting."""
+        if self.control is None:
+            return
+        now = clock.monotonic()
+        self.control.add(now - c for c in captured)
+        capture, worker = self._capture.stats, self._worker.stats
+        self.control.update(now, self._capture.depth + self._worker.queued, capture.dropped + worker.dropped)
+
     def _publish(self, track: int, decision: Decision) -> None:
         before = self._decisions.get(track)
         self._decisions[track] = decision
@@ -375,6 +411,10 @@ class Pipeline:
         self.stats.errors = capture.errors + worker.errors
         self.stats.source_restarts = capture.source_restarts
         self.stats.tracks = self.tracker.created
+        self.stats.stride = self.current_stride
+        self.stats.stride_mean = self._stride_sum / self._processed if self._processed else float(self.stride)
+        if self.control is not None:
+            self.stats.lag, self.stats.behind = self.control.lag, self.control.episodes
 
     def _snapshot(self, frame: Frame) -> Snapshot:
         self._sync_stats()

@@ -36,6 +36,7 @@ from gaitcam.errors import GaitcamError
 from gaitcam.recording.formats import read_recording
 from gaitcam.recording.native import RecordingWriter, new_recording_path
 from gaitcam.recording.recording import RecordingMeta
+from gaitcam.recording.sealed import writing_key
 from gaitcam.session import LiveRun
 from gaitcam.stream.pipeline import Snapshot
 from gaitcam.ui.camera import CameraPanel
@@ -314,14 +315,16 @@ class LiveView(QMainWindow):
             "source": self.sensor_name, "state": state, "fps": round(fps, 1), "windows_per_s": round(wps, 1),
             "dropped": stats.dropped if stats else 0, "people": len(frame.snapshot.tracks) if frame else 0,
             "frames": stats.frames if stats else 0, "tracks": stats.tracks if stats else 0,
-            "errors": stats.errors if stats else 0,
+            "errors": stats.errors if stats else 0, "stride": stats.stride if stats else 0,
+            "lag_ms": round(1e3 * stats.lag, 1) if stats else 0.0,
             "recording": None if self._recording is None else str(self._recording),
             "enrolling": None if self._capture is None else self._capture.name,
             "error": self.problem,
         }
         extra = " ● REC" if self._recording else ""
         extra += f" enrolling {self._capture.name}: {self.tap.track_frames} frames" if self._capture else ""
-        texts = {"source": f"source: {self.sensor_name}", "fps": f"{fps:.1f} fps", "windows": f"{wps:.0f} windows/s",
+        texts = {"source": f"source: {self.sensor_name}", "fps": f"{fps:.1f} fps",
+                 "windows": f"{wps:.0f} windows/s, stride {self._status['stride']}, lag {self._status['lag_ms']:.0f} ms",
                  "dropped": f"dropped {self._status['dropped']}", "people": f"people {self._status['people']}",
                  "state": state + extra}
         for key, text in texts.items():
@@ -391,7 +394,7 @@ class LiveView(QMainWindow):
         else:
             path = new_recording_path(self.recordings_dir, self.sensor_name)
             try:
-                writer = RecordingWriter(path, self._meta())
+                writer = RecordingWriter(path, self._meta(), key=writing_key())
             except GaitcamError as e:
                 self.show_problem(str(e))
                 return
@@ -415,7 +418,7 @@ class LiveView(QMainWindow):
             return
         path = new_recording_path(self.recordings_dir, f"enroll-{_file_safe(name)}")
         try:
-            writer = RecordingWriter(path, self._meta(subject=name))
+            writer = RecordingWriter(path, self._meta(subject=name), key=writing_key())
         except GaitcamError as e:
             self.show_problem(str(e))
             return
