@@ -8,8 +8,8 @@ import pytest
 from conftest import KGBD_ROOT
 from gaitcam.cli import main
 from gaitcam.errors import FormatError
-from gaitcam.evaluation.folders import (_bootstrap, _closed, _det, _fnir_at, _folds, evaluate_folders, format_result,
-                                        identity_folders)
+from gaitcam.evaluation.folders import (_bootstrap, _closed, _det, _fnir_at, _folds, encode_folders, evaluate_folders,
+                                        format_result, identity_folders)
 from gaitcam.identity.matcher import MatcherParams
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.recording.formats import read_recording, write_recording
@@ -108,3 +108,18 @@ def test_evaluate_runs_with_no_options_on_two_identities(tmp_path, capsys):
     for key in ("rank1", "rank1_ci95", "fnir_at_fpir", "fta_rate", "rank5", "map", "n_probe"):
         assert key in r
     assert Path(r["plot"]).is_file() and "FNIR" in capsys.readouterr().out
+
+
+@needs_kgbd
+def test_encoding_in_worker_processes_gives_the_same_walks(tmp_path, one_thread):
+    gallery, probes = _layout(tmp_path, (1, 2, 3))
+    (probes / "Person001" / "broken.txt.gz").write_bytes(b"not gzip")  # a failure crosses the process boundary too
+    encoder = GaitEncoder.from_weights("weights/sgela")
+    params = MatcherParams.load("weights/sgela.matcher.json")
+    serial, parallel = (encode_folders(gallery, probes, encoder, params, progress=False, workers=n) for n in (1, 2))
+    assert [(w.path, w.role, w.failure) for w in serial] == [(w.path, w.role, w.failure) for w in parallel]
+    assert sum(w.role == "augment" for w in parallel) == 6 and sum(w.failure is not None for w in parallel) == 1
+    for a, b in zip(serial, parallel):
+        assert sorted(a.evidence) == sorted(b.evidence)
+        for key in a.evidence:  # one-thread onnxruntime in both: the same sums
+            np.testing.assert_allclose(a.evidence[key].descriptor(), b.evidence[key].descriptor(), rtol=1e-5, atol=1e-6)

@@ -4,19 +4,32 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 from gaitcam.config import Config, load_config
 
 
-def add_runtime_options(p: argparse.ArgumentParser, gallery: bool = True, fpir: bool = True) -> None:
-    """Options that override the config file for commands that encode and match."""
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's share)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def add_runtime_options(p: argparse.ArgumentParser, gallery: bool = True, fpir: bool = True,
+                        batch: bool = False) -> None:
+    """Options that override the config file for commands that encode and match. `batch`: an
+    offline command that has the machine to itself, so it uses every core unless told otherwise
+    (the config's thread count is sized for the live loop, which shares the cores)."""
     if gallery:
         # SUPPRESS: the main parser has --gallery too, and a subparser default would overwrite it.
         p.add_argument("--gallery", default=argparse.SUPPRESS, metavar="DB",
                        help="gallery database (default: the config's)")
     p.add_argument("--weights", metavar="NAME", help="encoder weights (default: weights/sgela)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: the config's, 1)")
+    if batch:
+        p.add_argument("--threads", type=int, default=available_cores(),
+                       help=f"torch CPU threads (default: every core this process may use, {available_cores()} here)")
+    else:
+        p.add_argument("--threads", type=int, help="torch CPU threads (default: the config's, 1)")
     p.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
     if fpir:
         p.add_argument("--fpir", type=float, metavar="RATE",

@@ -29,7 +29,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="skip the untrained-network and raw-window controls (faster)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the CIs")
     p.add_argument("--seed", type=int, default=0, help="seeds the folds, the untrained network and the bootstrap")
-    add_runtime_options(p, gallery=False)
+    add_runtime_options(p, gallery=False, batch=True)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("fit-matcher", help="learn how the matcher compares walks, from labelled walks",
@@ -48,7 +48,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="with --train: fit on the walks as recorded only, not also on a copy of each under a "
                    "random sensor shift (mirrored, jitter, joints never tracked, camera pose, frame rate)")
     p.add_argument("--out", metavar="JSON", help="where to write (default: WEIGHTS.matcher.json)")
-    add_runtime_options(p, fpir=False)
+    add_runtime_options(p, fpir=False, batch=True)
     p.set_defaults(func=cmd_fit_matcher)
 
     p = sub.add_parser("kgbd-layout", help="lay KGBD out as gallery/ and probe/ folders by the one split rule",
@@ -68,7 +68,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.folds < 2 or args.bootstrap < 1:
         raise GaitcamError("evaluate needs --folds 2 or more and --bootstrap 1 or more")
     result = evaluate_folders(args.gallery_dir, args.probe, encoder, params, folds=args.folds, fpir=cfg.fpir,
-                              controls=args.controls, bootstrap=args.bootstrap, seed=args.seed)
+                              controls=args.controls, bootstrap=args.bootstrap, seed=args.seed,
+                              workers=cfg.threads)
     result["command"] = "python main.py " + " ".join(sys.argv[1:])
     plot = plot_path(args, "runs/evaluate", "cmc_det.png")
     result["plot"] = str(save_plot(result, plot))

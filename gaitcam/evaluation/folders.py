@@ -23,7 +23,9 @@ Reported, from the same encodings:
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,12 +33,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from gaitcam.config import Config
 from gaitcam.errors import FormatError, GaitcamError
 from gaitcam.identity.enrollment import enrol_failure, windows_evidence
 from gaitcam.identity.matcher import Evidence, GalleryIndex, MatcherParams
 from gaitcam.identity.openset import MIN_PEOPLE, cross_fitted_scores, open_scores, ratios
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.model.sgela import SGELA
+from gaitcam.recording import sealed
 from gaitcam.recording.formats import find_recordings, read_recording
 from gaitcam.skeleton.layouts import CANONICAL
 from gaitcam.skeleton.normalize import normalize_windows
@@ -148,9 +152,14 @@ class _Scores:
 
 
 def encode_folders(gallery_dir: str | Path, probe_dir: str | Path, encoder: GaitEncoder, params: MatcherParams,
-                   controls: bool = True, augment: bool = True, seed: int = 0, progress: bool = True) -> list[Walk]:
+                   controls: bool = True, augment: bool = True, seed: int = 0, progress: bool = True,
+                   workers: int = 1) -> list[Walk]:
     """Every recording of both folders read and encoded once (with the controls' encodings),
-    and, with `augment`, every gallery walk once more under a random sensor shift (`augmented`)."""
+    and, with `augment`, every gallery walk once more under a random sensor shift (`augmented`).
+
+    `workers` > 1 (on the CPU) encodes walks in that many processes of one thread each: a walk's
+    windows are too few for onnxruntime's threads to share well, and reading and cutting a walk
+    is Python that threads would not share at all. The result is the same in any case."""
     gallery_files, probe_files = identity_folders(gallery_dir), identity_folders(probe_dir)
     untrained = None
     if controls:
@@ -158,13 +167,46 @@ def encode_folders(gallery_dir: str | Path, probe_dir: str | Path, encoder: Gait
         untrained = GaitEncoder(SGELA(encoder.model.cfg), encoder.normalization, "untrained", device=encoder.device.type)
     walks = [Walk(name, str(p), role) for role, files in (("gallery", gallery_files), ("probe", probe_files))
              for name, paths in files.items() for p in paths]
-    copies = []
-    for w in tqdm(walks, desc="encoding", unit="walk", disable=None if progress else True, leave=False):
-        seq = read_walk(w)
-        encode_walk(w, seq, encoder, untrained, params)
-        if augment and w.role == "gallery" and w.failure is None:
-            copies.append(augmented(w, seq, encoder, params, seed))
-    return walks + copies
+    bar = {"desc": "encoding", "unit": "walk", "disable": None if progress else True, "leave": False, "total": len(walks)}
+    if workers > 1 and encoder.device.type == "cpu" and len(walks) > 1:
+        setup = (encoder.model, None if untrained is None else untrained.model, encoder.normalization,
+                 encoder.version, params, augment, seed, sealed.current_config(), logging.getLogger().level)
+        with ProcessPoolExecutor(min(workers, len(walks)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=setup) as pool:
+            encoded = list(tqdm(pool.map(_encode_in_worker, walks, chunksize=4), **bar))
+    else:
+        encoded = [_encode_one(w, encoder, untrained, params, augment, seed) for w in tqdm(walks, **bar)]
+    return [w for w, _ in encoded] + [c for _, c in encoded if c is not None]
+
+
+def _encode_one(walk: Walk, encoder: GaitEncoder, untrained: GaitEncoder | None, params: MatcherParams,
+                augment: bool, seed: int) -> tuple[Walk, Walk | None]:
+    """A walk encoded, and its augmented copy when it is a usable gallery walk."""
+    seq = read_walk(walk)
+    encode_walk(walk, seq, encoder, untrained, params)
+    if augment and walk.role == "gallery" and walk.failure is None:
+        return walk, augmented(walk, seq, encoder, params, seed)
+    return walk, None
+
+
+_worker: tuple = ()  # an encoding process's encoders and settings (`_start_worker`)
+
+
+def _start_worker(model: SGELA, untrained: SGELA | None, normalization: str, version: str, params: MatcherParams,
+                  augment: bool, seed: int, config: Config, log_level: int) -> None:
+    """A new process knows nothing of its parent: it gets the encoders, the logging and the
+    config that finds the key of encrypted recordings."""
+    global _worker
+    logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
+    sealed.use_config(lambda: config)
+    torch.set_num_threads(1)
+    encoder = GaitEncoder(model, normalization, version, device="cpu")
+    control = None if untrained is None else GaitEncoder(untrained, normalization, "untrained", device="cpu")
+    _worker = (encoder, control, params, augment, seed)
+
+
+def _encode_in_worker(walk: Walk) -> tuple[Walk, Walk | None]:
+    return _encode_one(walk, *_worker)
 
 
 def augmented(walk: Walk, seq: SkeletonSequence, encoder: GaitEncoder, params: MatcherParams, seed: int = 0) -> Walk:
@@ -203,10 +245,12 @@ def evaluate_walks(walks: list[Walk], encoder_version: str, params: MatcherParam
 
 def evaluate_folders(gallery_dir: str | Path, probe_dir: str | Path, encoder: GaitEncoder, params: MatcherParams,
                      folds: int = 10, fpir: float | None = None, controls: bool = True, bootstrap: int = 1000,
-                     seed: int = 0, progress: bool = True) -> dict:
-    """The whole report as a dict; rates are fractions in [0, 1] (module docstring)."""
+                     seed: int = 0, progress: bool = True, workers: int = 1) -> dict:
+    """The whole report as a dict; rates are fractions in [0, 1] (module docstring). `workers`:
+    encoding processes (`encode_folders`)."""
     started = time.monotonic()
-    walks = encode_folders(gallery_dir, probe_dir, encoder, params, controls, seed=seed, progress=progress)
+    walks = encode_folders(gallery_dir, probe_dir, encoder, params, controls, seed=seed, progress=progress,
+                           workers=workers)
     result = evaluate_walks(walks, encoder.version, params, folds, fpir, controls, bootstrap, seed, progress)
     result["seconds"] = time.monotonic() - started
     return result
