@@ -1,4 +1,5 @@
-"""The original SGE-LA .npy layout: round trip, pickled ids only on request, file errors."""
+"""The original SGE-LA .npy layout: round trip, ids only on request and never unpickled while
+reading (`convert-ids` converts a legacy pickle once, admitting numpy's constructors only), file errors."""
 import logging
 import os
 from pathlib import Path
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from gaitcam.errors import FormatError
-from gaitcam.recording.sgela_npy import load_sgela_npy
+from gaitcam.cli import main
+from gaitcam.recording.sgela_npy import convert_ids, load_sgela_npy
 
 
 def _write_split(data_dir: Path, dataset: str, f: int, windows: np.ndarray, test: bool = False,
@@ -44,21 +46,28 @@ def test_tpami_layout_and_ias_test_names(tmp_path):
     assert np.allclose(load_sgela_npy(tmp_path, "IAS-B", f=4, split="test").windows, w)
 
 
-def test_ids_only_with_ids(tmp_path, caplog):
+def test_ids_only_with_ids_and_only_once_converted(tmp_path, caplog, capsys):
     w = _windows()
     ids = {"p1": [0, 1, 2], "p2": np.array([3, 4])}
     data_dir = tmp_path / "BIWI_train_npy_data"
     _write_split(data_dir, "BIWI", 6, w, ids=ids)
-    loaded = load_sgela_npy(tmp_path, "BIWI", with_ids=True).ids
-    assert loaded.keys() == ids.keys() and loaded["p1"] == [0, 1, 2] and loaded["p2"].tolist() == [3, 4]
+    # The legacy pickle is never read while loading: the error says how to convert it.
+    with pytest.raises(FormatError, match=r"ids_BIWI_6\.json: missing; .*convert-ids .*ids_BIWI_6\.npy"):
+        load_sgela_npy(tmp_path, "BIWI", with_ids=True)
+    assert main(["convert-ids", str(data_dir / "ids_BIWI_6.npy")]) == 0
+    assert "numpy's array constructors only" in capsys.readouterr().out
+    assert (data_dir / "ids_BIWI_6.json").stat().st_mode & 0o777 == 0o600
+    assert load_sgela_npy(tmp_path, "BIWI", with_ids=True).ids == {"p1": [0, 1, 2], "p2": [3, 4]}
+    with pytest.raises(FormatError, match="already exists"):
+        convert_ids(data_dir / "ids_BIWI_6.npy")
 
     # Without with_ids the ids file is never opened: garbage there goes unnoticed.
-    (data_dir / "ids_BIWI_6.npy").write_bytes(b"not a pickle")
+    (data_dir / "ids_BIWI_6.json").write_text("not json")
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         assert load_sgela_npy(tmp_path, "BIWI").ids is None
     assert not caplog.records
-    with pytest.raises(FormatError, match="ids_BIWI_6.npy"):
+    with pytest.raises(FormatError, match="ids_BIWI_6.json: not a readable"):
         load_sgela_npy(tmp_path, "BIWI", with_ids=True)
 
 
@@ -73,21 +82,25 @@ class _Payload:
 
 
 def test_an_ids_file_that_would_run_code_is_refused_unrun(tmp_path):
-    data_dir = tmp_path / "KGBD_train_npy_data"
     marker = tmp_path / "ran"
-    _write_split(data_dir, "KGBD", 6, _windows(), ids={"p1": [0]})
-    np.save(data_dir / "ids_KGBD_6.npy", np.array({"p1": _Payload(marker)}, dtype=object), allow_pickle=True)
+    legacy = tmp_path / "ids_KGBD_6.npy"
+    np.save(legacy, np.array({"p1": _Payload(marker)}, dtype=object), allow_pickle=True)
     with pytest.raises(FormatError, match="ids_KGBD_6.npy.*system"):
-        load_sgela_npy(tmp_path, "KGBD", with_ids=True)
-    assert not marker.exists()
-    np.save(data_dir / "ids_KGBD_6.npy", np.arange(3))  # numbers, not a dict
+        convert_ids(legacy)
+    assert not marker.exists() and not legacy.with_suffix(".json").exists()
+    np.save(legacy, np.arange(3))  # numbers, not a dict
     with pytest.raises(FormatError, match="pickled dict"):
-        load_sgela_npy(tmp_path, "KGBD", with_ids=True)
+        convert_ids(legacy)
 
 
 def test_ids_out_of_range(tmp_path):
-    _write_split(tmp_path / "KGBD_train_npy_data", "KGBD", 6, _windows(), ids={"p1": [0, 7]})
+    data_dir = tmp_path / "KGBD_train_npy_data"
+    _write_split(data_dir, "KGBD", 6, _windows(), ids={"p1": [0, 7]})
+    convert_ids(data_dir / "ids_KGBD_6.npy")
     with pytest.raises(FormatError, match="window indices"):
+        load_sgela_npy(tmp_path, "KGBD", with_ids=True)
+    (data_dir / "ids_KGBD_6.json").write_text('{"p1": [0.5]}')
+    with pytest.raises(FormatError, match="not whole numbers"):
         load_sgela_npy(tmp_path, "KGBD", with_ids=True)
 
 

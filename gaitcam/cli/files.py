@@ -1,4 +1,5 @@
-"""`convert` (between recording formats) and `calibrate` (the floor, from a recording)."""
+"""`convert` (between recording formats), `convert-ids` (SGE-LA's pickled ids, once) and
+`calibrate` (the floor, from a recording)."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +13,14 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("src", metavar="IN")
     p.add_argument("dst", metavar="OUT")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("convert-ids", help="convert an original SGE-LA ids file (a pickle) to JSON, once",
+                       description="The original SGE-LA code saved ids_{D}_{f}.npy as a pickled dict. gaitcam never "
+                       "unpickles while reading; this command reads the pickle once, admitting only numpy's array "
+                       "constructors (a pickle that names anything else is refused before it runs), checks it is "
+                       "{label: [window indices]}, and writes ids_{D}_{f}.json beside it (never overwriting).")
+    p.add_argument("ids", metavar="IDS_NPY")
+    p.set_defaults(func=cmd_convert_ids)
 
     p = sub.add_parser("calibrate", help="estimate the floor plane from a recording of people walking round",
                        description="Fits the floor under the walkers' feet (RANSAC, then least squares) and writes "
@@ -29,6 +38,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     rec = convert(args.src, args.dst)
     frames = sum(len(s) for s in rec.tracks.values())
     print(f"{args.src} -> {args.dst}: {len(rec.tracks)} track(s), {frames} skeleton frames, {rec.duration:.1f} s")
+    return 0
+
+
+def cmd_convert_ids(args: argparse.Namespace) -> int:
+    from gaitcam.recording.sgela_npy import convert_ids
+
+    out = convert_ids(args.ids)
+    print(f"{args.ids} -> {out}: read with numpy's array constructors only")
     return 0
 
 

@@ -4,9 +4,17 @@ Layout: `{folder}/{D}_{train|test}_npy_data/` (IJCAI code) or `{folder}/{D}/{f}/
 (TPAMI code). One file per axis, `[N·f, J]`: `source_{x|y|z}_{D}_{f}.npy` for training,
 `t_source_…` for testing (IAS tests name `IAS-A` / `IAS-B` as D inside the `IAS_…` folder).
 Targets are the sources reversed in time (spec §1.2), so they are not read.
+
+The original code saved each split's {label: [window indices]} as a pickled object array
+(`ids_{D}_{f}.npy`), which numpy can load only by running whatever the pickle names. gaitcam
+never unpickles while reading: the ids are read from `ids_{D}_{f}.json` beside it, which
+`python main.py convert-ids FILE` writes once from the legacy file (`convert_ids`: it admits
+only numpy's array constructors, so a hostile pickle is refused before anything runs).
 """
 from __future__ import annotations
 
+import json
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +56,7 @@ def load_sgela_npy(
             raise FormatError(data_dir / names[a], f"shape {arr.shape} differs from the x file's {axes[0].shape}")
     rows, joints = axes[0].shape
     windows = np.stack(axes, axis=-1).reshape(rows // f, f, joints, 3).astype(np.float32)
-    ids = _load_ids(data_dir / f"ids_{dataset}_{f}.npy", len(windows)) if with_ids else None
+    ids = _load_ids(data_dir / f"ids_{dataset}_{f}.json", len(windows)) if with_ids else None
     return SgelaWindows(windows, ids)
 
 
@@ -81,14 +89,40 @@ class _ArraysOnly(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _load_ids(path: Path, n_windows: int) -> dict:
-    """The legacy {label: [window indices]} dict, which exists only as a pickled object array.
-
-    numpy's own loader would run whatever the pickle names (allow_pickle=True); this reads the
-    .npy header itself and unpickles with only numpy's array constructors allowed.
-    """
+def _load_ids(path: Path, n_windows: int) -> dict[str, list[int]]:
+    """The {label: [window indices]} of a split, from the JSON that `convert_ids` wrote."""
     if not path.is_file():
+        legacy = path.with_suffix(".npy")
+        if legacy.is_file():
+            raise FormatError(path, f"missing; {legacy.name} is a pickled legacy file, which gaitcam never "
+                              f"unpickles while reading: convert it once with `python main.py convert-ids {legacy}`")
         raise FormatError(path, "missing SGE-LA ids file")
+    try:
+        ids = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        raise FormatError(path, f"not a readable ids file ({str(e)[:200]})") from None
+    return _checked_ids(path, ids, n_windows)
+
+
+def _checked_ids(path: Path, ids: object, n_windows: int | None = None) -> dict[str, list[int]]:
+    """{label: [window indices]} with integer indices (in 0..n_windows-1 when given), or a FormatError."""
+    if not isinstance(ids, dict):
+        raise FormatError(path, f"expected a dict {{label: [window indices]}}, got {type(ids).__name__}")
+    out = {}
+    for label, index in ids.items():
+        index = np.asarray(index)
+        if index.size and (index.dtype.kind not in "iu" or index.ndim != 1 or index.min() < 0
+                           or (n_windows is not None and index.max() >= n_windows)):
+            raise FormatError(path, f"label {str(label)[:40]!r}: window indices are not whole numbers"
+                              + ("" if n_windows is None else f" in 0..{n_windows - 1}"))
+        out[str(label)] = [int(i) for i in index.reshape(-1)]
+    return out
+
+
+def convert_ids(path: str | Path) -> Path:
+    """The legacy pickled ids file `path` read with only numpy's array constructors admitted,
+    written as JSON beside it (owner-only, never overwriting); returns the JSON's path."""
+    path = Path(path)
     try:
         with path.open("rb") as fh:
             version = np.lib.format.read_magic(fh)
@@ -100,11 +134,15 @@ def _load_ids(path: Path, n_windows: int) -> dict:
             ids = _ArraysOnly(fh, encoding="latin1").load()
         ids = ids.item() if isinstance(ids, np.ndarray) and ids.shape == () else ids
     except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, IndexError) as e:
-        raise FormatError(path, f"not a readable ids file ({str(e)[:200]})") from e
-    if not isinstance(ids, dict):
-        raise FormatError(path, f"expected a dict {{label: [window indices]}}, got {type(ids).__name__}")
-    for label, index in ids.items():
-        index = np.asarray(index)
-        if index.size and (index.dtype.kind not in "iu" or index.min() < 0 or index.max() >= n_windows):
-            raise FormatError(path, f"label {label!r}: window indices outside 0..{n_windows - 1}")
-    return ids
+        raise FormatError(path, f"not a readable ids file ({str(e)[:200]})") from None
+    ids = _checked_ids(path, ids)
+    out = path.with_suffix(".json")
+    try:
+        fd = os.open(out, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        raise FormatError(out, "already exists; not overwritten") from None
+    except OSError as e:
+        raise FormatError(out, f"cannot create ({e.strerror})") from None
+    with os.fdopen(fd, "w") as fh:
+        json.dump(ids, fh)
+    return out
