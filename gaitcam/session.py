@@ -229,11 +229,14 @@ class Session:
 
 def summary(stats: Stats) -> dict[str, int | float]:
     """A live run's counts, as the `summary` event carries them, and its stride: at the end, the
-    mean over its frames, the last lag measured and how often it fell behind at the widest."""
-    return {"frames": stats.frames, "frames_with_pose": stats.frames_with_pose, "windows": stats.windows,
-            "tracks": stats.tracks, "dropped": stats.dropped, "skipped": stats.skipped, "errors": stats.errors,
-            "stride": stats.stride, "stride_mean": round(stats.stride_mean, 2), "lag_ms": round(1e3 * stats.lag, 1),
-            "behind": stats.behind}
+    mean over its frames and, when it adapts to load, the last lag measured and how often it fell
+    behind at the widest (a fixed stride measures neither, so they are left out, not 0)."""
+    out = {"frames": stats.frames, "frames_with_pose": stats.frames_with_pose, "windows": stats.windows,
+           "tracks": stats.tracks, "dropped": stats.dropped, "skipped": stats.skipped, "errors": stats.errors,
+           "stride": stats.stride, "stride_mean": round(stats.stride_mean, 2)}
+    if stats.lag is not None:
+        out.update(lag_ms=round(1e3 * stats.lag, 1), behind=stats.behind)
+    return out
 
 
 class LiveRun:

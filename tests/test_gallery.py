@@ -223,6 +223,29 @@ def test_replaced_templates_leave_no_bytes_either(gallery, tmp_path):
     np.testing.assert_array_equal(gallery.templates("age")[1][0], vecs(2))
 
 
+def test_a_template_swapped_between_people_does_not_decrypt(gallery, tmp_path):
+    gallery.enroll("Al", [tpl(1)])
+    gallery.enroll("Bo", [tpl(2)])  # same kind, version, sensor and shape: only the owner differs
+    with sqlite3.connect(tmp_path / "g.db") as db:
+        (al, bo) = db.execute("SELECT vectors FROM templates ORDER BY person_id").fetchall()
+        db.execute("UPDATE templates SET vectors = ? WHERE person_id = 1", bo)
+        db.execute("UPDATE templates SET vectors = ? WHERE person_id = 2", al)
+    db.close()
+    with pytest.raises(GaitcamError, match="'age' template does not decrypt"):
+        gallery.templates("age")
+    with pytest.raises(GaitcamError, match="'age' template does not decrypt"):
+        gallery.export("Al")
+    gallery.rename("Al", "Alan")  # a rename keeps what a template is bound to
+
+
+def test_a_rename_keeps_templates_readable_through_a_rekey(gallery):
+    gallery.enroll("Al", [tpl(1)])
+    gallery.rename("Al", "Alan")
+    gallery.rekey()
+    assert gallery.templates("age")[0] == ["Alan"]
+    np.testing.assert_array_equal(gallery.templates("age")[1][0], vecs(1))
+
+
 def test_a_template_moved_to_another_row_does_not_decrypt(gallery, tmp_path):
     gallery.enroll("Al", [tpl(1)])
     gallery.enroll("Bo", [tpl(2, version="v2")])  # same shape, another meaning
@@ -612,9 +635,14 @@ def assert_all_read(path: Path, people: dict[str, np.ndarray], recordings: list[
             np.testing.assert_array_equal(a, v)
         for ref in g.recordings("Al") + g.recordings("Bo"):  # still the recordings enrolled
             assert RecordingRef.from_file(ref.path, "kinect").sha256 == ref.sha256
-    assert not [p for p in path.parent.iterdir() if p.name.startswith("g.db.key.")]  # no .new, .old, tmp
+    assert not [p for p in path.parent.iterdir()  # no .new, .old or tmp (retired keys may stay)
+                if p.name.startswith("g.db.key.") and not p.name.startswith("g.db.key.retired-")]
     for p in recordings:
         assert read_native(p).tracks.keys() == {3, 7}
+
+
+def retired(path: Path) -> list[Path]:
+    return sorted(path.parent.glob("g.db.key.retired-*"))
 
 
 def assert_old_key_opens_none(path: Path, old_key: bytes, recordings: list[Path], monkeypatch) -> None:
@@ -631,7 +659,9 @@ def test_a_rekey_re_wraps_the_enrolled_recordings_and_those_under_the_folders_na
     with caplog.at_level(logging.WARNING), Gallery(keyed) as g:
         done = g.rekey([loose])
     assert (done.templates, done.recordings.rewrapped, done.recordings.missing, done.recordings.failed) == (3, 3, 1, 0)
-    assert not caplog.text
+    assert [r.getMessage().split("; ")[0] for r in caplog.records] == [  # Cy's recording is missing
+        f"{keyed}: 1 encrypted recording(s) the gallery refers to are missing and may still need the old key, "
+        f"kept as {retired(keyed)[0]}"]
     assert_all_read(keyed, people, recordings)
     assert_old_key_opens_none(keyed, old_key, recordings, monkeypatch)
     with Gallery(keyed) as g:  # a second rekey re-wraps them again, from that key to the next
@@ -695,8 +725,8 @@ REWRAP_STEPS = {  # the kill; which key files it leaves (.new, .old); which reco
     "key file replaced, before any re-wrapping":
         (("call", "gaitcam.recording.native.rewrap_file", 1), (0, 1), [0, 0, 0]),
     "one recording re-wrapped": (("call", "gaitcam.recording.native.rewrap_file", 2), (0, 1), [1, 0, 0]),
-    "all re-wrapped, before the old key is deleted":
-        (("call", "gaitcam.identity.protect.drop_old_key", 1), (0, 1), [1, 1, 1]),
+    "all re-wrapped, before the old key is retired (Cy's recording is missing)":
+        (("call", "gaitcam.identity.protect.retire_old_key", 1), (0, 1), [1, 1, 1]),
     "after the old key is deleted": (("sql", "VACUUM", 1), (0, 0), [1, 1, 1]),
 }
 
@@ -714,7 +744,9 @@ def test_a_rekey_killed_at_any_step_loses_no_recording(keyed, monkeypatch, caplo
     assert [int(p.read_bytes() != b) for p, b in zip(recordings, before)] == rewrapped
     with caplog.at_level(logging.WARNING):
         assert_all_read(keyed, people, recordings)
-    assert ("finished an interrupted rekey: re-wrapped" in caplog.text) == bool(left[1])
+    assert ("finished a rekey's re-wrapping: re-wrapped" in caplog.text) == bool(left[1])
+    renamed = step == "after the commit, before the key file is replaced"  # by this open, not the rekey
+    assert ("finished a rekey's key files (its committed new key put in place)" in caplog.text) == renamed
     committed = keyed.with_name("g.db.key").read_bytes() != old_key
     assert committed == (step not in ("new key written, before the old one is kept", "old key kept, before the commit"))
     if committed:
@@ -757,5 +789,93 @@ def test_the_old_key_stays_while_a_recording_cannot_be_re_wrapped(keyed, monkeyp
     monkeypatch.undo()
     caplog.clear()
     with caplog.at_level(logging.WARNING), Gallery(keyed):  # the next open finishes it
-        assert "finished an interrupted rekey: re-wrapped 3 encrypted recording(s)" in caplog.text
+        assert "finished a rekey's re-wrapping: re-wrapped 3 encrypted recording(s)" in caplog.text
     assert_all_read(keyed, people, recordings)
+
+
+def test_a_second_rekey_is_refused_while_the_old_key_is_still_needed(keyed, monkeypatch, caplog):
+    people, recordings, loose = with_recordings(keyed)
+
+    def read_only(path, offset, data):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(native, "_write_over", read_only)
+    old = keyed.with_name("g.db.key.old")
+    with Gallery(keyed) as g:
+        assert g.rekey([loose]).recordings.failed == 3
+        kept, key = old.read_bytes(), keyed.with_name("g.db.key").read_bytes()
+        with pytest.raises(GaitcamError, match=r"g.db.key.old: the last rekey's old key is still needed by "
+                                               r"encrypted recording\(s\) that could not be re-wrapped") as e:
+            g.rekey([loose])
+    assert "\n" not in str(e.value)
+    assert old.read_bytes() == kept and keyed.with_name("g.db.key").read_bytes() == key  # neither key touched
+    assert not keyed.with_name("g.db.key.new").exists()
+    for p in recordings:  # still wrapped by the old key, which is still there
+        assert read_native(p).tracks
+    monkeypatch.undo()
+    with Gallery(keyed) as g:  # writable again: the open finishes the first rekey, and a second one runs
+        assert g.rekey([loose]).recordings.rewrapped == 3
+    assert_all_read(keyed, people, recordings)
+
+
+def test_the_old_key_is_retired_not_deleted_while_enrolled_recordings_are_missing(keyed, monkeypatch, caplog):
+    people, recordings, loose = with_recordings(keyed)
+    unmounted = keyed.parent / "unmounted"
+    unmounted.mkdir()
+    al = recordings[0]
+    al.rename(unmounted / al.name)  # the disk it is on is not there during the rekey
+    with caplog.at_level(logging.WARNING), Gallery(keyed) as g:
+        assert g.rekey([loose]).recordings.missing == 2  # Al's and Cy's
+    (kept,) = retired(keyed)
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and not keyed.with_name("g.db.key.old").exists()
+    assert (f"{keyed}: 2 encrypted recording(s) the gallery refers to are missing and may still need the old key, "
+            f"kept as {kept}; delete it once those recordings are gone for good") in caplog.text
+    (unmounted / al.name).rename(al)  # back: it reads, with the retired key
+    assert read_native(al).tracks.keys() == {3, 7}
+    with Gallery(keyed) as g:  # a retired key holds up no later rekey
+        g.rekey([loose])
+    assert len(retired(keyed)) == 2  # Cy's recording is still missing
+    assert_all_read(keyed, people, recordings)
+    for p in retired(keyed):
+        p.unlink()
+    with pytest.raises(FormatError, match="encrypted with another key"):
+        read_native(al)  # what the warning says: it needed the retired key
+
+
+def test_a_rekey_finished_by_another_open_between_its_transactions_retires_the_old_key_once(keyed, caplog):
+    people, recordings, loose = with_recordings(keyed)
+    with Gallery(keyed) as g:
+        begun: list[str] = []
+
+        def other_open_first(sql: str) -> None:  # another process opens between the rekey's transactions
+            if sql.startswith("BEGIN IMMEDIATE"):
+                begun.append(sql)
+                if len(begun) == 2:
+                    Gallery(keyed).close()
+
+        g._conn.set_trace_callback(other_open_first)
+        with caplog.at_level(logging.WARNING):
+            assert g.rekey([loose]).recordings.missing == 1
+        g._conn.set_trace_callback(None)
+    assert "finished a rekey's re-wrapping: re-wrapped 3" in caplog.text  # by the other open
+    assert len(retired(keyed)) == 1 and caplog.text.count("kept as") == 1
+    assert_all_read(keyed, people, recordings)
+
+
+def test_a_failed_export_leaves_nothing_behind_and_a_previous_one_as_it_was(keyed, tmp_path):
+    with_recordings(keyed)
+    out = tmp_path / "out"
+    with Gallery(keyed) as g:
+        g.enroll("Al", [tpl(1)], rec(tmp_path / "plain.txt"))
+        export = g.export("Al")
+    export["recordings"].reverse()  # the plain one is copied before the encrypted one fails
+    key = keyed.with_name("g.db.key")
+    key.rename(key.with_name("elsewhere"))  # the encrypted recording cannot be decrypted now
+    with pytest.raises(FormatError, match="Al.gaitrec: encrypted recording"):
+        write_export(export, out, with_recordings=True)
+    assert list(out.iterdir()) == []  # no decrypted copy, no partial folder
+    previous = write_export(export, out).path.read_bytes()  # without the recordings it works
+    with pytest.raises(FormatError, match="Al.gaitrec: encrypted recording"):
+        write_export(export, out, force=True, with_recordings=True)
+    assert [p.name for p in out.iterdir()] == ["Al"] and [p.name for p in (out / "Al").iterdir()] == ["person.json"]
+    assert (out / "Al" / "person.json").read_bytes() == previous

@@ -161,3 +161,66 @@ def test_gallery_rekey_command(tmp_path, capsys, monkeypatch, caplog):
     monkeypatch.setenv(KEY_ENV, db.with_name("g.db.key").read_text())
     assert main(["gallery", "--gallery", str(db), "rekey"]) == 2
     assert f"comes from {KEY_ENV}" in capsys.readouterr().err
+
+
+def key_check(path) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_an_open_during_another_process_rekey_finds_the_old_key(tmp_path):
+    path = tmp_path / "g.db"
+    enrolled(path, "Al")
+    check, key = key_check(path), path.with_name("g.db.key")
+    # Another process committed its rekey and renamed `.new` over the key file; `.old` still there.
+    key.rename(path.with_name("g.db.key.old"))
+    key.write_text(base64.b64encode(os.urandom(32)).decode())
+    found = protect.find_key(path, check)  # the check this open read before that commit
+    assert found.file == path.with_name("g.db.key.old") and found.passes(check)
+
+
+def test_only_the_old_copy_opening_the_gallery_is_a_clear_error_and_keeps_it(tmp_path):
+    path = tmp_path / "g.db"
+    enrolled(path, "Al")
+    old = path.with_name("g.db.key.old")
+    path.with_name("g.db.key").rename(old)  # the key file lost, with a rekey's copy of it left
+    with pytest.raises(GaitcamError, match=r"g.db.key: missing or not this gallery's key; only the last rekey's "
+                                           r"copy of the old key \(.*g.db.key.old\) opens the gallery"):
+        Gallery(path)
+    assert old.exists()
+
+
+def test_creating_a_key_file_leaves_no_temporary_file_and_takes_a_rival_one(tmp_path, monkeypatch):
+    path = tmp_path / "g.db.key"
+    path.symlink_to(tmp_path / "nowhere")  # blocks the link, yet is no key
+    with pytest.raises(GaitcamError, match=r"g.db.key: cannot create gallery key \(something that is not a key"):
+        protect.find_key(tmp_path / "g.db", None)
+    assert [p.name for p in tmp_path.iterdir()] == ["g.db.key"]  # no temporary file left behind
+    path.unlink()
+    rival, real = protect.Key(os.urandom(32), path), os.link
+
+    def rival_first(src, dst):  # another process links its key just before this one
+        protect._write_private(path, rival._secret)
+        real(src, dst)
+
+    monkeypatch.setattr(protect.os, "link", rival_first)
+    assert protect.find_key(tmp_path / "g.db", None).same(rival)
+    assert [p.name for p in tmp_path.iterdir()] == ["g.db.key"]
+
+
+def test_a_blob_too_short_to_be_sealed_does_not_open(tmp_path):
+    key = protect.Key(os.urandom(32), None)
+    for blob in (b"", b"x" * (protect.OVERHEAD - 1)):
+        assert key.unseal(blob, b"") is None
+    assert not key.passes("") and not key.passes(base64.b64encode(b"short").decode())
+    path = tmp_path / "g.db"
+    enrolled(path, "Al")
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'key_check'", (base64.b64encode(b"cut").decode(),))
+    conn.close()
+    with pytest.raises(GaitcamError, match="wrong key for this gallery"):
+        Gallery(path)

@@ -15,7 +15,8 @@ import pytest
 
 from gaitcam.cli import main
 from gaitcam.config import Config
-from gaitcam.errors import FormatError
+from gaitcam.errors import FormatError, GaitcamError
+from gaitcam.identity.gallery import Gallery
 from gaitcam.identity.protect import KEY_ENV, Key, find_key, key_file
 from gaitcam.recording import sealed
 from gaitcam.recording.formats import convert, read_recording
@@ -78,6 +79,31 @@ def test_round_trip_equals_the_plain_format_and_the_key_file_is_made_owner_only(
     assert (tmp_path / "sealed.gaitrec").stat().st_mode & 0o777 == 0o600
     assert is_sealed(tmp_path / "sealed.gaitrec") and not is_sealed(tmp_path / "plain.gaitrec")
     assert (tmp_path / "plain.gaitrec").read_bytes().startswith(MAGIC + b"1\n")  # the plain format unchanged
+
+
+def test_a_keyed_gallery_without_its_key_file_gets_no_new_key_for_recordings(tmp_path, gallery):
+    with Gallery(gallery) as g:
+        check = g._check
+    key_file(gallery).rename(tmp_path / "elsewhere.key")  # say, not restored from the backup yet
+    with pytest.raises(GaitcamError, match=rf"g.db: its key file {key_file(gallery)} is missing; restore it"):
+        sealed.writing_key(True)
+    assert not key_file(gallery).exists()  # a new key would open neither the gallery nor its recordings
+    (tmp_path / "elsewhere.key").rename(key_file(gallery))
+    key_file(gallery).rename(key_file(gallery).with_name("g.db.key.new"))  # a rekey committed, not yet renamed
+    key_file(gallery).write_text(_key_text())
+    assert sealed.writing_key(True).passes(check)  # the gallery's key, read-only: nothing settled here
+    assert key_file(gallery).with_name("g.db.key.new").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database, just some text"])
+def test_recordings_key_a_gallery_file_not_written_yet_and_refuse_a_foreign_one(tmp_path, gallery, content):
+    gallery.parent.mkdir()
+    gallery.write_bytes(content)
+    if content:
+        with pytest.raises(GaitcamError, match="g.db: cannot read the gallery's key check"):
+            sealed.writing_key(True)
+    else:  # as `Gallery` leaves it for a moment: no gallery yet, so the key file is made
+        assert sealed.writing_key(True).file == key_file(gallery)
 
 
 def test_no_plaintext_in_the_file(tmp_path, env_key):

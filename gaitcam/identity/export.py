@@ -5,6 +5,9 @@ sensitive as the gallery: its folders are made owner-only (0700) and its files a
 owner-only (0600) from the start, never widened after the fact. An existing export is never
 replaced silently: an old one could hold recordings the person has since had deleted. An
 encrypted recording is copied decrypted: the export is for the person, who has no gallery key.
+An export is written into a temporary folder beside its own and put in place when complete, so
+one that fails part way leaves no decrypted copies behind (only a killed process can leave that
+temporary folder, `.NAME.*.partial`).
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,12 +48,11 @@ def safe_name(name: str) -> str:
 
 
 def _private_dir(path: Path) -> None:
-    """Create `path` owner-only, its missing parents too; an existing one is made owner-only."""
+    """Create `path` and its missing parents owner-only (0700); existing ones are left as they are."""
     try:
         for folder in [*reversed(path.parents), path]:
             if not folder.exists():
                 folder.mkdir(mode=0o700)
-        path.chmod(0o700)
     except OSError as e:
         raise GaitcamError(f"{path}: cannot create the export folder ({e.strerror})") from None
 
@@ -64,16 +67,24 @@ def _create_private(path: Path) -> int:
     return fd
 
 
-def _clear(folder: Path) -> None:
-    """Remove a previous export's files from `folder` (only what an export writes)."""
-    if not (folder / PERSON_FILE).is_file():
-        raise GaitcamError(f"{folder}: exists and is not a gaitcam export (no {PERSON_FILE}); not touched")
+def _install(staged: Path, folder: Path) -> None:
+    """Put the complete export `staged` in place as `folder`: renamed whole, or, over a previous
+    export (forced), its files moved in once the old ones are gone (only what an export writes:
+    anything else there is not ours to delete). The person file goes last: it marks an export."""
     try:
+        if not folder.exists():
+            staged.rename(folder)
+            return
+        folder.chmod(0o700)
         if (folder / RECORDINGS_DIR).exists():
             shutil.rmtree(folder / RECORDINGS_DIR)
         (folder / PERSON_FILE).unlink()
+        for name in (RECORDINGS_DIR, PERSON_FILE):
+            if (staged / name).exists():
+                (staged / name).rename(folder / name)
+        staged.rmdir()
     except OSError as e:
-        raise GaitcamError(f"{folder}: cannot replace the previous export ({e.strerror})") from None
+        raise GaitcamError(f"{folder}: cannot put the export in place ({e.strerror})") from None
 
 
 def _target(source: Path, folder: Path, taken: set[str]) -> Path:
@@ -137,17 +148,28 @@ def write_export(export: dict[str, Any], out: str | Path, *, force: bool = False
     recordings that still exist under `recordings/` when `with_recordings`.
 
     Refuses an existing export of the person unless `force`, which replaces it whole (its old
-    recording copies go too, so a replaced export never keeps what the new one lacks).
+    recording copies go too, so a replaced export never keeps what the new one lacks). Nothing
+    changes until the new export is complete: a failure removes what it wrote and leaves a
+    previous export as it was.
     """
     folder = Path(out).expanduser() / safe_name(export["name"])
     if folder.exists():
         if not force:
             raise GaitcamError(f"{folder}: an export of {export['name']!r} is already there; --force replaces it")
-        _clear(folder)
-    _private_dir(folder)
-    copied = _copy_recordings(export, folder) if with_recordings else 0
-    path = folder / PERSON_FILE
-    with os.fdopen(_create_private(path), "w", encoding="utf-8") as f:
-        json.dump(export, f, ensure_ascii=False, indent=1)
-        f.write("\n")
-    return Written(path, len(export["templates"]), len(export["recordings"]), copied)
+        if not (folder / PERSON_FILE).is_file():
+            raise GaitcamError(f"{folder}: exists and is not a gaitcam export (no {PERSON_FILE}); not touched")
+    _private_dir(folder.parent)
+    try:
+        staged = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))  # 0700
+    except OSError as e:
+        raise GaitcamError(f"{folder.parent}: cannot create the export folder ({e.strerror})") from None
+    try:
+        copied = _copy_recordings(export, staged) if with_recordings else 0
+        with os.fdopen(_create_private(staged / PERSON_FILE), "w", encoding="utf-8") as f:
+            json.dump(export, f, ensure_ascii=False, indent=1)
+            f.write("\n")
+        _install(staged, folder)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return Written(folder / PERSON_FILE, len(export["templates"]), len(export["recordings"]), copied)

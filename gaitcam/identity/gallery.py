@@ -14,7 +14,8 @@ $GAITCAM_GALLERY_KEY), and `remove` scrubs the person's bytes from the database 
 WAL, not just the rows. The scrub is journalled (`pending_scrub`, written with the delete), so a
 process killed before it finishes leaves it to the next open. A rekey also re-wraps the data key
 of every encrypted recording the gallery refers to (the old key waits in `<key>.old` until that
-is done; an open finishes it after a crash), so the recordings stay readable to rebuild from.
+is done; an open finishes it after a crash; it is retired, not deleted, while some of them are
+missing), so the recordings stay readable to rebuild from.
 Concurrency: the live app reads while the CLI may enroll from another process; a busy
 timeout makes writers wait for each other instead of failing, and one `Gallery` may be shared
 between threads (a lock serialises its connection).
@@ -165,8 +166,9 @@ class Rekeyed:
 @dataclass
 class Rewrapped:
     """Encrypted recordings a rekey went through: re-wrapped for the new key; referenced by the
-    gallery but missing; that neither key opens (another gallery's, or damaged: each logged);
-    that could not be re-wrapped (unreadable, read-only: logged; the old key is kept for them)."""
+    gallery but missing (the old key is retired for them, not deleted); that neither key opens
+    (another gallery's, or damaged: each logged); that could not be re-wrapped (unreadable,
+    read-only: logged; the old key is kept for them)."""
 
     rewrapped: int = 0
     missing: int = 0
@@ -312,10 +314,10 @@ class Gallery:
         pending = c.execute("SELECT count(*) FROM pending_scrub").fetchone()[0]
         return version, meta["key_check"], pending
 
-    def _settle_key(self, check: str | None, interrupted: bool = True) -> None:
+    def _settle_key(self, check: str | None, quiet: bool = False) -> None:
         """Take the key that passes `check`, finishing a rekey's key files; under the write
         lock, so no rekey is between writing its new key and committing."""
-        self._key, self._check = protect.settle(protect.find_key(self.path, check), interrupted), check
+        self._key, self._check = protect.settle(protect.find_key(self.path, check), quiet), check
 
     @staticmethod
     def _stored_check(c: sqlite3.Connection) -> str:
@@ -341,7 +343,7 @@ class Gallery:
         c.execute(_TEMPLATES.format(name="templates_sealed"))
         old = c.execute(f"SELECT {_TEMPLATE_COLUMNS} FROM templates")
         c.executemany(f"INSERT INTO templates_sealed ({_TEMPLATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      ((*r[:8], self._seal(self._key, *r[3:9]), r[9]) for r in old))
+                      ((*r[:8], self._seal(self._key, r[1], *r[3:9]), r[9]) for r in old))
         count = c.execute("SELECT count(*) FROM templates_sealed").fetchone()[0]
         c.execute("DROP TABLE templates")
         c.execute("ALTER TABLE templates_sealed RENAME TO templates")
@@ -354,15 +356,16 @@ class Gallery:
         return count
 
     @staticmethod
-    def _seal(key: protect.Key, kind: str, version: str, sensor: str, dim: int, count: int, data: bytes) -> bytes:
-        return key.seal(data, protect.template_aad(kind, version, sensor, dim, count))
+    def _seal(key: protect.Key, person: int, kind: str, version: str, sensor: str, dim: int, count: int,
+              data: bytes) -> bytes:
+        return key.seal(data, protect.template_aad(person, kind, version, sensor, dim, count))
 
-    def _unseal(self, key: protect.Key, kind: str, version: str, sensor: str, dim: int, count: int,
-                blob: bytes) -> bytes:
-        data = key.unseal(blob, protect.template_aad(kind, version, sensor, dim, count))
+    def _unseal(self, key: protect.Key, person: int, kind: str, version: str, sensor: str, dim: int,
+                count: int, blob: bytes) -> bytes:
+        data = key.unseal(blob, protect.template_aad(person, kind, version, sensor, dim, count))
         if data is None:
             raise GaitcamError(f"{self.path}: a {kind!r} template does not decrypt "
-                               "(altered, or moved from another row)")
+                               "(altered, or moved from another row or person)")
         return data
 
     @staticmethod
@@ -441,7 +444,8 @@ class Gallery:
             c.executemany(
                 "INSERT INTO templates (person_id, recording_id, kind, encoder_version, sensor, dim, count,"
                 " vectors, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(person, rec, *r, self._seal(key, *r, t.vectors.astype("<f4", copy=False).tobytes()), _now())
+                [(person, rec, *r, self._seal(key, person, *r, t.vectors.astype("<f4", copy=False).tobytes()),
+                  _now())
                  for r, t in zip(rows, templates)])
             total = c.execute("SELECT count(*) FROM templates WHERE person_id = ?", (person,)).fetchone()[0]
         if replaced:
@@ -503,9 +507,11 @@ class Gallery:
         Crash-safe at every step: under the write lock the new key is written (`<key>.new`) and
         the old one kept (`<key>.old`, both fsynced) before the templates' transaction commits;
         then, under the write lock again, the new key is renamed over the key file, the
-        recordings re-wrapped and `.old` deleted. `folders` are committed with the templates, so
-        an open finishes an interrupted rekey whole (the rename, then the re-wrapping); a reader
-        meanwhile tries the key file, `.new` and `.old`. The old ciphertext is scrubbed.
+        recordings re-wrapped and `.old` deleted (retired while recordings the gallery refers to
+        are missing). `folders` are committed with the templates, so an open finishes an
+        interrupted rekey whole (the rename, then the re-wrapping); a reader meanwhile tries the
+        key file, `.new` and `.old`. The old ciphertext is scrubbed. Refused while a previous
+        rekey's `.old` is still kept for recordings it could not re-wrap: that is their only key.
         """
         if os.environ.get(protect.KEY_ENV) is not None:
             raise GaitcamError(f"gallery rekey writes a new key file ({protect.key_file(self.path)}), but the key "
@@ -517,16 +523,23 @@ class Gallery:
         with self._transaction(write=True) as c:
             self._settle_key(self._stored_check(c))
             self._finish_rewrap(c)  # its old key must go before ours is kept
+            kept = protect.old_key_file(protect.key_file(self.path))
+            if kept.exists():  # some recordings still need it: a new rekey must neither replace nor drop it
+                raise GaitcamError(f"{kept}: the last rekey's old key is still needed by encrypted recording(s) that "
+                                   "could not be re-wrapped (named in the log); make them writable and open the "
+                                   "gallery again to finish that rekey, then rekey")
             old = self._key
             new = protect.write_new_key(old)
+            saved = False
             try:
                 # Kept before the commit: once it commits any open may retire the old key file.
                 protect.save_old_key(old)
+                saved = True
                 c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                           (_REWRAP_FOLDERS, json.dumps([str(f.resolve()) for f in folders])))
                 ids = [i for (i,) in c.execute("SELECT id FROM templates ORDER BY id")]
                 for i in ids:
-                    *meaning, blob = c.execute("SELECT kind, encoder_version, sensor, dim, count, vectors"
+                    *meaning, blob = c.execute("SELECT person_id, kind, encoder_version, sensor, dim, count, vectors"
                                                " FROM templates WHERE id = ?", (i,)).fetchone()
                     plain = self._unseal(self._key, *meaning, blob)
                     c.execute("UPDATE templates SET vectors = ? WHERE id = ?", (self._seal(new, *meaning, plain), i))
@@ -535,30 +548,34 @@ class Gallery:
             except BaseException:
                 assert new.file is not None
                 new.file.unlink(missing_ok=True)  # never committed
-                protect.drop_old_key(self.path)
+                if saved:  # ours, a copy of the current key; never another rekey's
+                    protect.drop_old_key(self.path)
                 raise
         with self._transaction(write=True) as c:  # another process may have settled it already
-            self._settle_key(self._stored_check(c), interrupted=False)
+            self._settle_key(self._stored_check(c), quiet=True)
             moved = self._rewrap_pending(c, old)
         self._scrub_or_defer()
         assert self._key.file is not None
         return Rekeyed(len(ids), self._key.file, moved)
 
     def _finish_rewrap(self, c: sqlite3.Connection) -> None:
-        """A rekey killed before it was done left the old key (`<key>.old`): finish its re-wrapping
-        (under the write lock, with the key that passes the check). Killed before its commit,
-        `.old` is the current key and nothing needs re-wrapping; it just goes."""
+        """A rekey not done yet (killed, or another process's between its two transactions) left
+        the old key (`<key>.old`): finish its re-wrapping (under the write lock, with the key that
+        passes the check). Killed before its commit, `.old` is the current key and nothing needs
+        re-wrapping; it just goes."""
         old = protect.read_old_key(self.path)
         if old is None:
             return
         moved = self._rewrap_pending(c, old)
-        log.warning("%s: finished an interrupted rekey: re-wrapped %d encrypted recording(s) for the new key "
+        log.warning("%s: finished a rekey's re-wrapping: re-wrapped %d encrypted recording(s) for the new key "
                     "(%d missing, %d unopenable, %d failed)", self.path, moved.rewrapped, moved.missing,
                     moved.unopenable, moved.failed)
 
     def _rewrap_pending(self, c: sqlite3.Connection, old: protect.Key) -> Rewrapped:
         """Re-wrap what the last rekey covers (the gallery's recordings and its folders), then
-        forget its folders and delete the old key: from now on only the current key is needed."""
+        forget its folders and delete the old key: from now on only the current key is needed.
+        Recordings the gallery refers to that are missing (an unmounted disk) may come back still
+        wrapped by it: then it is retired instead (`protect.retire_old_key`), never deleted."""
         row = c.execute("SELECT value FROM meta WHERE key = ?", (_REWRAP_FOLDERS,)).fetchone()
         moved = self._rewrap(c, old, [] if row is None else [Path(f) for f in json.loads(row[0])])
         if moved.failed:  # they may still need it: kept, and the next open tries again
@@ -567,7 +584,12 @@ class Gallery:
                         moved.failed)
             return moved
         c.execute("DELETE FROM meta WHERE key = ?", (_REWRAP_FOLDERS,))
-        protect.drop_old_key(self.path)
+        if not moved.missing or old.same(self._key):  # (the same: a rekey killed before its commit)
+            protect.drop_old_key(self.path)
+        elif (retired := protect.retire_old_key(self.path)) is not None:  # None: another open retired it
+            log.warning("%s: %d encrypted recording(s) the gallery refers to are missing and may still need the old "
+                        "key, kept as %s; delete it once those recordings are gone for good", self.path,
+                        moved.missing, retired)
         return moved
 
     def _rewrap(self, c: sqlite3.Connection, old: protect.Key, folders: Iterable[Path]) -> Rewrapped:
@@ -628,12 +650,13 @@ class Gallery:
                                        f"({', '.join(found)}); name one, or re-enroll")
                 encoder_version = found[0] if found else ""
             rows = c.execute(
-                "SELECT p.name, t.sensor, t.dim, t.count, t.vectors FROM templates t JOIN people p"
+                "SELECT p.name, p.id, t.sensor, t.dim, t.count, t.vectors FROM templates t JOIN people p"
                 " ON p.id = t.person_id WHERE t.kind = ? AND t.encoder_version = ? ORDER BY p.name, t.id",
                 (kind, encoder_version)).fetchall()
         names = [name for name, *_ in rows]
-        vectors = [np.frombuffer(self._unseal(key, kind, encoder_version, sensor, dim, count, blob), dtype="<f4")
-                   .astype(np.float32).reshape(count, dim) for _, sensor, dim, count, blob in rows]
+        vectors = [np.frombuffer(self._unseal(key, person, kind, encoder_version, sensor, dim, count, blob),
+                                 dtype="<f4").astype(np.float32).reshape(count, dim)
+                   for _, person, sensor, dim, count, blob in rows]
         return names, vectors
 
     def versions(self) -> set[str]:
@@ -673,7 +696,7 @@ class Gallery:
                            for _, path, sha, sensor, track, added in recordings],
             "templates": [{"kind": kind, "encoder_version": version, "sensor": sensor, "created": made,
                            "shape": [count, dim], "recording": paths.get(rec_id),
-                           "vectors": np.frombuffer(self._unseal(key, kind, version, sensor, dim, count, blob),
+                           "vectors": np.frombuffer(self._unseal(key, person, kind, version, sensor, dim, count, blob),
                                                     dtype="<f4").reshape(count, dim).tolist()}
                           for rec_id, kind, version, sensor, dim, count, blob, made in templates],
         }

@@ -12,7 +12,8 @@ cannot be reordered, dropped from the middle or moved between files undetected. 
 is the recorder's crash, not tampering: the native reader keeps the prefix, as for plain files.
 
 Which gallery's key file: the one the command line configured (`use_config`, called by the
-CLI), else the config file's (or the default) gallery.
+CLI), else the config file's (or the default) gallery; a writer takes the key that passes that
+gallery's key check, so a missing key file is an error there, as it is for the gallery.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import base64
 import binascii
 import json
 import os
+import sqlite3
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -66,11 +68,35 @@ def current_config() -> Config:
 
 
 def writing_key(encrypt: bool = False) -> Key | None:
-    """The key new recordings are sealed with: the gallery's (its key file created on first use)
-    when `encrypt` or the config's `encrypt_recordings` asks for it, else None (plain files)."""
+    """The key new recordings are sealed with, when `encrypt` or the config's
+    `encrypt_recordings` asks for it, else None (plain files): $GAITCAM_GALLERY_KEY, else the key
+    that passes the configured gallery's key check. A key file is created only while there is no
+    keyed gallery yet: one whose key file is missing is the gallery's error, never a new key that
+    neither it nor a restored key file could open these recordings with."""
     if not (encrypt or _configured().encrypt_recordings):
         return None
-    return find_key(Path() if KEY_ENV in os.environ else _configured().gallery, None)
+    if KEY_ENV in os.environ:
+        return find_key(Path(), None)
+    gallery = _configured().gallery
+    return find_key(gallery, _key_check(gallery))
+
+
+def _key_check(gallery: Path) -> str | None:
+    """The key check in `gallery`'s meta table, read-only (no write lock, no file created);
+    None when there is no gallery yet, or it holds no key check (schema 1, or still empty)."""
+    if not gallery.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{gallery.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        if "no such table" in str(e):  # created, but not written yet
+            return None
+        raise GaitcamError(f"{gallery}: cannot read the gallery's key check ({e})") from None
+    return None if row is None else row[0]
 
 
 def reading_keys(path: Path) -> list[Key]:

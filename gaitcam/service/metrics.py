@@ -45,12 +45,13 @@ class SessionCollector(Collector):
                                   value=p.frames_dropped + enc.dropped)
         yield GaugeMetricFamily("gaitcam_stride", "Frames between a track's windows now (widens under load)",
                                 value=p.current_stride)
-        yield GaugeMetricFamily("gaitcam_lag_seconds", "Frame read to window encoded, p95 of the last 0.5 s",
-                                value=0.0 if p.control is None else p.control.lag)
-        yield GaugeMetricFamily("gaitcam_falling_behind", "1 while even the widest stride cannot keep up",
-                                value=int(p.control is not None and p.control.behind))
-        yield CounterMetricFamily("gaitcam_behind", "Times even the widest stride fell behind",
-                                  value=0 if p.control is None else p.control.episodes)
+        if p.control is not None:  # a fixed stride measures no lag: no gauge rather than a false 0
+            yield GaugeMetricFamily("gaitcam_lag_seconds", "Frame read to window encoded, p95 of the last 0.5 s",
+                                    value=p.control.lag)
+            yield GaugeMetricFamily("gaitcam_falling_behind", "1 while even the widest stride cannot keep up",
+                                    value=int(p.control.behind))
+            yield CounterMetricFamily("gaitcam_behind", "Times even the widest stride fell behind",
+                                      value=p.control.episodes)
         yield CounterMetricFamily("gaitcam_tracks", "People tracked", value=stats.tracks)
         yield GaugeMetricFamily("gaitcam_tracks_in_view", "Tracks in view now", value=len(self.run.tracks()))
 

@@ -107,8 +107,9 @@ class Stats:
     source_restarts: int = 0
     stride: int = 0  # frames between a track's windows now (adapts to load with a max_stride)
     stride_mean: float = 0.0  # over the frames processed
-    lag: float = 0.0  # seconds, frame read -> AGE, p95 over the stride control's last interval
-    behind: int = 0  # times even the widest stride fell behind (warned once each)
+    lag: float | None = None  # seconds, frame read -> AGE, p95 over the stride control's last
+    # interval; None while the stride is fixed (nothing measures it then)
+    behind: int | None = None  # times even the widest stride fell behind (warned once each); None: fixed
 
 
 @dataclass

@@ -316,7 +316,7 @@ class LiveView(QMainWindow):
             "dropped": stats.dropped if stats else 0, "people": len(frame.snapshot.tracks) if frame else 0,
             "frames": stats.frames if stats else 0, "tracks": stats.tracks if stats else 0,
             "errors": stats.errors if stats else 0, "stride": stats.stride if stats else 0,
-            "lag_ms": round(1e3 * stats.lag, 1) if stats else 0.0,
+            "lag_ms": round(1e3 * stats.lag, 1) if stats and stats.lag is not None else None,
             "recording": None if self._recording is None else str(self._recording),
             "enrolling": None if self._capture is None else self._capture.name,
             "error": self.problem,
@@ -324,7 +324,8 @@ class LiveView(QMainWindow):
         extra = " ● REC" if self._recording else ""
         extra += f" enrolling {self._capture.name}: {self.tap.track_frames} frames" if self._capture else ""
         texts = {"source": f"source: {self.sensor_name}", "fps": f"{fps:.1f} fps",
-                 "windows": f"{wps:.0f} windows/s, stride {self._status['stride']}, lag {self._status['lag_ms']:.0f} ms",
+                 "windows": f"{wps:.0f} windows/s, stride {self._status['stride']}"
+                            + ("" if self._status["lag_ms"] is None else f", lag {self._status['lag_ms']:.0f} ms"),
                  "dropped": f"dropped {self._status['dropped']}", "people": f"people {self._status['people']}",
                  "state": state + extra}
         for key, text in texts.items():
