@@ -388,11 +388,16 @@ def test_a_killed_enrolment_loses_nothing_committed(tmp_path):
 
 
 def test_a_gallery_readable_by_others_is_made_owner_only_with_a_warning(tmp_path, caplog):
-    path = tmp_path / "g.db"
-    Gallery(path).close()
+    folder = tmp_path / "site"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)  # whatever the umask made of it
+    path = folder / "g.db"
+    Gallery(path).close()  # a new gallery in a folder others can read: the folder too
+    assert folder.stat().st_mode & 0o777 == 0o700 and "made owner-only (0700)" in caplog.text
     path.chmod(0o644)
+    folder.chmod(0o750)
     Gallery(path).close()
-    assert path.stat().st_mode & 0o777 == 0o600 and "made owner-only" in caplog.text
+    assert path.stat().st_mode & 0o777 == 0o600 and folder.stat().st_mode & 0o777 == 0o700
 
 
 # The schema before templates were encrypted (version 1), to build an old gallery by hand.

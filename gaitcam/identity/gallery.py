@@ -204,6 +204,7 @@ class Gallery:
                 log.warning("%s: was readable by others (mode %o); made owner-only (600)", self.path,
                             self.path.stat().st_mode & 0o777)
                 self.path.chmod(0o600)
+            protect.private_folder(self.path.parent, "a gallery of biometric templates")
         except OSError as e:
             raise GaitcamError(f"{self.path}: cannot create gallery ({e.strerror})") from None
         with self._translated():

@@ -146,6 +146,19 @@ def _read_key(path: Path) -> Key | None:
     return Key(_decode(data.decode("ascii", errors="replace"), str(path)), path)
 
 
+def private_folder(folder: Path, holds: str) -> None:
+    """Make `folder` owner-only (0700) if others could read it, with a warning; where that is not
+    ours to change (another user's folder, say /tmp), warn instead. `holds` says what is inside."""
+    try:
+        if not folder.stat().st_mode & 0o077:
+            return
+        folder.chmod(0o700)
+        log.warning("%s: made owner-only (0700): it holds %s", folder, holds)
+    except OSError as e:
+        log.warning("%s: others can read this folder, which holds %s, and it cannot be made owner-only (%s)",
+                    folder, holds, e.strerror or e)
+
+
 def fsync_folder(folder: Path) -> None:
     """Make a rename or a new file in `folder` durable."""
     fd = os.open(folder, os.O_RDONLY)

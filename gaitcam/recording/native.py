@@ -42,7 +42,7 @@ from typing import BinaryIO, Literal
 import numpy as np
 
 from gaitcam.errors import FormatError
-from gaitcam.identity.protect import Key, fsync_folder
+from gaitcam.identity.protect import Key, fsync_folder, private_folder
 from gaitcam.recording import sealed
 from gaitcam.recording.recording import (
     IMPLAUSIBLE, MAX_BINARY_BYTES, Recording, RecordingMeta, check_fps, open_regular, read_file, screen_joints,
@@ -438,13 +438,7 @@ def new_recording_path(folder: str | Path, stem: str) -> Path:
 
     folder = Path(folder)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if folder.stat().st_mode & 0o077:
-        try:
-            folder.chmod(0o700)
-            log.warning("%s: made owner-only (0700): it holds recordings of people", folder)
-        except OSError as e:
-            log.warning("%s: others can read this folder of recordings, and it cannot be made owner-only (%s)",
-                        folder, e.strerror or e)
+    private_folder(folder, "recordings of people")
     base = f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     path, n = folder / f"{base}{SUFFIX}", 1
     while path.exists():
