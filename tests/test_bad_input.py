@@ -476,3 +476,45 @@ def test_fuzz_mutations_read_or_fail_cleanly(tmp_path, monkeypatch, name):
         except Exception as e:  # noqa: BLE001 -- anything but a short FormatError is a finding
             failures.append(f"mutation {i} ({kind}): {type(e).__name__}: {str(e)[:200]}")
     assert not failures, f"{len(failures)} of {FUZZ_N} (GAITCAM_FUZZ_SEED={FUZZ_SEED}):\n" + "\n".join(failures[:10])
+
+
+REFUSED = [c for c in CASES if isinstance(c[2], str)]
+# One refused file of each format, for the commands that load the model first (slower).
+ONE_PER_FORMAT = [next(c for c in REFUSED if c[0].endswith(suffix))
+                  for suffix in (".gaitrec", ".skeleton", ".json", ".csv", ".txt", ".txt.gz", ".md")]
+
+
+def _refused_by_cli(tmp_path: Path, capsys, name: str, content: bytes, commands: list[list[str]]) -> None:
+    """Each command (FILE: the bad file) exits 2 with one `error:` line naming the file, and the
+    gallery is unchanged."""
+    from gaitcam.cli import main
+    from gaitcam.identity.gallery import Gallery
+
+    path, db = tmp_path / name, tmp_path / "g.db"
+    path.write_bytes(content)
+    Gallery(db).close()
+    before = db.read_bytes()
+    for command in commands:
+        capsys.readouterr()
+        assert main([str(path) if arg == "FILE" else arg for arg in command]) == 2, command
+        err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(("INFO", "WARNING"))]
+        assert len(err) == 1 and err[0].startswith("error: ") and name in err[0], (command, err)
+        assert db.read_bytes() == before, command
+
+
+@pytest.mark.parametrize(("name", "content", "expect"), REFUSED, ids=[c[0] for c in REFUSED])
+def test_convert_refuses_every_bad_file_in_one_line(tmp_path, capsys, name, content, expect):
+    from gaitcam.cli import main
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert main(["convert", str(path), str(tmp_path / "out.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and name in err[0] and not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize(("name", "content", "expect"), ONE_PER_FORMAT, ids=[c[0] for c in ONE_PER_FORMAT])
+def test_enroll_and_identify_refuse_a_bad_file_and_leave_the_gallery_alone(tmp_path, capsys, name, content, expect):
+    db = str(tmp_path / "g.db")
+    _refused_by_cli(tmp_path, capsys, name, content,
+                    [["enroll", "Ada", "FILE", "--gallery", db], ["identify", "FILE", "--gallery", db]])
