@@ -28,6 +28,7 @@ HEAD = CANONICAL.index("Head")
 HIP = CANONICAL.index("HipCenter")
 _LABEL_LIFT = 0.12  # metres between the head and the name above it
 _MARGIN = 0.3  # metres kept round everyone seen when the views grow to fit them
+_MAX_LABEL = 2.0  # metres: no name label is taller or wider than a person
 _GRID_PEN = (225, 225, 225)
 
 
@@ -167,10 +168,15 @@ class SkeletonViews:
 
 
 def _label_sizes(labels: list[pg.TextItem], plot: pg.PlotItem) -> np.ndarray:
-    """[n, 2] width and height of each label in the plot's data units (labels are sized in pixels)."""
+    """[n, 2] width and height of each label in the plot's data units (labels are sized in pixels).
+
+    Before the view is laid out its pixels can be of any size, infinite included; labels placed
+    with such sizes would sit at absurd coordinates and drag the axes' range (and pyqtgraph's tick
+    computation) with them, so a size is at most `_MAX_LABEL` metres and 0 when unknown."""
     sx, sy = plot.getViewBox().viewPixelSize()
-    return np.array([[label.boundingRect().width() * sx, label.boundingRect().height() * sy] for label in labels],
-                    float).reshape(-1, 2)
+    sizes = np.array([[label.boundingRect().width() * sx, label.boundingRect().height() * sy] for label in labels],
+                     float).reshape(-1, 2)
+    return np.clip(np.nan_to_num(sizes, nan=0.0, posinf=_MAX_LABEL, neginf=0.0), 0.0, _MAX_LABEL)
 
 
 def spread_labels(at: np.ndarray, sizes: np.ndarray) -> np.ndarray:
