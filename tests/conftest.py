@@ -1,5 +1,6 @@
 """Shared test settings: where the read-only shared data sits beside the checkout."""
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +34,25 @@ def private_user_folders(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("xdg")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+
+
+def kill_recorder_after(script: str, args: list[str], frames: int) -> int:
+    """Run a child Python `script` that writes frames and prints each frame's index as it goes;
+    SIGKILL it once it has printed `frames`. Returns the last index it printed."""
+    child = subprocess.Popen([sys.executable, "-c", script, *args], cwd=Path(__file__).resolve().parents[1],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = -1
+    try:
+        while last < frames:
+            line = child.stdout.readline()
+            assert line, f"recorder died early: {child.stderr.read()}"
+            last = int(line)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        child.stderr.close()
+    return last
 
 
 def free_port() -> int:

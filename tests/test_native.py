@@ -1,22 +1,18 @@
 """The native .gaitrec format: exact round trips, flushing, crash survival, corrupt files."""
-import signal
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import kill_recorder_after
 from gaitcam.errors import FormatError
 from gaitcam.recording.native import MAGIC, RecordingWriter, read_native, write_native
 from gaitcam.recording.recording import Recording, RecordingMeta
 from gaitcam.sensors.base import Body, Frame
 from gaitcam.skeleton.layouts import CANONICAL, JointLayout
 from gaitcam.skeleton.sequence import JointState, SkeletonSequence
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def synthetic_recording(layout: JointLayout = CANONICAL, frames: int = 40, fps: float = 30.0,
@@ -135,19 +131,7 @@ with RecordingWriter(sys.argv[1], RecordingMeta("demo", "kinect_v1", 100.0), flu
 
 def test_sigkill_mid_recording_keeps_all_but_the_last_flush_interval(tmp_path):
     path = tmp_path / "killed.gaitrec"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    last = -1
-    try:
-        while last < 300:  # 3 s of recording time at 100 fps
-            line = child.stdout.readline()
-            assert line, f"recorder died early: {child.stderr.read()}"
-            last = int(line)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        child.stdout.close()
-        child.stderr.close()
+    last = kill_recorder_after(CHILD, [str(path)], 300)  # 3 s of recording time at 100 fps
     seq = read_native(path).tracks[0]
     kept = len(seq)
     # Every frame 0.5 s (one flush interval) older than the last one seen is on disk, in order.

@@ -3,16 +3,14 @@ without the gallery's key, and every key problem or tampering one clear line."""
 import base64
 import json
 import os
-import signal
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import kill_recorder_after
 from gaitcam.cli import main
 from gaitcam.config import Config
 from gaitcam.errors import FormatError, GaitcamError
@@ -24,7 +22,7 @@ from gaitcam.recording.native import (
     MAGIC, RecordingWriter, content_sha256, is_sealed, read_native, rewrap_file, write_native,
 )
 from gaitcam.recording.recording import RecordingMeta
-from test_native import REPO, _frame, assert_same_tracks, synthetic_recording
+from test_native import _frame, assert_same_tracks, synthetic_recording
 
 
 def _key_text() -> str:
@@ -275,19 +273,7 @@ with RecordingWriter(sys.argv[1], meta, flush_seconds=0.5, key=sealed.writing_ke
 
 def test_sigkill_mid_encrypted_recording_keeps_all_but_the_last_flush_interval(tmp_path, gallery):
     path = tmp_path / "killed.gaitrec"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(gallery)], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    last = -1
-    try:
-        while last < 150:  # 1.5 s of recording time at 100 fps
-            line = child.stdout.readline()
-            assert line, f"recorder died early: {child.stderr.read()}"
-            last = int(line)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        child.stdout.close()
-        child.stderr.close()
+    last = kill_recorder_after(CHILD, [str(path), str(gallery)], 150)  # 1.5 s of recording time at 100 fps
     seq = read_native(path).tracks[0]
     kept = len(seq)
     assert kept >= last - 50
