@@ -61,7 +61,7 @@ class Config:
     threads: int = 1  # torch CPU threads
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     weights: Path = WEIGHTS_DIR / "sgela"
-    gallery: Path = field(default_factory=default_gallery)
+    gallery: Path | str = field(default_factory=default_gallery)  # a SQLite file or a postgresql:// URL
     recordings: Path = Path("recordings")
     encrypt_recordings: bool = False  # seal new .gaitrec recordings with the gallery's key
     calibration: Path = field(default_factory=default_calibration)
@@ -100,6 +100,11 @@ def _path(v: Any) -> Path:
     return Path(v).expanduser()
 
 
+def _gallery(v: Any) -> Path | str:
+    """A SQLite file, or a store's URL (postgresql://…), kept as written."""
+    return v if isinstance(v, str) and "://" in v else _path(v)
+
+
 def _bool(v: Any) -> bool:
     if not isinstance(v, bool):
         raise _Invalid(f"expected true or false, got {v!r}")
@@ -127,7 +132,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "threads": _int_at_least(1),
     "device": _device,
     "weights": _path,
-    "gallery": _path,
+    "gallery": _gallery,
     "recordings": _path,
     "encrypt_recordings": _bool,
     "calibration": _path,

@@ -100,11 +100,9 @@ def matcher_params_for(encoder: GaitEncoder, weights: str | Path) -> MatcherPara
 def open_gallery(path: str | Path, models: Models, rebuild: bool = True) -> Gallery:
     """The gallery at `path`, with templates of an older encoder rebuilt from their recordings."""
     from gaitcam.identity.enrollment import reenroll_stale
-    from gaitcam.identity.gallery import Gallery
+    from gaitcam.identity.gallery import open_store
 
-    if "://" in str(path):
-        raise GaitcamError(f"{path}: only gallery files (SQLite) are supported here, not URLs")
-    gallery = Gallery(path)
+    gallery = open_store(path)
     if rebuild and gallery.stale(models.params.template_version):
         names = reenroll_stale(gallery, models.encoder, models.params)
         log.warning("re-enrolled %s for %s", ", ".join(names), models.params.template_version)
@@ -124,24 +122,55 @@ class Session:
         self.bus = EventBus(camera)
         self._own = self.bus.subscribe(maxsize=100_000) if keep_events else None
         self._index: GalleryIndex | None = None
+        self._generation = -1  # the gallery's generation `_index` was read at
         self._lock = threading.RLock()  # enrolments from several threads (the service) one at a time
         self._runs: list[LiveRun] = []
+        self._closing = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     @property
     def index(self) -> GalleryIndex:
-        """The gallery as the matcher sees it (reloaded, and recalibrated, after every change)."""
+        """The gallery as the matcher sees it (reloaded, and recalibrated, after every change,
+        this session's or another process's: `_watch`)."""
         from gaitcam.identity.enrollment import load_index
 
         with self._lock:
             if self._index is None:
+                generation = self.gallery.generation()  # read first: a change meanwhile is seen again
                 self._index = load_index(self.gallery, self.models.params)
+                self._generation = generation
+                if self._watcher is None:
+                    self._watcher = threading.Thread(target=self._watch, name="gaitcam-gallery-watch", daemon=True)
+                    self._watcher.start()
             return self._index
 
+    def _watch(self) -> None:
+        """Reload the index when another process (another camera) enrols, renames or removes
+        someone: within a second, and a removed person's templates leave memory with the old
+        index. While the gallery cannot be read (a lost server), matching goes on with the
+        index last read, and the watch retries with backoff."""
+        retry = 0.5
+        while not self._closing.is_set():
+            try:
+                seen = self._generation
+                if self.gallery.wait_for_change(seen, timeout=0.5) != seen and not self._closing.is_set():
+                    self._changed()
+                retry = 0.5
+            except GaitcamError as e:
+                log.warning("%s; matching goes on with the gallery as last read (retrying in %.0f s)", e, retry)
+                self._closing.wait(retry)
+                retry = min(2 * retry, 30.0)
+
     def _changed(self) -> None:
-        """The gallery changed: recalibrate, and let live runs match against it from now on."""
+        """The gallery changed: recalibrate, and let live runs match against it from now on
+        (when it cannot be read, everything keeps the index it has)."""
         with self._lock:
-            self._index = None
-            index = self.index
+            last, self._index = self._index, None
+            try:
+                index = self.index
+            except BaseException:
+                self._index = last
+                raise
         for run in self._runs:
             run.pipeline.matcher.index = index
 
@@ -217,6 +246,9 @@ class Session:
     def close(self) -> None:
         for run in self._runs:
             run.stop()
+        self._closing.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
         self.bus.close()
         self.gallery.close()
 
@@ -351,7 +383,8 @@ class LiveRun:
 def open_session(gallery: str | Path | None = None, weights: str | Path | None = None, device: str = "auto", *,
                  fpir: float | None = None, threshold: float | None = None, threads: int | None = None,
                  camera: str = "library") -> Session:
-    """A session on the gallery file `gallery` (default: the user's, as the app uses), with the
+    """A session on the gallery `gallery`, a SQLite file or a postgresql:// URL shared by a
+    site's cameras (default: the user's file, as the app uses), with the
     encoder `weights` (default: the shipped SGE-LA) on `device`. `fpir`: the share of strangers
     allowed a name (default 0.01); the gallery calibrates its threshold for it."""
     from gaitcam.config import default_gallery

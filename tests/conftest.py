@@ -87,3 +87,94 @@ def start_serve(folder: Path, *args: str, token: str | None = None, seconds: flo
         time.sleep(0.5)
     child.kill()
     pytest.fail(f"serve did not come up in {seconds:.0f} s")
+
+
+def _postgres_bin() -> Path | None:
+    """Debian keeps PostgreSQL's server programs off PATH, in /usr/lib/postgresql/<major>/bin."""
+    import shutil
+
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return versions[-1].parent if versions else None
+
+
+class PostgresServer:
+    """A real PostgreSQL server on a free loopback port in a temporary data folder, with a
+    password user (given to libpq through $PGPASSWORD, as users are told to); one database
+    per test (`database`)."""
+
+    USER = "gaitcam"
+
+    def __init__(self) -> None:
+        import secrets
+        import shutil
+        import tempfile
+
+        bin_dir = _postgres_bin()
+        if bin_dir is None:
+            self.skip("needs PostgreSQL's server (apt-get install postgresql; .ci/run installs it)")
+        self.port = free_port()
+        self.password = secrets.token_urlsafe(16)
+        self.folder = Path(tempfile.mkdtemp(prefix="gaitcam-pg-"))
+        data = self.folder / "data"
+        (self.folder / "pw").write_text(self.password + "\n")
+        as_user: list[str] = []
+        if os.geteuid() == 0:  # the server refuses to run as root: Debian's postgres user runs it
+            as_user = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(self.folder, "postgres")
+            shutil.chown(self.folder / "pw", "postgres")
+        self._ctl = [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data)]
+        init = subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", self.USER, "-A",
+                               "scram-sha-256", "--pwfile", str(self.folder / "pw"), "-E", "UTF8", "--no-sync"],
+                              capture_output=True, text=True, timeout=120)
+        if init.returncode:
+            self.skip(f"initdb failed: {init.stderr.strip()[-300:]}")
+        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off"
+        start = subprocess.run([*self._ctl, "-o", opts, "-l", str(self.folder / "log"), "-w", "-t", "60", "start"],
+                               capture_output=True, text=True, timeout=90)
+        if start.returncode:
+            log = (self.folder / "log").read_text(errors="replace")[-500:] if (self.folder / "log").exists() else ""
+            self.skip(f"the PostgreSQL server did not start: {start.stderr.strip()[-300:]} {log}")
+        self._n = 0
+
+    @staticmethod
+    def skip(reason: str) -> None:
+        """Skipped with the reason on a developer's machine; in CI the server must be there."""
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://{self.USER}@127.0.0.1:{self.port}/{dbname}"
+
+    def database(self) -> str:
+        """A new empty database; its URL."""
+        import psycopg
+
+        self._n += 1
+        name = f"gallery_{self._n}"
+        with psycopg.connect(self.url(), password=self.password, autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def stop(self) -> None:
+        import shutil
+
+        subprocess.run([*self._ctl, "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, monkeypatch):
+    """The URL of a new database on the test server, its password in $PGPASSWORD."""
+    monkeypatch.setenv("PGPASSWORD", postgres_server.password)
+    return postgres_server.database()

@@ -19,7 +19,8 @@ from gaitcam.cli import main
 from gaitcam.config import Config
 from gaitcam.errors import FormatError, GaitcamError
 from gaitcam.identity.export import write_export
-from gaitcam.identity.gallery import Gallery, RecordingRef, Template
+from gaitcam.identity.gallery import Gallery, RecordingRef, Template, open_store
+from gaitcam.identity.postgres import PostgresGallery
 from gaitcam.identity.protect import KEY_ENV, Key
 from gaitcam.recording import native, sealed
 from gaitcam.recording.native import is_sealed, read_native, write_native
@@ -50,10 +51,33 @@ def pragma(path: Path, name: str) -> object:
         conn.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gallery(request, tmp_path):
+    """The store-independent tests run on both stores: a SQLite file and a real PostgreSQL server."""
+    where = tmp_path / "g.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    with open_store(where) as g:
+        yield g
+
+
 @pytest.fixture
-def gallery(tmp_path):
+def sqlite_gallery(tmp_path):
     with Gallery(tmp_path / "g.db") as g:
         yield g
+
+
+def run_sql(gallery: Gallery, sql: str, params: tuple = ()) -> list[tuple]:
+    """A statement on the gallery's own database through a connection of our own (another
+    program's, or an attacker's with write access to the database), committed."""
+    if isinstance(gallery, PostgresGallery):
+        import psycopg
+
+        with psycopg.connect(gallery._conninfo, autocommit=True) as db:
+            cur = db.execute(sql.replace("?", "%s"), params)
+            return cur.fetchall() if cur.description else []
+    with sqlite3.connect(gallery.path) as db:
+        rows = db.execute(sql, params).fetchall()
+    db.close()
+    return rows
 
 
 def test_enrolments_round_trip_append_and_replace(gallery):
@@ -187,7 +211,8 @@ def gallery_files(path: Path) -> list[Path]:
     return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
 
 
-def test_templates_never_reach_the_files_in_plaintext(gallery, tmp_path):
+def test_templates_never_reach_the_files_in_plaintext(sqlite_gallery, tmp_path):
+    gallery = sqlite_gallery
     al, bo = vecs(10, count=16, dim=32), vecs(11, count=16, dim=32)
     gallery.enroll("Al", [Template("age", "v1", "kinect", al)])
     gallery.enroll("Bo", [Template("age", "v1", "kinect", bo)])
@@ -198,7 +223,8 @@ def test_templates_never_reach_the_files_in_plaintext(gallery, tmp_path):
     np.testing.assert_array_equal(gallery.templates("age")[1][0], al)
 
 
-def test_remove_leaves_no_bytes_in_the_files(gallery, tmp_path):
+def test_remove_leaves_no_bytes_in_the_files(sqlite_gallery, tmp_path):
+    gallery = sqlite_gallery
     al, bo = vecs(10, count=16, dim=32), vecs(11, count=16, dim=32)
     gallery.enroll("Zebulon Quartermaine", [Template("age", "v1", "kinect", al)])
     gallery.enroll("Bo", [Template("age", "v1", "kinect", bo)])
@@ -215,7 +241,8 @@ def test_remove_leaves_no_bytes_in_the_files(gallery, tmp_path):
     assert journal(tmp_path / "g.db") == 0
 
 
-def test_replaced_templates_leave_no_bytes_either(gallery, tmp_path):
+def test_replaced_templates_leave_no_bytes_either(sqlite_gallery, tmp_path):
+    gallery = sqlite_gallery
     gallery.enroll("Al", [tpl(1, count=16, dim=32)])
     old = stored(tmp_path / "g.db", "Al")[0]
     gallery.enroll("Al", [tpl(2)], replace=True)
@@ -223,14 +250,12 @@ def test_replaced_templates_leave_no_bytes_either(gallery, tmp_path):
     np.testing.assert_array_equal(gallery.templates("age")[1][0], vecs(2))
 
 
-def test_a_template_swapped_between_people_does_not_decrypt(gallery, tmp_path):
+def test_a_template_swapped_between_people_does_not_decrypt(gallery):
     gallery.enroll("Al", [tpl(1)])
     gallery.enroll("Bo", [tpl(2)])  # same kind, version, sensor and shape: only the owner differs
-    with sqlite3.connect(tmp_path / "g.db") as db:
-        (al, bo) = db.execute("SELECT vectors FROM templates ORDER BY person_id").fetchall()
-        db.execute("UPDATE templates SET vectors = ? WHERE person_id = 1", bo)
-        db.execute("UPDATE templates SET vectors = ? WHERE person_id = 2", al)
-    db.close()
+    (al, bo) = run_sql(gallery, "SELECT vectors FROM templates ORDER BY person_id")
+    run_sql(gallery, "UPDATE templates SET vectors = ? WHERE person_id = 1", bo)
+    run_sql(gallery, "UPDATE templates SET vectors = ? WHERE person_id = 2", al)
     with pytest.raises(GaitcamError, match="'age' template does not decrypt"):
         gallery.templates("age")
     with pytest.raises(GaitcamError, match="'age' template does not decrypt"):
@@ -246,13 +271,11 @@ def test_a_rename_keeps_templates_readable_through_a_rekey(gallery):
     np.testing.assert_array_equal(gallery.templates("age")[1][0], vecs(1))
 
 
-def test_a_template_moved_to_another_row_does_not_decrypt(gallery, tmp_path):
+def test_a_template_moved_to_another_row_does_not_decrypt(gallery):
     gallery.enroll("Al", [tpl(1)])
     gallery.enroll("Bo", [tpl(2, version="v2")])  # same shape, another meaning
-    with sqlite3.connect(tmp_path / "g.db") as db:
-        db.execute("UPDATE templates SET vectors = (SELECT vectors FROM templates WHERE encoder_version = 'v2')"
-                   " WHERE encoder_version = 'v1'")
-    db.close()
+    run_sql(gallery, "UPDATE templates SET vectors = (SELECT vectors FROM templates WHERE encoder_version = 'v2')"
+                     " WHERE encoder_version = 'v1'")
     with pytest.raises(GaitcamError, match="template does not decrypt"):
         gallery.templates("age", "v1")
 
@@ -398,6 +421,16 @@ def test_a_gallery_readable_by_others_is_made_owner_only_with_a_warning(tmp_path
     folder.chmod(0o750)
     Gallery(path).close()
     assert path.stat().st_mode & 0o777 == 0o600 and folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_shared_folder_like_tmp_is_never_made_private_even_by_root(tmp_path, caplog):
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)  # what /tmp is: everyone's, sticky
+    with caplog.at_level(logging.WARNING):
+        Gallery(shared / "g.db").close()
+    assert shared.stat().st_mode & 0o7777 == 0o1777 and "not this user's own folder" in caplog.text
+    assert (shared / "g.db").stat().st_mode & 0o777 == 0o600
 
 
 # The schema before templates were encrypted (version 1), to build an old gallery by hand.
@@ -550,7 +583,7 @@ def test_export_gives_everything_held_about_one_person(gallery, tmp_path):
     gallery.enroll("Bo", [tpl(4)])
     gone.path.unlink()
     out = gallery.export("Ａl")  # found as names are stored (NFKC)
-    assert out["name"] == "Al" and out["created"] and out["gallery"] == str(gallery.path)
+    assert out["name"] == "Al" and out["created"] and out["gallery"] == gallery.where
     assert [(r["path"], r["sha256"], r["track"], r["exists"]) for r in out["recordings"]] == [
         (str(walk.path), walk.sha256, None, True), (str(gone.path), gone.sha256, 3, False)]
     assert all(r["sensor"] == "kinect" and r["added"] for r in out["recordings"])

@@ -39,9 +39,38 @@ def test_a_failed_enrolment_changes_nothing_and_emits_nothing(tmp_path):
         assert session.people() == [] and list(session.events()) == []
 
 
-def test_a_gallery_url_is_refused_with_a_clear_error():
-    with pytest.raises(GaitcamError, match="only gallery files"):
-        gaitcam.open_session(gallery="postgresql://localhost/gaitcam", device="cpu")
+def test_an_unknown_gallery_store_is_refused_with_a_clear_error():
+    with pytest.raises(GaitcamError, match="mysql://: not a gallery store"):
+        gaitcam.open_session(gallery="mysql://localhost/gaitcam", device="cpu")
+
+
+def test_two_sessions_on_one_postgresql_gallery_see_each_others_changes_within_a_second(postgres_url):
+    """Two cameras on one shared gallery: what one enrols the other names, and what one removes
+    the other forgets, without a restart."""
+    with gaitcam.open_session(gallery=postgres_url, device="cpu", camera="a") as a, \
+            gaitcam.open_session(gallery=postgres_url, device="cpu", camera="b") as b:
+        for name in ("Ada", "Chloe"):
+            a.enroll(name, DEMO_DIR / f"{name}.gaitrec")
+        assert b.people() == ["Ada", "Chloe"]
+        assert b.identify(DEMO_DIR / "Ben.gaitrec")[0]["identity"] is None  # b has read its index now
+        a.enroll("Ben", DEMO_DIR / "Ben.gaitrec")
+        assert wait_until(lambda: "Ben" in b.index.names, 1.0)
+        assert b.identify(DEMO_DIR / "Ben.gaitrec")[0]["identity"] == "Ben"
+        a.remove("Ben")
+        assert wait_until(lambda: "Ben" not in b.index.names, 1.0)
+        assert b.identify(DEMO_DIR / "Ben.gaitrec")[0]["identity"] != "Ben"
+
+
+def wait_until(condition, seconds: float) -> bool:
+    """Polls `condition` for at most `seconds`."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def test_a_live_run_tells_when_its_sensor_is_lost_and_back(tmp_path):

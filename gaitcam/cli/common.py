@@ -23,7 +23,7 @@ def add_runtime_options(p: argparse.ArgumentParser, gallery: bool = True, fpir: 
     if gallery:
         # SUPPRESS: the main parser has --gallery too, and a subparser default would overwrite it.
         p.add_argument("--gallery", default=argparse.SUPPRESS, metavar="DB",
-                       help="gallery database (default: the config's)")
+                       help="gallery: a SQLite file or postgresql://user@host:port/dbname (default: the config's)")
     p.add_argument("--weights", metavar="NAME", help="encoder weights (default: weights/sgela)")
     if batch:
         p.add_argument("--threads", type=int, default=available_cores(),

@@ -82,12 +82,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_fit_matcher(args: argparse.Namespace) -> int:
     from gaitcam.evaluation.fit_matcher import fit_matcher, fit_matcher_from_gallery
-    from gaitcam.identity.gallery import Gallery
+    from gaitcam.identity.gallery import open_store
 
     cfg = config_from(args)
     encoder = load_encoder(cfg)
     if args.from_gallery:
-        with Gallery(cfg.gallery) as gallery:
+        with open_store(cfg.gallery) as gallery:
             params = fit_matcher_from_gallery(gallery, encoder)
     else:
         params = fit_matcher(args.train, encoder, exclude_last=args.exclude_last, augment=args.augment)

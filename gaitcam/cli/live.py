@@ -174,7 +174,7 @@ def live_setup(args: argparse.Namespace, cfg: Config, stack: ExitStack, gui: boo
     else:
         gallery = stack.enter_context(open_gallery(cfg.gallery, models))
     if not gallery.people():
-        log.warning("%s: the gallery is empty; everyone will be unknown (enrol people with `enroll`)", gallery.path)
+        log.warning("%s: the gallery is empty; everyone will be unknown (enrol people with `enroll`)", gallery.where)
     cal_file = calibration_path(args.sensor, cfg.calibration)
     return LiveSetup(models, source, gallery, Calibration.load(cal_file) if cal_file.is_file() else None)
 

@@ -48,8 +48,10 @@ def add(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("gallery", help="list, rename, export or remove enrolled people; re-encrypt with a new key",
                        description="Templates are encrypted in the gallery (AES-GCM) with the key in "
-                       "$GAITCAM_GALLERY_KEY (base64) or else in the key file beside it (DB.key, made on first use).")
-    p.add_argument("--gallery", default=argparse.SUPPRESS, metavar="DB", help="gallery database (default: the config's)")
+                       "$GAITCAM_GALLERY_KEY (base64) or else in the key file beside it (DB.key, made on first use; for a "
+                       "PostgreSQL gallery, in the user's data folder, named for the server and database).")
+    p.add_argument("--gallery", default=argparse.SUPPRESS, metavar="DB",
+                   help="gallery: a SQLite file or postgresql://user@host:port/dbname (default: the config's)")
     gsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     gsub.add_parser("list", help="enrolled people, their walks, sensors and encoder versions")
     r = gsub.add_parser("rename", help="rename a person")
@@ -173,7 +175,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
     with open_gallery(cfg.gallery, models) as gallery:
         index = load_index(gallery, params)
     if not len(index):
-        log.warning("%s: the gallery is empty; everyone will be unknown", cfg.gallery)
+        log.warning("%s: the gallery is empty; everyone will be unknown", gallery.where)
     for path, rec in zip(args.recordings, recordings):
         if not rec.tracks:  # failure to acquire: nothing to match, said and counted
             row = {"recording": str(path), "track": None, "identity": None, "score": None, "nearest": None,
@@ -197,17 +199,17 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:
-    from gaitcam.identity.gallery import Gallery
+    from gaitcam.identity.gallery import open_store
 
     cfg = config_from(args)
-    with Gallery(cfg.gallery) as gallery:
+    with open_store(cfg.gallery) as gallery:
         if args.action == "list":
             people = gallery.people()
             for p in people:
                 print(f"{p.name}: {p.n_recordings} recording(s), {p.n_templates} template(s), "
                       f"sensors {', '.join(p.sensors) or '-'}, encoder {', '.join(p.encoder_versions) or '-'}, "
                       f"enrolled {p.created:%Y-%m-%d %H:%M}")
-            print(f"{len(people)} people in {cfg.gallery}")
+            print(f"{len(people)} people in {gallery.where}")
         elif args.action == "rename":
             gallery.rename(args.old, args.new)
             print(f"renamed {args.old} to {args.new}")
@@ -219,13 +221,13 @@ def cmd_gallery(args: argparse.Namespace) -> int:
             unopenable = f", {moved.unopenable} no gallery key opens" if moved.unopenable else ""
             failed = (f", {moved.failed} could not be: the old key is kept in {done.key}.old until they are"
                       if moved.failed else "")
-            print(f"re-encrypted {done.templates} template(s) in {cfg.gallery} with a new key ({done.key}); "
+            print(f"re-encrypted {done.templates} template(s) in {gallery.where} with a new key ({done.key}); "
                   f"re-wrapped {moved.rewrapped} encrypted recording(s) ({moved.missing} missing{unopenable}{failed})")
         else:
             info = next((p for p in gallery.people() if p.name == args.name), None)
             own = gallery.remove(args.name, delete_recordings=args.delete_recordings)
             templates = f" and their {info.n_templates} template(s)" if info else ""
-            print(f"removed {args.name}{templates} from {cfg.gallery} (scrubbed from the file)")
+            print(f"removed {args.name}{templates} from {gallery.where} (scrubbed from the gallery)")
             if args.delete_recordings:
                 print(f"deleted {len(own)} recording(s) only they appeared in" + "".join(f"\n  {p}" for p in own))
             elif own:

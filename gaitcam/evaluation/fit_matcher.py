@@ -80,9 +80,9 @@ def fit_matcher_from_gallery(gallery: Gallery, encoder: GaitEncoder) -> MatcherP
     """MatcherParams from the walks enrolled in `gallery` (labels: the enrolled names)."""
     names, evidence = gallery_evidence(gallery, template_version(encoder.version))
     if not names:
-        raise GaitcamError(f"{gallery.path}: nothing enrolled with these weights to fit on")
+        raise GaitcamError(f"{gallery.where}: nothing enrolled with these weights to fit on")
     # No cohort: the cohort must be people who are never enrolled, and these all are.
     params = MatcherParams.fit(encoder.version, evidence, names, cohort=False,
-                               notes={"fitted_on": f"gallery {gallery.path}"})
+                               notes={"fitted_on": f"gallery {gallery.where}"})
     log.info("matcher fitted on %d enrolled walks of %d people", len(names), len(set(names)))
     return params

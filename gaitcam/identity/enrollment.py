@@ -172,7 +172,7 @@ def gallery_evidence(gallery: Gallery, version: str) -> tuple[list[str], list[Ev
     kinds = {kind: gallery.templates(kind, version) for kind in ("age", "cycle", "shape")}
     names = kinds["age"][0]
     if any(kinds[k][0] != names for k in kinds):
-        raise GaitcamError(f"{gallery.path}: the templates of one walk do not pair up; re-enrol")
+        raise GaitcamError(f"{gallery.where}: the templates of one walk do not pair up; re-enrol")
     return names, [_evidence_from(*parts) for parts in zip(*(kinds[k][1] for k in ("age", "cycle", "shape")))]
 
 

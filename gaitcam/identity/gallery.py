@@ -27,6 +27,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -46,9 +47,10 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 2  # 2: templates sealed (AES-GCM), the key check in meta, the pending_scrub journal
 EXPORT_FORMAT = "gaitcam person export 1"  # what `export` returns, for whoever reads an access request's file
 
+# DDL with the column types that differ between the stores left as {id} and {blob}.
 _TEMPLATES = f"""
 CREATE TABLE {{name}} (
-    id INTEGER PRIMARY KEY,
+    id {{id}},
     person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
     recording_id INTEGER REFERENCES recordings(id) ON DELETE CASCADE,
     kind TEXT NOT NULL,
@@ -56,7 +58,7 @@ CREATE TABLE {{name}} (
     sensor TEXT NOT NULL,
     dim INTEGER NOT NULL CHECK (dim > 0),
     count INTEGER NOT NULL CHECK (count > 0),
-    vectors BLOB NOT NULL CHECK (length(vectors) = {protect.OVERHEAD} + 4 * dim * count),
+    vectors {{blob}} NOT NULL CHECK (length(vectors) = {protect.OVERHEAD} + 4 * dim * count),
     created TEXT NOT NULL
 )"""
 _TEMPLATE_COLUMNS = "id, person_id, recording_id, kind, encoder_version, sensor, dim, count, vectors, created"
@@ -67,17 +69,17 @@ CREATE INDEX templates_kind ON templates(kind, encoder_version);
 _SCRUB_DELAYED = ("another process has the gallery open; the deleted data leaves the file when the gallery "
                   "is next opened after it closes")
 _REWRAP_FOLDERS = "rekey_recordings"  # meta: the folders a rekey re-wraps besides the gallery's recordings
-_PENDING_SCRUB = "CREATE TABLE pending_scrub (id INTEGER PRIMARY KEY, reason TEXT NOT NULL, created TEXT NOT NULL);"
+_PENDING_SCRUB = "CREATE TABLE pending_scrub (id {id}, reason TEXT NOT NULL, created TEXT NOT NULL);"
 
 _SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE people (
-    id INTEGER PRIMARY KEY,
+    id {{id}},
     name TEXT NOT NULL UNIQUE,
     created TEXT NOT NULL
 );
 CREATE TABLE recordings (
-    id INTEGER PRIMARY KEY,
+    id {{id}},
     person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
     path TEXT NOT NULL,
     sha256 TEXT NOT NULL,
@@ -85,7 +87,7 @@ CREATE TABLE recordings (
     track INTEGER,
     added TEXT NOT NULL
 );
-{_TEMPLATES.format(name="templates")};
+{_TEMPLATES.replace("{name}", "templates")};
 {_PENDING_SCRUB}
 CREATE INDEX recordings_person ON recordings(person_id);
 {_TEMPLATE_INDEXES}"""
@@ -190,9 +192,15 @@ class Gallery:
 
     _key: protect.Key
     _check: str | None  # the key check in meta that `_key` passed
+    _ID = "INTEGER PRIMARY KEY"  # the column types that differ between stores
+    _BLOB = "BLOB"
+    POLL_S = 0.25  # how often `wait_for_change` looks at the generation (another store may be told instead)
 
     def __init__(self, path: str | Path, timeout: float = 10.0) -> None:
+        """`path`: the database file; it also names the key file (`<path>.key`). `where`, what
+        messages call the gallery, is the path here (a store on a server names its URL)."""
         self.path = Path(path).expanduser()
+        self.where = str(self.path)
         self._lock = threading.RLock()
         try:
             if not self.path.exists():
@@ -206,7 +214,7 @@ class Gallery:
                 self.path.chmod(0o600)
             protect.private_folder(self.path.parent, "a gallery of biometric templates")
         except OSError as e:
-            raise GaitcamError(f"{self.path}: cannot create gallery ({e.strerror})") from None
+            raise GaitcamError(f"{self.where}: cannot create gallery ({e.strerror})") from None
         with self._translated():
             self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
                                          check_same_thread=False)
@@ -242,21 +250,60 @@ class Gallery:
             if type(e) not in (sqlite3.DatabaseError, sqlite3.OperationalError):
                 raise  # integrity/programming errors are bugs, keep the traceback
             reason = "busy (another process is writing it)" if "locked" in str(e) else str(e)
-            raise GaitcamError(f"{self.path}: gallery {reason}") from None
+            raise GaitcamError(f"{self.where}: gallery {reason}") from None
 
     @contextmanager
-    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
-        """One transaction; writes take the write lock up front so they never deadlock upgrading."""
+    def _transaction(self, write: bool) -> Iterator[Any]:
+        """One transaction; writes take the write lock up front so they never deadlock upgrading,
+        and count a new generation (`_bump`)."""
         with self._lock, self._translated():
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield conn
+                if write:
+                    self._bump(conn)
             except BaseException:
                 if conn.in_transaction:
                     conn.rollback()
                 raise
             conn.commit()
+
+    def _ddl(self, script: str) -> str:
+        return script.replace("{id}", self._ID).replace("{blob}", self._BLOB)
+
+    @staticmethod
+    def _tables(c: Any) -> set[str]:
+        return {name for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    @staticmethod
+    def _set_meta(c: Any, key: str, value: str) -> None:
+        c.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def _bump(self, c: Any) -> None:
+        """Count one more generation in the transaction that changes the gallery, so every
+        process with it open (`wait_for_change`) sees that it must reload. A new file has no
+        meta table until its first transaction creates it."""
+        if "meta" in self._tables(c):
+            c.execute("INSERT INTO meta VALUES ('generation', '1') ON CONFLICT (key)"
+                      " DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)")
+
+    # -- changes from other processes ---------------------------------------------------
+
+    def generation(self) -> int:
+        """How many write transactions the gallery has seen: it changes with every enrolment,
+        rename, removal and rekey, from any process."""
+        with self._transaction(write=False) as c:
+            row = c.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def wait_for_change(self, seen: int, timeout: float) -> int:
+        """The generation, once it differs from `seen` or `timeout` seconds have passed. A
+        SQLite file has no way to be told, so it is polled (every `POLL_S`)."""
+        deadline = time.monotonic() + timeout
+        while (now := self.generation()) == seen and time.monotonic() < deadline:
+            time.sleep(min(self.POLL_S, max(0.0, deadline - time.monotonic())))
+        return now
 
     def _init_schema(self) -> None:
         """Finish an interrupted scrub, create the tables in a new file or upgrade an older
@@ -269,7 +316,7 @@ class Gallery:
         with self._transaction(write=False) as c:
             version, check, pending = self._state(c)
         if pending:
-            log.warning("%s: finishing the scrub of deleted data an interrupted process left", self.path)
+            log.warning("%s: finishing the scrub of deleted data an interrupted process left", self.where)
             self._scrub_or_defer()
         key = protect.key_file(self.path)
         unsettled = protect.new_key_file(key).exists() or protect.old_key_file(key).exists()
@@ -286,32 +333,33 @@ class Gallery:
                 encrypted = self._encrypt_plaintext(c)
             self._finish_rewrap(c)
         if version is not None and version < SCHEMA_VERSION:
-            log.warning("%s: encrypted %d template(s) that were stored in plaintext (key: %s)", self.path,
+            log.warning("%s: encrypted %d template(s) that were stored in plaintext (key: %s)", self.where,
                         encrypted, self._key.where)
             self._scrub_or_defer()
 
     def _state(self, c: sqlite3.Connection) -> tuple[int | None, str | None, int]:
         """The file's schema version (None: a new, empty file), key check and pending scrubs."""
-        if c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+        tables = self._tables(c)
+        if not tables:
             return None, None, 0
-        if not c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
-            raise GaitcamError(f"{self.path}: not a gaitcam gallery")
+        if "meta" not in tables:
+            raise GaitcamError(f"{self.where}: not a gaitcam gallery")
         meta = dict(c.execute("SELECT key, value FROM meta WHERE key IN ('schema_version', 'key_check')"))
         if "schema_version" not in meta:
-            raise GaitcamError(f"{self.path}: not a gaitcam gallery (no schema version)")
+            raise GaitcamError(f"{self.where}: not a gaitcam gallery (no schema version)")
         try:
             version = int(meta["schema_version"])
         except (TypeError, ValueError):
             version = 0
         if version < 1:
-            raise GaitcamError(f"{self.path}: not a gaitcam gallery "
+            raise GaitcamError(f"{self.where}: not a gaitcam gallery "
                                f"(schema version {str(meta['schema_version'])[:40]!r})")
         if version > SCHEMA_VERSION:
-            raise GaitcamError(f"{self.path}: gallery written by a newer gaitcam (schema {version})")
+            raise GaitcamError(f"{self.where}: gallery written by a newer gaitcam (schema {version})")
         if version == 1:
             return version, None, 0
         if "key_check" not in meta:
-            raise GaitcamError(f"{self.path}: not a gaitcam gallery (no key check)")
+            raise GaitcamError(f"{self.where}: not a gaitcam gallery (no key check)")
         pending = c.execute("SELECT count(*) FROM pending_scrub").fetchone()[0]
         return version, meta["key_check"], pending
 
@@ -332,7 +380,7 @@ class Gallery:
         return self._key
 
     def _create(self, c: sqlite3.Connection) -> None:
-        for statement in _statements(_SCHEMA):
+        for statement in _statements(self._ddl(_SCHEMA)):
             c.execute(statement)
         self._check = self._key.check()
         c.executemany("INSERT INTO meta VALUES (?, ?)",
@@ -341,14 +389,14 @@ class Gallery:
     def _encrypt_plaintext(self, c: sqlite3.Connection) -> int:
         """Schema 1 stored templates in plaintext: rebuild the table with sealed blobs, and
         journal the scrub that removes the old bytes. Returns how many templates were sealed."""
-        c.execute(_TEMPLATES.format(name="templates_sealed"))
+        c.execute(self._ddl(_TEMPLATES.replace("{name}", "templates_sealed")))
         old = c.execute(f"SELECT {_TEMPLATE_COLUMNS} FROM templates")
         c.executemany(f"INSERT INTO templates_sealed ({_TEMPLATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       ((*r[:8], self._seal(self._key, r[1], *r[3:9]), r[9]) for r in old))
         count = c.execute("SELECT count(*) FROM templates_sealed").fetchone()[0]
         c.execute("DROP TABLE templates")
         c.execute("ALTER TABLE templates_sealed RENAME TO templates")
-        for statement in _statements(_TEMPLATE_INDEXES + _PENDING_SCRUB):
+        for statement in _statements(self._ddl(_TEMPLATE_INDEXES + _PENDING_SCRUB)):
             c.execute(statement)
         self._journal(c, "plaintext templates encrypted")
         self._check = self._key.check()
@@ -365,7 +413,7 @@ class Gallery:
                 count: int, blob: bytes) -> bytes:
         data = key.unseal(blob, protect.template_aad(person, kind, version, sensor, dim, count))
         if data is None:
-            raise GaitcamError(f"{self.path}: a {kind!r} template does not decrypt "
+            raise GaitcamError(f"{self.where}: a {kind!r} template does not decrypt "
                                "(altered, or moved from another row or person)")
         return data
 
@@ -411,7 +459,7 @@ class Gallery:
         except GaitcamError as e:
             log.warning("%s; the scrub of deleted data is retried at the next open", e)
             return
-        log.warning("%s: %s", self.path, _SCRUB_DELAYED)
+        log.warning("%s: %s", self.where, _SCRUB_DELAYED)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -433,7 +481,8 @@ class Gallery:
             key = self._current_key(c)
             row = c.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
             if row is None:
-                person = c.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, _now())).lastrowid
+                person = c.execute("INSERT INTO people (name, created) VALUES (?, ?) RETURNING id",
+                                   (name, _now())).fetchone()[0]
             else:
                 person = row[0]
                 if replace:
@@ -457,14 +506,14 @@ class Gallery:
     def _recording_id(c: sqlite3.Connection, person: int, rec: RecordingRef) -> int:
         """Re-enrolling from the same recording (say with a retrained encoder) reuses its row."""
         path = str(Path(rec.path).resolve())  # relative paths would break from another folder
-        row = c.execute("SELECT id FROM recordings WHERE person_id = ? AND sha256 = ? AND track IS ?",
+        row = c.execute("SELECT id FROM recordings WHERE person_id = ? AND sha256 = ? AND track IS NOT DISTINCT FROM ?",
                         (person, rec.sha256, rec.track)).fetchone()
         if row is not None:
             c.execute("UPDATE recordings SET path = ?, sensor = ? WHERE id = ?", (path, rec.sensor, row[0]))
             return row[0]
         return c.execute(
-            "INSERT INTO recordings (person_id, path, sha256, sensor, track, added) VALUES (?, ?, ?, ?, ?, ?)",
-            (person, path, rec.sha256, rec.sensor, rec.track, _now())).lastrowid
+            "INSERT INTO recordings (person_id, path, sha256, sensor, track, added) VALUES (?, ?, ?, ?, ?, ?)"
+            " RETURNING id", (person, path, rec.sha256, rec.sensor, rec.track, _now())).fetchone()[0]
 
     def rename(self, old: str, new: str) -> None:
         old, new = names.normalise(old), names.normalise(new)
@@ -492,7 +541,7 @@ class Gallery:
             c.execute("DELETE FROM people WHERE id = ?", (person,))  # cascades to their rows
             self._journal(c, "person removed")
         if not self._scrub():
-            raise GaitcamError(f"{self.path}: removed, but {_SCRUB_DELAYED}")
+            raise GaitcamError(f"{self.where}: removed, but {_SCRUB_DELAYED}")
         if delete_recordings:
             for p in orphans:
                 try:
@@ -536,8 +585,7 @@ class Gallery:
                 # Kept before the commit: once it commits any open may retire the old key file.
                 protect.save_old_key(old)
                 saved = True
-                c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                          (_REWRAP_FOLDERS, json.dumps([str(f.resolve()) for f in folders])))
+                self._set_meta(c, _REWRAP_FOLDERS, json.dumps([str(f.resolve()) for f in folders]))
                 ids = [i for (i,) in c.execute("SELECT id FROM templates ORDER BY id")]
                 for i in ids:
                     *meaning, blob = c.execute("SELECT person_id, kind, encoder_version, sensor, dim, count, vectors"
@@ -569,7 +617,7 @@ class Gallery:
             return
         moved = self._rewrap_pending(c, old)
         log.warning("%s: finished a rekey's re-wrapping: re-wrapped %d encrypted recording(s) for the new key "
-                    "(%d missing, %d unopenable, %d failed)", self.path, moved.rewrapped, moved.missing,
+                    "(%d missing, %d unopenable, %d failed)", self.where, moved.rewrapped, moved.missing,
                     moved.unopenable, moved.failed)
 
     def _rewrap_pending(self, c: sqlite3.Connection, old: protect.Key) -> Rewrapped:
@@ -589,7 +637,7 @@ class Gallery:
             protect.drop_old_key(self.path)
         elif (retired := protect.retire_old_key(self.path)) is not None:  # None: another open retired it
             log.warning("%s: %d encrypted recording(s) the gallery refers to are missing and may still need the old "
-                        "key, kept as %s; delete it once those recordings are gone for good", self.path,
+                        "key, kept as %s; delete it once those recordings are gone for good", self.where,
                         moved.missing, retired)
         return moved
 
@@ -647,7 +695,7 @@ class Gallery:
                 found = sorted(v for (v,) in c.execute(
                     "SELECT DISTINCT encoder_version FROM templates WHERE kind = ?", (kind,)))
                 if len(found) > 1:
-                    raise GaitcamError(f"{self.path}: {kind!r} templates from several encoder versions "
+                    raise GaitcamError(f"{self.where}: {kind!r} templates from several encoder versions "
                                        f"({', '.join(found)}); name one, or re-enroll")
                 encoder_version = found[0] if found else ""
             rows = c.execute(
@@ -688,7 +736,7 @@ class Gallery:
         paths = {rec_id: path for rec_id, path, *_ in recordings}
         return {
             "format": EXPORT_FORMAT,
-            "gallery": str(self.path),
+            "gallery": self.where,
             "exported": _now(),
             "name": stored_name,
             "created": created,
@@ -708,3 +756,17 @@ class Gallery:
             person = self._person_id(c, name)
             return [RecordingRef(Path(p), h, s, t) for p, h, s, t in c.execute(
                 "SELECT path, sha256, sensor, track FROM recordings WHERE person_id = ? ORDER BY id", (person,))]
+
+
+def open_store(where: str | Path, timeout: float = 10.0) -> Gallery:
+    """The gallery `where` names: a postgresql:// URL (`postgres.PostgresGallery`, a site's
+    shared gallery), else a SQLite file (created when missing)."""
+    text = str(where)
+    if "://" in text:
+        from gaitcam.identity import postgres
+
+        if not postgres.is_url(text):
+            raise GaitcamError(f"{text.split('://')[0]}://: not a gallery store gaitcam knows "
+                               "(a SQLite file path, or postgresql://user@host:port/dbname)")
+        return postgres.PostgresGallery(text, timeout)
+    return Gallery(where, timeout)

@@ -26,6 +26,7 @@ import hmac
 import json
 import logging
 import os
+import stat
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -148,9 +149,15 @@ def _read_key(path: Path) -> Key | None:
 
 def private_folder(folder: Path, holds: str) -> None:
     """Make `folder` owner-only (0700) if others could read it, with a warning; where that is not
-    ours to change (another user's folder, say /tmp), warn instead. `holds` says what is inside."""
+    ours to change (another user's folder; a shared one, like /tmp, even for root), warn instead.
+    `holds` says what is inside."""
     try:
-        if not folder.stat().st_mode & 0o077:
+        st = folder.stat()
+        if not st.st_mode & 0o077:
+            return
+        if st.st_uid != os.geteuid() or st.st_mode & stat.S_ISVTX:  # a sticky folder is meant to be shared
+            log.warning("%s: others can read this folder, which holds %s; it is not this user's own folder to "
+                        "make private: use a folder of your own", folder, holds)
             return
         folder.chmod(0o700)
         log.warning("%s: made owner-only (0700): it holds %s", folder, holds)

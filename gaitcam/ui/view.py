@@ -165,7 +165,7 @@ class LiveView(QMainWindow):
         side_layout = QVBoxLayout(side)
         side_layout.addWidget(QLabel("In view (select to enroll)"))
         side_layout.addWidget(self.people, 2)
-        side_layout.addWidget(QLabel(f"Gallery: {self.gallery.path.name}"))
+        side_layout.addWidget(QLabel(f"Gallery: {self.gallery.where}"))
         side_layout.addWidget(self.gallery_list, 1)
         if self.replay is not None:
             side_layout.addWidget(self._transport())
