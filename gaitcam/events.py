@@ -5,7 +5,9 @@ stdout (`--headless`) and from the library (`Session.events()`). Every event has
 type), `time` (UTC, ISO 8601 with milliseconds), `seq` (1, 2, 3 ... per stream, so a consumer
 sees a gap), `camera` (the source id) and `v` (the schema version); track events add `track`.
 Only `identity` events carry an `identity` key: consumers that look for names find them there
-and nowhere else. `summary` keeps the live run's counts under `summary`.
+and nowhere else. `summary` keeps the live run's counts under `summary`. `link` events come from
+the cross-camera linker (`identity.handoff`), whose stream's `camera` is the site's id: a track
+that started on `to_camera` is, or is not, the person of a track that ended on `from_camera`.
 
 Bump `SCHEMA_VERSION` when a field changes meaning or goes away; adding an optional field does
 not need it.
@@ -48,6 +50,22 @@ _TYPES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "track_ended": ({"track": _TRACK, "seconds": _RATE, "windows": _COUNT}, ["track"]),
     "enrolled": ({"name": _NAME, "walks": _COUNT, "windows": _COUNT, "seconds": _RATE}, ["name"]),
     "removed": ({"name": _NAME, "templates": _COUNT}, ["name"]),
+    "link": ({
+        "from_camera": {"type": ["string", "null"], "description": "where the candidate track ended; null: "
+                        "no track ended within the transit window"},
+        "from_track": {"type": ["integer", "null"], "minimum": 0},
+        "to_camera": _NAME,
+        "to_track": _TRACK,
+        "site_id": {"type": "integer", "minimum": 1, "description": "the site-wide person id the started track "
+                    "now has: the candidate's when linked, else a new one"},
+        "score": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                  "description": "how alike the two tracks are (1: identical); null: no candidate"},
+        "threshold": {"type": "number", "description": "the score from which tracks are linked"},
+        "linked": {"type": "boolean"},
+        "basis": {"enum": ["gait", "identity"], "description": "identity: both tracks were named by the "
+                  "gallery, and the names decided; gait: their descriptors were compared"},
+        "transit": {"type": "number", "description": "seconds from the candidate's end to this track's start"},
+    }, ["from_camera", "from_track", "to_camera", "to_track", "site_id", "score", "threshold", "linked"]),
     "sensor_status": ({"status": {"enum": ["started", "lost", "restarted", "ended", "stopped"]},
                        "detail": {"type": "string"}}, ["status"]),
     "summary": ({"summary": {
@@ -97,8 +115,9 @@ class EventStream:
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
 
-    def make(self, event: str, **fields: Any) -> dict[str, Any]:
-        """An event of type `event` with its fields (None-valued optional fields left out)."""
+    def make(self, event: str, camera: str | None = None, **fields: Any) -> dict[str, Any]:
+        """An event of type `event` with its fields (None-valued optional fields left out), from
+        `camera` (default: the stream's; several cameras of one process share its numbering)."""
         if event not in _TYPES:
             raise ValueError(f"unknown event type {event!r} (known: {', '.join(EVENT_TYPES)})")
         own, required = _TYPES[event]
@@ -107,7 +126,7 @@ class EventStream:
             raise ValueError(f"{event}: no field(s) {', '.join(sorted(unknown))}")
         body = {k: v for k, v in fields.items() if v is not None or k in required}
         with self._lock:
-            return {"event": event, "time": utc_now(), "seq": next(self._seq), "camera": self.camera,
+            return {"event": event, "time": utc_now(), "seq": next(self._seq), "camera": camera or self.camera,
                     "v": SCHEMA_VERSION, **body}
 
 
@@ -185,8 +204,9 @@ class EventBus:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
-    def publish(self, event: str, **fields: Any) -> dict[str, Any]:
-        made = self.stream.make(event, **fields)
+    def publish(self, event: str, camera: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Number, stamp and hand on an event of `camera` (default: the bus's)."""
+        made = self.stream.make(event, camera, **fields)
         with self._lock:
             self.published += 1
             subscribers = list(self._subscribers)

@@ -42,7 +42,6 @@ class MqttPublisher:
         import paho.mqtt.client as mqtt
 
         self.host, self.port = parse_address(address)
-        self.topic = topic(bus.stream.camera)
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gaitcam-{bus.stream.camera}")
         connected = threading.Event()
         self._client.on_connect = lambda client, userdata, flags, reason, props: connected.set()
@@ -58,11 +57,11 @@ class MqttPublisher:
         self._sub = bus.subscribe(QUEUE)
         self._thread = threading.Thread(target=self._run, name="gaitcam-mqtt", daemon=True)
         self._thread.start()
-        log.info("publishing events to mqtt://%s:%d/%s", self.host, self.port, self.topic)
+        log.info("publishing events to mqtt://%s:%d/%s", self.host, self.port, topic("<camera>"))
 
     def _run(self) -> None:
-        for event in self._sub:
-            self._last = self._client.publish(self.topic, json.dumps(event), qos=1)
+        for event in self._sub:  # several sources in one process: each camera's events on its topic
+            self._last = self._client.publish(topic(event["camera"]), json.dumps(event), qos=1)
 
     def close(self, timeout: float = 10.0) -> None:
         """Publish what is queued (the bus closed first, so the summary is in it), then disconnect."""

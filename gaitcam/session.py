@@ -14,8 +14,10 @@ command line, the live view and the benchmarks call it too.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +31,11 @@ if TYPE_CHECKING:
     from gaitcam.identity.enrollment import EnrollResult
     from gaitcam.sensors.base import Source
     from gaitcam.stream.calibration import Calibration
+    from gaitcam.stream.encode import EncodeWorker
     from gaitcam.stream.pipeline import FrameRecorder, Snapshot, Stats
     from gaitcam.identity.gallery import Gallery
-    from gaitcam.identity.matcher import GalleryIndex, MatcherParams
+    from gaitcam.identity.handoff import Linker
+    from gaitcam.identity.matcher import Evidence, GalleryIndex, MatcherParams
     from gaitcam.model.encoder import GaitEncoder
 
 log = logging.getLogger(__name__)
@@ -127,6 +131,10 @@ class Session:
         self._runs: list[LiveRun] = []
         self._closing = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._worker: EncodeWorker | None = None  # one encoder thread for all live sources (`live`)
+        self._linker: Linker | None = None  # site ids across this session's cameras, from its second source
+        self._link_lock = threading.Lock()
+        self._link_due = 0.0  # wall-clock time of the next `decide`
 
     @property
     def index(self) -> GalleryIndex:
@@ -156,7 +164,9 @@ class Session:
                 if self.gallery.wait_for_change(seen, timeout=0.5) != seen and not self._closing.is_set():
                     self._changed()
                 retry = 0.5
-            except GaitcamError as e:
+            except Exception as e:  # noqa: BLE001 (the watch must outlive any one failure)
+                if self.gallery.closed:  # closed under it (by whoever opened it): nothing left to follow
+                    return
                 log.warning("%s; matching goes on with the gallery as last read (retrying in %.0f s)", e, retry)
                 self._closing.wait(retry)
                 retry = min(2 * retry, 30.0)
@@ -233,15 +243,57 @@ class Session:
         while (event := self._own.get(timeout=0)) is not None:
             yield event
 
-    def live(self, source: Source, *, calibration: Calibration | None = None, recorder: FrameRecorder | None = None,
-             stride: int | None = None, max_stride: int | None = None, queue_size: int = 64) -> LiveRun:
-        """The live pipeline on `source`, matching against this gallery and publishing on `bus`;
-        `run()` it here or `start()` it in a thread. `max_stride`: how wide the stride may grow
+    def live(self, source: Source, *, camera: str | None = None, calibration: Calibration | None = None,
+             recorder: FrameRecorder | None = None, stride: int | None = None, max_stride: int | None = None,
+             queue_size: int = 64) -> LiveRun:
+        """The live pipeline on `source`, matching against this gallery and publishing on `bus`
+        as `camera` (default: the bus's); `run()` it here or `start()` it in a thread. Several
+        live runs of one session are several cameras in one process: one encoder thread serves
+        them all, their windows batched together. `max_stride`: how wide the stride may grow
         under load (None: fixed, `Pipeline`)."""
-        run = LiveRun(self, source, calibration=calibration, recorder=recorder, stride=stride, max_stride=max_stride,
-                      queue_size=queue_size)
-        self._runs.append(run)
+        from gaitcam.stream.encode import EncodeWorker
+
+        with self._lock:
+            if self._worker is None:
+                self._worker = EncodeWorker(self.models.encoder)
+                self._worker.start()
+            run = LiveRun(self, source, camera=camera, calibration=calibration, recorder=recorder, stride=stride,
+                          max_stride=max_stride, queue_size=queue_size, worker=self._worker)
+            self._runs.append(run)
+            if len(self._runs) == 2:
+                from gaitcam.identity.handoff import Linker
+
+                self._linker = Linker(self.models.params, publish=functools.partial(self.bus.publish, camera="site"))
         return run
+
+    def _handoff(self, camera: str, track: int, start: float, end: float, evidence: Evidence | None,
+                 identity: str | None) -> None:
+        """A track of one of this session's cameras ended (wall-clock `start`, `end`): offer it to
+        the linker, which decides, once its wait is over, whether it is the person of a track that
+        ended on another camera shortly before (`link` events, camera "site"). A track with too
+        little walking to compare gets no link."""
+        if self._linker is None or evidence is None:
+            return
+        descriptor = evidence.descriptor()
+        with self._link_lock:
+            self._linker.track_started(camera, track, start, descriptor, identity, now=end)
+            self._linker.track_ended(camera, track, end, descriptor, identity)
+            self._linker.decide(end)
+
+    def _link_tick(self, now: float) -> None:
+        """Decide the tracks whose wait is over (called by the live runs as frames pass)."""
+        if self._linker is None or now < self._link_due:
+            return
+        with self._link_lock:
+            self._link_due = now + 0.5
+            self._linker.decide(now)
+
+    def flush_links(self) -> None:
+        """Decide every track still waiting for its cross-camera link: at the end of the runs,
+        before the bus closes."""
+        if self._linker is not None:
+            with self._link_lock:
+                self._linker.flush()
 
     def close(self) -> None:
         for run in self._runs:
@@ -249,6 +301,11 @@ class Session:
         self._closing.set()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
+        for run in self._runs:
+            run.join(timeout=30)
+        if self._worker is not None:
+            self._worker.close()
+        self.flush_links()
         self.bus.close()
         self.gallery.close()
 
@@ -277,23 +334,27 @@ class LiveRun:
     ended or stopped), `track_started`, `identity` each time
     a track's verdict changes, `track_ended`, and the `summary` last."""
 
-    def __init__(self, session: Session, source: Source, *, calibration: Calibration | None = None,
-                 recorder: FrameRecorder | None = None, stride: int | None = None, max_stride: int | None = None,
-                 queue_size: int = 64) -> None:
+    def __init__(self, session: Session, source: Source, *, camera: str | None = None,
+                 calibration: Calibration | None = None, recorder: FrameRecorder | None = None,
+                 stride: int | None = None, max_stride: int | None = None, queue_size: int = 64,
+                 worker: EncodeWorker | None = None) -> None:
         from gaitcam.identity.matcher import Matcher
         from gaitcam.skeleton.windows import LIVE_STRIDE
         from gaitcam.stream.history import TrackHistory
         from gaitcam.stream.pipeline import Pipeline
 
         self.session, self.source = session, source
+        self.camera = camera or session.bus.stream.camera
         models = session.models
         # The last 30 s of every track, for enrolling someone who is in view (or just left it).
         self.history = TrackHistory(source.name, float(source.fps), downstream=recorder)
         self.pipeline = Pipeline(source, models.encoder, Matcher(session.index, models.params), calibration=calibration,
                                  stride=stride or LIVE_STRIDE, max_stride=max_stride, queue_size=queue_size,
                                  recorder=self.history, on_frame=self._frame, on_decision=self._decision,
-                                 on_track=self._track, on_source=self._source)
+                                 on_track=self._track, on_source=self._source, worker=worker)
         self.decisions = 0
+        self._starts: dict[int, float] = {}  # track -> wall-clock start, for the cross-camera linker
+        self._names: dict[int, str | None] = {}  # track -> its latest verdict
         self.latest: Snapshot | None = None  # the last frame's tracks and verdicts
         self.stats: Stats | None = None
         self._thread: threading.Thread | None = None
@@ -301,19 +362,29 @@ class LiveRun:
 
     def _frame(self, snapshot: Snapshot) -> None:
         self.latest = snapshot
+        self.session._link_tick(time.time())
 
-    def _decision(self, track: int, time: float, decision) -> None:
+    def _decision(self, track: int, at: float, decision) -> None:
         self.decisions += 1
+        self._names[track] = decision.identity
         threshold = self.session.models.params.min_score
         score = round(float(decision.score), 4)
-        self.session.bus.publish("identity", track=track, identity=decision.identity, score=score, threshold=threshold,
-                                 margin=round(score - threshold, 4), nearest=decision.candidate)
+        self.session.bus.publish("identity", camera=self.camera, track=track, identity=decision.identity, score=score,
+                                 threshold=threshold, margin=round(score - threshold, 4), nearest=decision.candidate)
 
     def _source(self, status: str, detail: str) -> None:
-        self.session.bus.publish("sensor_status", status=status, detail=detail)
+        self.session.bus.publish("sensor_status", camera=self.camera, status=status, detail=detail)
 
-    def _track(self, kind: str, track: int, time: float) -> None:
-        self.session.bus.publish(f"track_{kind}", track=track)
+    def _track(self, kind: str, track: int, at: float) -> None:
+        self.session.bus.publish(f"track_{kind}", camera=self.camera, track=track)
+        now = time.time()  # the clock every camera of the site shares (source times need not)
+        if kind == "started":
+            self._starts[track] = now
+            return
+        matcher = self.pipeline.matcher
+        evidence = matcher.tracks.get(track) if matcher.ready(track) else None
+        self.session._handoff(self.camera, track, self._starts.pop(track, now), now, evidence,
+                              self._names.pop(track, None))
 
     def tracks(self) -> list[dict[str, Any]]:
         """The tracks in view now, with their current verdicts."""
@@ -351,13 +422,14 @@ class LiveRun:
     def run(self, duration: float | None = None) -> Stats:
         """Run until the source ends, `duration` seconds pass, or `stop`; the summary comes last."""
         bus = self.session.bus
-        bus.publish("sensor_status", status="started", detail=self.source.name)
+        bus.publish("sensor_status", camera=self.camera, status="started", detail=self.source.name)
         try:
             self.stats = stats = self.pipeline.run(duration=duration)
         finally:
             ended = self.pipeline.source_ended and not self.pipeline.stopping
-            bus.publish("sensor_status", status="ended" if ended else "stopped", detail=self.source.name)
-        bus.publish("summary", summary=summary(stats) | {"decisions": self.decisions})
+            bus.publish("sensor_status", camera=self.camera, status="ended" if ended else "stopped",
+                        detail=self.source.name)
+        bus.publish("summary", camera=self.camera, summary=summary(stats) | {"decisions": self.decisions})
         return stats
 
     def start(self, duration: float | None = None) -> None:

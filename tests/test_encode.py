@@ -117,3 +117,28 @@ def test_real_encoder_in_the_worker_matches_a_direct_call(one_thread, n):
             worker.submit([(k, k, _window(k, w))])
     ages = np.stack([r.age for r in sorted(results, key=lambda r: r.track)])
     np.testing.assert_allclose(ages, encoder.encode(windows, level="window", mirror_mean=True), rtol=1e-4, atol=1e-6)
+
+
+def test_sources_sharing_a_worker_share_batches_and_keep_their_own_results_and_counts():
+    encoder, a, b = GatedEncoder(), [], []
+
+    def broken(results):
+        raise RuntimeError("consumer gone")
+
+    with EncodeWorker(encoder, max_batch=8) as worker:
+        ca, cb, cc = worker.client(a.extend), worker.client(b.extend), worker.client(broken)
+        with pytest.raises(TypeError, match="clients only"):
+            worker.submit([(0, 0.0, _window(0))])
+        ca.submit([(0, 0.0, _window(0))])  # taken at once, held at the gate
+        assert encoder.entered.wait(5)
+        ca.submit([(1, 0.1, _window(1)), (2, 0.1, _window(2))])
+        cb.submit([(1, 0.1, _window(11))])  # another camera's track 1
+        cc.submit([(5, 0.1, _window(5))])
+        assert worker.queued == 3
+        encoder.gate.set()
+        assert ca.drain(5) and cb.drain(5) and cc.drain(5)
+        assert encoder.batches == [1, 4]  # both cameras' windows in one call
+    assert [(r.track, r.window.joints[0, 0, 0]) for r in a] == [(0, 0), (1, 1), (2, 2)]
+    assert [(r.track, r.window.joints[0, 0, 0]) for r in b] == [(1, 11)]
+    assert (ca.stats.submitted, ca.stats.encoded, cb.stats.encoded, cc.stats.errors) == (3, 3, 1, 1)
+    assert worker.stats.submitted == 5 and worker.stats.encoded == 4 and worker.stats.errors == 1

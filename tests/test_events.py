@@ -13,6 +13,8 @@ EXAMPLES = {
     "track_ended": {"track": 3, "seconds": 4.2, "windows": 120},
     "enrolled": {"name": "ada", "walks": 1, "windows": 40, "seconds": 4.0},
     "removed": {"name": "ada", "templates": 2},
+    "link": {"from_camera": "hall-1", "from_track": 3, "to_camera": "hall-2", "to_track": 7, "site_id": 17,
+             "score": 0.82, "threshold": 0.5, "linked": True, "basis": "gait", "transit": 6.5},
     "sensor_status": {"status": "lost", "detail": "kinect: no frames for 2 s"},
     "summary": {"summary": {"frames": 10, "frames_with_pose": 9, "windows": 3, "tracks": 1, "dropped": 0}},
 }

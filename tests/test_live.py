@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 
 from gaitcam.cli import main
+from gaitcam.config import DEMO_DIR
 from gaitcam.events import SCHEMA
 from gaitcam.identity.enrollment import demo_gallery
 from gaitcam.identity.enrollment import load_index
@@ -139,3 +140,73 @@ def test_a_signal_ends_a_live_run_with_a_true_summary_and_exit_0(sig, tmp_path):
     assert child.returncode == 0, err
     summary = json.loads(rest.strip().splitlines()[-1])["summary"]
     assert summary["frames"] > 60 and summary["frames_with_pose"] > 0 and summary["windows"] > 0
+
+
+def test_several_sources_in_one_process_share_one_encoder_and_each_is_its_own_camera(tmp_path, capsys):
+    """Two recordings replayed side by side: each source's events carry its camera id and end
+    with its own summary, each names its walker, and one encoder thread served both."""
+    import gaitcam
+
+    gallery = tmp_path / "site.db"
+    with gaitcam.open_session(gallery=gallery, device="cpu") as session:
+        for name in ("Ada", "Ben"):
+            session.enroll(name, DEMO_DIR / f"{name}.gaitrec")
+    ada, ben = (str(DEMO_DIR / f"{n}.gaitrec") for n in ("Ada", "Ben"))
+    assert main(["--sensor", "replay", "--source", ada, "--source", ben, "--camera", "door-a", "--camera",
+                 "door-b", "--speed", "0", "--headless", "--gallery", str(gallery)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    for line in lines:
+        jsonschema.validate(line, SCHEMA)
+    assert [e["seq"] for e in lines] == list(range(1, len(lines) + 1))  # one stream, two cameras
+    for camera, name in (("door-a", "Ada"), ("door-b", "Ben")):
+        mine = [e for e in lines if e["camera"] == camera]
+        assert [e["event"] for e in mine][-2:] == ["sensor_status", "summary"] and mine[-2]["status"] == "ended"
+        assert {e["identity"] for e in mine if e["event"] == "identity"} == {name}
+        assert mine[-1]["summary"]["frames"] > 0
+    # Ada and Ben walked past two doors at the same time, each several times: every pass got a
+    # cross-camera decision, and none linked one door's walker to the other's.
+    links = [e for e in lines if e["event"] == "link"]
+    ended = {(e["camera"], e["track"]) for e in lines if e["event"] == "track_ended"}
+    assert links and {(e["to_camera"], e["to_track"]) for e in links} <= ended
+    assert not any(e["linked"] for e in links) and {e["camera"] for e in links} == {"site"}
+    assert main(["--sensor", "replay", "--source", ada, "--source", ben, "--camera", "door-a", "--headless"]) == 2
+    assert "give one per --source" in capsys.readouterr().err
+
+
+def test_a_walker_who_leaves_one_camera_and_enters_the_next_keeps_one_site_id(tmp_path):
+    """A stranger (nobody is enrolled) passes door A several times, then door B as often: the
+    linker, fed by the session's two cameras, links every pass at B to one at A (one to one),
+    by gait, and says so in `link` events."""
+    import gaitcam
+    from gaitcam.sensors.replay import ReplaySource
+
+    with gaitcam.open_session(gallery=tmp_path / "g.db", device="cpu", camera="site") as session:
+        a = session.live(ReplaySource(DEMO_DIR / "Dev.gaitrec", speed=0), camera="door-a")
+        b = session.live(ReplaySource(DEMO_DIR / "Dev.gaitrec", speed=0), camera="door-b")
+        a.run()
+        b.run()
+        session.flush_links()
+        events = list(session.events())
+    links = [e for e in events if e["event"] == "link"]
+    for e in links:
+        jsonschema.validate(e, SCHEMA)
+    at_a = [e for e in links if e["to_camera"] == "door-a"]
+    at_b = [e for e in links if e["to_camera"] == "door-b"]
+    assert len(at_a) >= 3 and not any(e["linked"] for e in at_a)  # nobody came from elsewhere
+    assert len(at_b) == len(at_a) and all(e["linked"] and e["from_camera"] == "door-a" for e in at_b)
+    assert all(e["score"] >= e["threshold"] and e["basis"] == "gait" for e in at_b)
+    assert sorted(e["site_id"] for e in at_b) == sorted(e["site_id"] for e in at_a)  # one to one
+
+
+def test_live_runs_of_one_session_share_its_encoder_thread(tmp_path):
+    import gaitcam
+    from gaitcam.sensors.replay import ReplaySource
+
+    with gaitcam.open_session(gallery=tmp_path / "g.db", device="cpu") as session:
+        a = session.live(ReplaySource(DEMO_DIR / "Ada.gaitrec", speed=0), camera="a")
+        b = session.live(ReplaySource(DEMO_DIR / "Ben.gaitrec", speed=0), camera="b")
+        assert a.pipeline._worker.worker is b.pipeline._worker.worker
+        a.start()
+        b.start()
+        assert a.join(60).windows > 0 and b.join(60).windows > 0
+        assert a.pipeline.encoder_stats.encoded == a.stats.windows and b.pipeline.encoder_stats.encoded == b.stats.windows

@@ -43,10 +43,17 @@ def browser(tmp_path):
 
 
 def _wait(predicate, seconds: float = 30.0):
+    """Polls `predicate` (bounded); an element the page re-rendered while it was read counts as
+    not yet."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        if (value := predicate()):
-            return value
+        try:
+            if (value := predicate()):
+                return value
+        except StaleElementReferenceException:
+            pass
         time.sleep(0.25)
     return None
 

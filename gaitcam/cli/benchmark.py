@@ -1,5 +1,5 @@
-"""`benchmark kgbd|shift|cross-site`: accuracy on the public KGBD data, by the paper's protocols and
-by the app's own (sensor shift, a new site)."""
+"""`benchmark kgbd|shift|cross-site|handoff`: accuracy on the public KGBD data, by the paper's
+protocols and by the app's own (sensor shift, a new site, one person across two cameras)."""
 from __future__ import annotations
 
 import argparse
@@ -16,26 +16,30 @@ def add(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "benchmark",
-        help="accuracy on KGBD: the paper's protocols, sensor shift, a new site",
+        help="accuracy on KGBD: the paper's protocols, sensor shift, a new site, links across cameras",
         description="kgbd: the encoder by the paper's protocols with the project's split (per person the "
         "highest-numbered walk is the probe); classifier: the paper's recognition network on frozen AGEs "
         "(Rank-1/5/10, CMC, nAUC both ways); retrieval: cosine matching against all training-walk windows "
         "(Rank-1/5/10, mAP), each beside an untrained network and the raw windows. shift: evaluate's fold protocol "
         "with every probe walk perturbed as other sensors and sites differ, one row per perturbation. cross-site: "
         "persons 1-82 are the lab (encoder and matcher), 83-123 a new site's enrolled people, 124-164 strangers; "
-        "the threshold comes from the site's gallery for --fpir. Rates in the JSON are fractions.",
+        "the threshold comes from the site's gallery for --fpir. handoff: persons 83-164 walk between two cameras, "
+        "several in transit at once, half of them enrolled; tracks are linked across the cameras (link precision "
+        "and recall), the link threshold chosen on persons 1-82 only. Rates in the JSON are fractions.",
     )
-    p.add_argument("benchmark", choices=("kgbd", "shift", "cross-site"))
+    p.add_argument("benchmark", choices=("kgbd", "shift", "cross-site", "handoff"))
     p.add_argument("--root", required=True, metavar="DIR", help="the KGBD folder that holds Data/")
     p.add_argument("--protocol", choices=("classifier", "retrieval"), help="kgbd: which protocol (required)")
-    p.add_argument("--weights", help="encoder weights (default: weights/sgela; cross-site: weights/sgela-lab82)")
+    p.add_argument("--weights", help="encoder weights (default: weights/sgela; cross-site, handoff: "
+                   "weights/sgela-lab82)")
     p.add_argument("--json", metavar="OUT", help="write the results here")
     p.add_argument("--plot", metavar="PNG", help="kgbd: CMC plot (default: beside --json, else runs/benchmark/)")
     p.add_argument("--rn", metavar="DIR", help="kgbd classifier: reuse the RNs saved here when trained on exactly "
                    "these features and training walks; otherwise train them and save them here")
     p.add_argument("--threads", type=int, help="torch CPU threads (numpy's BLAS follows OPENBLAS_NUM_THREADS)")
     p.add_argument("--limit-people", type=int, metavar="N", help="kgbd: only the first N persons (a quick run)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the untrained encoder, RNs, folds and perturbations")
+    p.add_argument("--seed", type=int, default=0, help="seeds the untrained encoder, RNs, folds and perturbations; "
+                   "handoff: who is enrolled, the schedules and the lab's halves")
     p.add_argument("--select-on-probes", action="store_true",
                    help="kgbd classifier: choose the RN's epoch on the probe windows, as the released code did "
                    "(optimistic; labelled so in the output), to compare with the paper")
@@ -54,7 +58,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 def cmd_benchmark(args: argparse.Namespace) -> int:
     if not 0 < args.fpir < 1:
         raise GaitcamError(f"--fpir: expected a rate strictly between 0 and 1, got {args.fpir}")
-    return {"kgbd": _kgbd, "shift": _shift, "cross-site": _cross_site}[args.benchmark](args)
+    return {"kgbd": _kgbd, "shift": _shift, "cross-site": _cross_site, "handoff": _handoff}[args.benchmark](args)
 
 
 def _encoder(args: argparse.Namespace, default):
@@ -103,4 +107,15 @@ def _cross_site(args: argparse.Namespace) -> int:
     if args.json:
         save_json(args.json, result)
     print(format_cross_site(result))
+    return 0
+
+
+def _handoff(args: argparse.Namespace) -> int:
+    from gaitcam.evaluation.handoff import format_handoff, run_handoff
+
+    encoder = _encoder(args, LAB_WEIGHTS)
+    result = run_handoff(args.root, encoder, args.seed)
+    if args.json:
+        save_json(args.json, result)
+    print(format_handoff(result))
     return 0

@@ -42,14 +42,16 @@ def add_live_options(p: argparse.ArgumentParser, subcommand: bool = False) -> No
 
     g = p.add_argument_group("live")
     g.add_argument("--sensor", default=default("demo"), help=f"skeleton source: {', '.join(SENSORS)} (default: demo)")
-    g.add_argument("--source", default=default(None), metavar="PATH_OR_INDEX",
-                   help="file or device for the sensor (replay/video: a file)")
+    g.add_argument("--source", action="append", default=default(None), metavar="PATH_OR_INDEX",
+                   help="file or device for the sensor (replay/video: a file); give it again for more sources of "
+                   "the same sensor in this process (one encoder serves them all; each has its own camera id)")
     g.add_argument("--gallery", default=default(None), metavar="DB",
                    help="gallery database (default: the config's; demo: its own)")
     g.add_argument("--headless", action="store_true", default=default(False),
                    help="no window (with or without one, the events go to stdout as JSON lines; schema: `schema events`)")
-    g.add_argument("--camera", default=default(None), metavar="ID",
-                   help="this source's id in events (default: the sensor's name)")
+    g.add_argument("--camera", action="append", default=default(None), metavar="ID",
+                   help="this source's id in events (default: the sensor's name; with several --source, "
+                   "SENSOR-1, SENSOR-2 ...); once per --source")
     g.add_argument("--mqtt", default=default(None), metavar="HOST:PORT",
                    help="also publish the events to this MQTT broker, topic gaitcam/<camera>/events")
     g.add_argument("--screenshot", default=default(None), metavar="PNG",
@@ -79,27 +81,53 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_record)
 
 
-def make_source(args: argparse.Namespace, gui: bool):
-    """The named sensor's Source, built from --source/--speed (each backend's first argument is
-    what --source names: a file, a camera index or a device). A replay in the window gets the
-    play/pause, seek and speed controls."""
+def source_args(args: argparse.Namespace) -> list[str | None]:
+    """What each --source named (one None: the sensor's default device)."""
+    return list(getattr(args, "source", None) or [None])
+
+
+def camera_ids(args: argparse.Namespace) -> list[str]:
+    """Each source's camera id in events: --camera once per source, else the sensor's name (one
+    source) or SENSOR-1, SENSOR-2 ... (several)."""
+    n = len(source_args(args))
+    given = list(getattr(args, "camera", None) or [])
+    if given and len(given) != n:
+        raise GaitcamError(f"--camera: given {len(given)} time(s) for {n} source(s); give one per --source")
+    ids = given or ([args.sensor] if n == 1 else [f"{args.sensor}-{i}" for i in range(1, n + 1)])
+    if len(set(ids)) != len(ids):
+        raise GaitcamError(f"--camera: each source needs its own id, got {', '.join(ids)}")
+    return ids
+
+
+def one_source(args: argparse.Namespace, what: str) -> str | None:
+    """The one --source of a command that takes one."""
+    sources = source_args(args)
+    if len(sources) > 1:
+        raise GaitcamError(f"{what} takes one --source, got {len(sources)}")
+    return sources[0]
+
+
+def make_source(args: argparse.Namespace, gui: bool, source: str | None = None):
+    """The named sensor's Source on `source` (from --source; None: its default device), with
+    --speed (each backend's first argument is what --source names: a file, a camera index or
+    a device). A replay in the window gets the play/pause, seek and speed controls."""
     from gaitcam.sensors.base import SourceError, sensor_problem, source_class
 
     cls = source_class(args.sensor)
-    problem = sensor_problem(args.sensor) if args.source is None else None  # a device, not a file
+    problem = sensor_problem(args.sensor) if source is None else None  # a device, not a file
     if problem is not None:
         raise SourceError(problem)  # before loading the model: the one line is all the user sees
     if args.sensor == "demo":
         return cls(realtime=args.speed != 0)
     if args.sensor in ("replay", "video"):
-        if not args.source:
+        if not source:
             raise GaitcamError(f"{args.sensor}: name the file with --source FILE")
         if gui and args.sensor == "replay":
             from gaitcam.ui.transport import PlayableReplay
 
-            return PlayableReplay(args.source, speed=args.speed)
-        return cls(args.source, speed=args.speed)
-    return cls(args.source) if args.source is not None else cls()
+            return PlayableReplay(source, speed=args.speed)
+        return cls(source, speed=args.speed)
+    return cls(source) if source is not None else cls()
 
 
 def wants_window(args: argparse.Namespace) -> bool:
@@ -152,22 +180,32 @@ def event_outputs(args: argparse.Namespace, session, stdout: bool = True) -> Ite
 
 @dataclass
 class LiveSetup:
-    """What a live run needs, loaded as the config and options say."""
+    """What a live run needs, loaded as the config and options say: one source per --source,
+    each with its camera id."""
 
     models: Models
-    source: Source
+    sources: list[Source]
+    cameras: list[str]
     gallery: Gallery
     calibration: Calibration | None
 
+    @property
+    def source(self) -> Source:
+        """The source of a run that has one."""
+        (source,) = self.sources
+        return source
+
 
 def live_setup(args: argparse.Namespace, cfg: Config, stack: ExitStack, gui: bool) -> LiveSetup:
-    """The source, the models, the gallery (the demo's own when the demo runs without --gallery)
+    """The sources, the models, the gallery (the demo's own when the demo runs without --gallery)
     and the sensor's floor calibration; the gallery is closed with `stack`."""
     from gaitcam.identity.enrollment import demo_gallery
     from gaitcam.session import open_gallery
     from gaitcam.stream.calibration import Calibration, calibration_path
 
-    source = make_source(args, gui)  # first: a missing sensor is said before the model loads
+    cameras = camera_ids(args)
+    # First: a missing sensor is said before the model loads.
+    sources = [make_source(args, gui, s) for s in source_args(args)]
     models = load_models(cfg)
     if args.sensor == "demo" and args.gallery is None:
         gallery = demo_gallery(stack, models.encoder, models.params)
@@ -176,7 +214,7 @@ def live_setup(args: argparse.Namespace, cfg: Config, stack: ExitStack, gui: boo
     if not gallery.people():
         log.warning("%s: the gallery is empty; everyone will be unknown (enrol people with `enroll`)", gallery.where)
     cal_file = calibration_path(args.sensor, cfg.calibration)
-    return LiveSetup(models, source, gallery, Calibration.load(cal_file) if cal_file.is_file() else None)
+    return LiveSetup(models, sources, cameras, gallery, Calibration.load(cal_file) if cal_file.is_file() else None)
 
 
 def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
@@ -185,18 +223,37 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
     if args.list_sensors:
         return _list_sensors()
     cfg = config_from(args)
+    if out is not None:
+        one_source(args, "record")
     gui = wants_window(args)
+    if gui and len(source_args(args)) > 1:
+        log.warning("the window shows one source; %d sources run headless", len(source_args(args)))
+        gui = False
     with ExitStack() as stack:
         setup = live_setup(args, cfg, stack, gui)
-        source, models, gallery, calibration = setup.source, setup.models, setup.gallery, setup.calibration
+        models, gallery, calibration = setup.models, setup.gallery, setup.calibration
         recorder = None
         if out is not None:
-            recorder = stack.enter_context(writer(out, source, args.sensor, calibration,
+            recorder = stack.enter_context(writer(out, setup.source, args.sensor, calibration,
                                                   encrypt=getattr(args, "encrypt", False)))
-        session = Session(models, gallery, args.camera or args.sensor, keep_events=False)
+        session = Session(models, gallery, setup.cameras[0], keep_events=False)
+        stack.callback(session.close)  # before the gallery closes: its watch and encoder thread end first
         with event_outputs(args, session):
-            run = session.live(source, calibration=calibration, recorder=recorder, stride=cfg.stride,
-                               max_stride=cfg.max_stride, queue_size=cfg.queue_size)
+            runs = [session.live(source, camera=camera, calibration=calibration, recorder=recorder,
+                                 stride=cfg.stride, max_stride=cfg.max_stride, queue_size=cfg.queue_size)
+                    for source, camera in zip(setup.sources, setup.cameras)]
+            if len(runs) > 1:
+                with stop_on_signals(*(r.pipeline for r in runs)):
+                    for r in runs:
+                        r.start(duration=args.duration)
+                    for r in runs:
+                        r.join()
+                session.flush_links()  # the cross-camera links still waiting, before the bus closes
+                failed = [r for r in runs if r.error is not None]
+                if failed:
+                    raise GaitcamError(f"{len(failed)} of {len(runs)} sources failed: {failed[0].error}")
+                return 0
+            (run,) = runs
             if gui:
                 from gaitcam.ui import run_gui
 
@@ -211,15 +268,16 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
 
 
 @contextmanager
-def stop_on_signals(pipeline) -> Iterator[None]:
-    """SIGINT (Ctrl-C) and SIGTERM (how services are stopped) end the run the way its end does:
-    the pipeline drains, the recording is flushed, the gallery closed, and the summary counts
-    everything that happened. A second signal interrupts at once."""
+def stop_on_signals(*pipelines) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM (how services are stopped) end the runs the way their end
+    does: each pipeline drains, the recording is flushed, the gallery closed, and each summary
+    counts everything that happened. A second signal interrupts at once."""
     def handler(signum: int, frame) -> None:
-        if pipeline.stopping:
+        if all(p.stopping for p in pipelines):
             raise KeyboardInterrupt
         log.info("%s: stopping", signal.Signals(signum).name)
-        pipeline.stop()
+        for p in pipelines:
+            p.stop()
 
     before = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -118,18 +118,18 @@ def enroll_live(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from gaitcam.cli.live import make_source, writer
+    from gaitcam.cli.live import make_source, one_source, writer
     from gaitcam.identity.enrollment import MIN_ENROL_WINDOWS
     from gaitcam.recording.native import new_recording_path
     from gaitcam.session import Session, open_gallery
 
     cfg = config_from(args)
-    source = make_source(args, gui=False)
+    source = make_source(args, gui=False, source=one_source(args, "enroll --live"))
     models = load_models(cfg)
     path = new_recording_path(cfg.recordings, f"enrol-{args.sensor}")
     chosen = None
-    with open_gallery(cfg.gallery, models) as gallery:
-        session = Session(models, gallery, args.sensor, keep_events=False)
+    with open_gallery(cfg.gallery, models) as gallery, \
+            Session(models, gallery, args.sensor, keep_events=False) as session:
         with writer(path, source, args.sensor, None) as recorder:
             run = session.live(source, recorder=recorder, stride=cfg.stride, queue_size=cfg.queue_size)
             run.start()

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 from gaitcam.cli.common import config_from
-from gaitcam.cli.live import add_live_options, event_outputs, live_setup
+from gaitcam.cli.live import add_live_options, event_outputs, live_setup, one_source
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = load_token(args.token_file)
     check_bind(args.host, token)  # before anything loads: the one line is all the user sees
     cfg = config_from(args)
+    one_source(args, "serve")
     with ExitStack() as stack:
         setup = live_setup(args, cfg, stack, gui=False)
-        session = Session(setup.models, setup.gallery, args.camera or args.sensor, keep_events=False)
+        session = Session(setup.models, setup.gallery, setup.cameras[0], keep_events=False)
+        stack.callback(session.close)  # before the gallery closes: its watch and encoder thread end first
         run = None if args.no_live else session.live(setup.source, calibration=setup.calibration, stride=cfg.stride,
                                                      max_stride=cfg.max_stride, queue_size=cfg.queue_size)
         server = _Server(uvicorn.Config(create_app(session, run, token, cfg.recordings / "uploads"),

@@ -23,7 +23,9 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="self-supervised SGE-LA training on unlabeled recordings",
         description="Train the SGE-LA encoder without labels. Inputs: recording files or folders, "
         "and/or --kgbd ROOT (training walks only, by the project's split rule), "
-        "or --sgela-npy DIR for the original preprocessed windows.",
+        "or --sgela-npy DIR for the original preprocessed windows. Recordings are read as training "
+        "needs them, so a folder of any size trains. Several processes: torchrun --nproc_per_node N "
+        "main.py train ... (--batch-size is then all processes' together).",
     )
     p.add_argument("inputs", nargs="*", help="recording files or folders (any supported format)")
     p.add_argument("--data", nargs="+", default=[], metavar="PATH", help="more recording files or folders")
@@ -37,6 +39,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trim", type=int, default=10, help="frames dropped at both ends of each sequence")
     p.add_argument("--out", default="runs/train", help="output folder (weights, checkpoint, loss.png)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.*")
+    p.add_argument("--cache-mb", type=float, default=1024, metavar="MB",
+                   help="windows each process keeps in memory between reads (default 1024; KGBD takes about 180)")
     g = p.add_argument_group("model")
     g.add_argument("--f", type=int, help="frames per window (default 6)")
     g.add_argument("--stride", type=int, help="training stride (default f // 2)")
@@ -52,7 +56,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                    "derived from its neighbours, the measured joints still the target (default 0)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help="default 400 (early stopping usually ends sooner)")
-    g.add_argument("--batch-size", type=int, help="default 128")
+    g.add_argument("--batch-size", type=int, help="windows per step, all processes together (default 128)")
     g.add_argument("--lr", type=float, help="learning rate (default 5e-4; with --init a tenth of it, so the "
                    "first steps keep what the weights learned)")
     g.add_argument("--l2", type=float, help="weight decay on ½Σw² (default 0; original: 0.02)")
@@ -70,22 +74,29 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _load_training_data(args: argparse.Namespace):
-    """-> (WindowSet, list of source descriptions) from the inputs the user named."""
+def _sources(args: argparse.Namespace):
+    """-> (training source, validation source, description of the inputs) from what the user named.
+
+    Validation holds out whole recordings; a single recording (or the legacy windows) is read
+    at once and its sequences, or the tail of its only one, are held out instead.
+    """
     import numpy as np
 
-    from gaitcam.model.data import WindowSet, windows_from_sequences
-    from gaitcam.recording.formats import find_recordings, read_recording
+    from gaitcam.model.data import WindowSet, held_out, validation_split
+    from gaitcam.model.sources import InMemorySource, RecordingSource
+    from gaitcam.recording.formats import find_recordings
     from gaitcam.recording.kgbd import list_walks, probe_split, split_sha256
     from gaitcam.skeleton.normalize import normalize_windows
-    from tqdm import tqdm
+    from gaitcam.skeleton.windows import WindowStats
 
     if args.sgela_npy:
         from gaitcam.recording.sgela_npy import load_sgela_npy
 
         legacy = load_sgela_npy(args.sgela_npy, args.dataset, f=args.f, split="train")
         windows = normalize_windows(legacy.windows, args.normalization)
-        return WindowSet(windows, np.zeros(len(windows), np.int64)), {"sgela_npy": args.sgela_npy}
+        data = WindowSet(windows, np.zeros(len(windows), np.int64))
+        train, val = (InMemorySource(d) for d in validation_split(data, args.val_fraction, args.seed))
+        return train, val, {"sgela_npy": args.sgela_npy}
 
     files = find_recordings([*args.inputs, *args.data])
     sources: dict = {"recording_files": len(files)}
@@ -100,21 +111,32 @@ def _load_training_data(args: argparse.Namespace):
         files = files[: args.limit]
     if not files:
         raise GaitcamError("train: no recordings given (name files or folders, --kgbd ROOT or --sgela-npy DIR)")
-    sequences = []
-    for path in tqdm(files, desc="reading", unit="file", leave=False, disable=None):
-        sequences.extend(read_recording(path).tracks.values())
-    sources["sequences"] = len(sequences)
-    stride = args.stride or max(1, args.f // 2)
-    data = windows_from_sequences(sequences, args.f, stride, args.normalization, args.trim)
-    st = data.stats
-    if st.incomplete or st.glitches or st.gaps:
+    cut = dict(f=args.f, stride=args.stride or max(1, args.f // 2), normalization=args.normalization, trim=args.trim)
+    if len(files) == 1:
+        data = RecordingSource(files, **cut, cache_bytes=0).load(0)
+        train, val = (InMemorySource(d) for d in validation_split(data, args.val_fraction, args.seed))
+        stats, sequences = data.stats, len(np.unique(data.sequence))
+    else:
+        is_val = np.isin(np.arange(len(files)), held_out(len(files), args.val_fraction, args.seed))
+        train = RecordingSource([f for f, v in zip(files, is_val) if not v], **cut,
+                                cache_bytes=int(args.cache_mb * 2**20))
+        # Validation recordings are read twice (counted, then their windows taken) and never again: no cache.
+        val = RecordingSource([f for f, v in zip(files, is_val) if v], **cut, cache_bytes=0)
+        stats = WindowStats()
+        for source in (train, val):
+            source.index()
+            stats.add(source.stats)
+        sequences = train.sequences + val.sequences
+    if stats.incomplete or stats.glitches or stats.gaps:
         log.warning("window rule: %d of %d frames dropped for joints missing too long, %d runs restarted at "
-                    "tracking glitches, %d at gaps in time", st.incomplete, st.frames, st.glitches, st.gaps)
-    return data, sources
+                    "tracking glitches, %d at gaps in time", stats.incomplete, stats.frames, stats.glitches,
+                    stats.gaps)
+    sources["sequences"] = sequences
+    return train, val, sources
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gaitcam.model.data import validation_split
+    from gaitcam.model import distributed
     from gaitcam.model.sgela import SGELAConfig
     from gaitcam.model.train import TrainConfig, Trainer
     from gaitcam.model.weights import load_weights
@@ -142,27 +164,34 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads, device=args.device, temperature=args.temperature,
         contrastive_weight=args.contrastive_weight, mask_joints=args.mask_joints,
     )
-    started = time.monotonic()
-    data, sources = _load_training_data(args)
-    train, val = validation_split(data, args.val_fraction, args.seed)
-    log.info("%d windows from %s (%.0f s to load)", len(data), sources, time.monotonic() - started)
-    notes = {"data": sources, "command": "python main.py " + " ".join(sys.argv[1:]),
-             "train": vars(train_cfg) | {"stride": args.stride or max(1, args.f // 2), "trim": args.trim}}
-    if args.init:
-        notes["init"] = {"weights": str(args.init), "version": meta["version"]}
-    trainer = Trainer(model_cfg, train_cfg, args.out, args.normalization, notes=notes)
-    before = None
-    if initial is not None:
-        trainer.start_from(initial)
-        before = trainer.validate(val)  # the held-out loss the starting weights give, for comparison
-    summary = trainer.fit(train, val, resume=args.resume)
+    with distributed.process_group(args.device):
+        rank = distributed.rank()
+        if rank > 0:  # one voice: every process sees the same data and decisions; rank 0 tells them
+            logging.getLogger().setLevel(logging.ERROR)
+        started = time.monotonic()
+        train, val, sources = _sources(args)
+        log.info("%d training and %d validation windows from %s (%.0f s to read)", train.index().sum(),
+                 val.index().sum(), sources, time.monotonic() - started)
+        notes = {"data": sources, "command": "python main.py " + " ".join(sys.argv[1:]),
+                 "train": vars(train_cfg) | {"stride": args.stride or max(1, args.f // 2), "trim": args.trim,
+                                             "world_size": distributed.world()}}
+        if args.init:
+            notes["init"] = {"weights": str(args.init), "version": meta["version"]}
+        trainer = Trainer(model_cfg, train_cfg, args.out, args.normalization, notes=notes)
+        before = None
+        if initial is not None:
+            trainer.start_from(initial)
+            before = trainer.validate(val)  # the held-out loss the starting weights give, for comparison
+        summary = trainer.fit(train, val, resume=args.resume)
+    if rank > 0:
+        return 0
     print(f"best validation loss {summary['best_val']:.5g} at step {summary['best_step']}; "
           f"{summary['epochs']:.2f} epochs in {summary['minutes']:.1f} min ({summary['stop']}); "
           f"weights: {Path(args.out) / 'sgela.safetensors'}; loss curve: {Path(args.out) / 'loss.png'}")
     if before is not None:
         change = 100 * (summary["best_val"] - before) / before
-        print(f"held-out recordings ({len(val)} windows never trained on): loss {before:.5g} with {args.init}, "
-              f"{summary['best_val']:.5g} fine-tuned ({change:+.1f} %): "
+        print(f"held-out recordings ({summary['val_windows']} windows never trained on): loss {before:.5g} with "
+              f"{args.init}, {summary['best_val']:.5g} fine-tuned ({change:+.1f} %): "
               + ("the adaptation helped" if change < 0 else "no gain: keep the initial weights")
               + f". Fit the matcher for the new weights: fit-matcher --weights {Path(args.out) / 'sgela'} ...")
     return 0

@@ -201,6 +201,7 @@ class Gallery:
         messages call the gallery, is the path here (a store on a server names its URL)."""
         self.path = Path(path).expanduser()
         self.where = str(self.path)
+        self.closed = False
         self._lock = threading.RLock()
         try:
             if not self.path.exists():
@@ -237,6 +238,7 @@ class Gallery:
 
     def close(self) -> None:
         with self._lock:
+            self.closed = True
             self._conn.close()
 
     # -- transactions -------------------------------------------------------------------

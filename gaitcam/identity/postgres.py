@@ -90,6 +90,7 @@ class PostgresGallery(Gallery):
         self.where = f"postgresql://{info.get('user', '')}{'@' if 'user' in info else ''}{host}:{port}/{db}"
         # The local name the key file (and uploads) hang from: one per server and database.
         self.path = default_gallery().parent / re.sub(r"[^A-Za-z0-9_.-]", "_", f"postgresql-{host}-{port}-{db}")
+        self.closed = False
         self._lock = threading.RLock()  # guards the listening connection only: the pool serves threads
         self._conninfo = psycopg.conninfo.make_conninfo(url, connect_timeout=max(1, round(timeout)),
                                                        application_name="gaitcam")
@@ -108,6 +109,7 @@ class PostgresGallery(Gallery):
             raise
 
     def close(self) -> None:
+        self.closed = True
         with self._lock:
             if self._listener is not None:
                 self._listener.close()

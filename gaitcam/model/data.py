@@ -68,12 +68,17 @@ def validation_split(data: WindowSet, fraction: float, seed: int) -> tuple[Windo
     """
     seqs = np.unique(data.sequence)
     if len(seqs) >= 2:
-        n_val = min(len(seqs) - 1, max(1, round(fraction * len(seqs))))
-        val_seqs = np.random.default_rng(seed).choice(seqs, size=n_val, replace=False)
-        is_val = np.isin(data.sequence, val_seqs)
+        is_val = np.isin(data.sequence, seqs[held_out(len(seqs), fraction, seed)])
         return data.subset(~is_val), data.subset(is_val)
     n = len(data)
     cut = int(n * (1 - fraction))
     f = data.windows.shape[1]
     index = np.arange(n)
     return data.subset(index < max(0, cut - f)), data.subset(index >= cut)
+
+
+def held_out(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Which of n >= 2 sequences or recordings validate: about `fraction` of them, at least one,
+    never all."""
+    n_val = min(n - 1, max(1, round(fraction * n)))
+    return np.random.default_rng(seed).choice(n, size=n_val, replace=False)

@@ -5,6 +5,8 @@ on CUDA when the encoder picked it), so windows wait in one bounded queue and th
 takes whatever has gathered at each turn. A frame's windows are queued as one item, so the
 worker never starts on part of a frame and calls the encoder once more for the rest. A full
 queue drops the new windows and counts them: capture and tracking never wait for the model.
+Several sources in one process share one worker (`client`: each gets its own results and
+counts), so the windows of every camera go through the network in the same batches.
 """
 from __future__ import annotations
 
@@ -57,23 +59,58 @@ class EncodeStats:
 _STOP = object()
 
 
+class EncodeClient:
+    """One source's share of an `EncodeWorker`: its windows' results go to its `on_result`, and
+    `stats` counts its windows only."""
+
+    def __init__(self, worker: EncodeWorker, on_result: Callable[[list[EncodedWindow]], None]) -> None:
+        self.worker, self.on_result = worker, on_result
+        self.stats = EncodeStats()
+
+    @property
+    def queued(self) -> int:
+        """Submissions waiting for the encoder, every client's: how far behind it is."""
+        return self.worker.queued
+
+    def submit(self, windows: list[tuple[int, float, Window]], captured: float = math.nan) -> bool:
+        """Queue (track, time, window) triples to be encoded in the same batch, e.g. all windows
+        a frame completed, read at monotonic time `captured`; False (and all counted as dropped)
+        when the queue is full."""
+        return self.worker._put(self, windows, captured)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every window this client submitted is finished with (the worker runs on
+        for the others); False if `timeout` passed first or the worker stopped."""
+        with self.worker._finished:
+            return self.worker._finished.wait_for(
+                lambda: self.stats.done >= self.stats.submitted or not self.worker._thread.is_alive(), timeout)
+
+
 class EncodeWorker:
-    """Use as a context manager, or `start` and `close`; `close` encodes what is still queued."""
+    """Use as a context manager, or `start` and `close`; `close` encodes what is still queued.
+
+    Built with `on_result`, it is one source's worker (`submit`, `stats`); `client` adds more
+    sources to it, each with its own results and counts (`stats` is then the total)."""
 
     def __init__(
         self,
         encoder: WindowEncoder,
-        on_result: Callable[[list[EncodedWindow]], None],
+        on_result: Callable[[list[EncodedWindow]], None] | None = None,
         max_batch: int = 256,
         queue_size: int = 1024,
     ) -> None:
         """`queue_size` counts submissions (a frame's windows each), not windows."""
         self.encoder = encoder
-        self.on_result = on_result
         self.max_batch = max_batch
         self.stats = EncodeStats()
+        self._own = None if on_result is None else EncodeClient(self, on_result)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._finished = threading.Condition()  # notified after every batch: `EncodeClient.drain`
         self._thread = threading.Thread(target=self._run, name="gaitcam-encode", daemon=True)
+
+    def client(self, on_result: Callable[[list[EncodedWindow]], None]) -> EncodeClient:
+        """Another source on this worker."""
+        return EncodeClient(self, on_result)
 
     def start(self) -> None:
         self._thread.start()
@@ -84,16 +121,21 @@ class EncodeWorker:
         return self._queue.qsize()
 
     def submit(self, windows: list[tuple[int, float, Window]], captured: float = math.nan) -> bool:
-        """Queue (track, time, window) triples to be encoded in the same batch, e.g. all windows
-        a frame completed, read at monotonic time `captured`; False (and all counted as dropped)
-        when the queue is full."""
+        """`EncodeClient.submit` for the worker's own source (the one `on_result` names)."""
+        if self._own is None:
+            raise TypeError("this worker serves clients only: submit through `client(...)`")
+        return self._put(self._own, windows, captured)
+
+    def _put(self, client: EncodeClient, windows: list[tuple[int, float, Window]], captured: float) -> bool:
         if not windows:
             return True
         try:
-            self._queue.put_nowait([(k, t, w, captured) for k, t, w in windows])
+            self._queue.put_nowait([(client, k, t, w, captured) for k, t, w in windows])
         except queue.Full:
+            client.stats.dropped += len(windows)
             self.stats.dropped += len(windows)
             return False
+        client.stats.submitted += len(windows)
         self.stats.submitted += len(windows)
         return True
 
@@ -102,6 +144,8 @@ class EncodeWorker:
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join()
+        with self._finished:
+            self._finished.notify_all()
 
     def __enter__(self) -> EncodeWorker:
         self.start()
@@ -128,16 +172,41 @@ class EncodeWorker:
                 batch.extend(item)
             self._encode(batch)
 
-    def _encode(self, batch: list[tuple[int, float, Window, float]]) -> None:
-        windows = np.stack([w.joints for _, _, w, _ in batch])
+    def _encode(self, batch: list[tuple[EncodeClient, int, float, Window, float]]) -> None:
+        """One call of the network for the whole batch, then each client's share to its consumer.
+        A failed call loses the batch (counted, logged); a failing consumer loses its own share."""
+        windows = np.stack([w.joints for _, _, _, w, _ in batch])
         try:
             began = time.perf_counter()
             ages = self.encoder.encode(windows, level="window", mirror_mean=True)  # as enrolment encodes
-            self.stats.seconds += time.perf_counter() - began
-            self.on_result([EncodedWindow(k, t, w, a, c) for (k, t, w, c), a in zip(batch, ages)])
-        except Exception:  # one bad batch must not stop the live loop; it is counted and logged
-            self.stats.errors += len(batch)
+            seconds = time.perf_counter() - began
+        except Exception:  # one bad batch must not stop the live loop
             log.exception("encoding %d windows failed", len(batch))
-            return
-        self.stats.batches += 1
-        self.stats.encoded += len(batch)
+            ages, seconds = None, 0.0
+        shares: dict[int, tuple[EncodeClient, list[EncodedWindow]]] = {}
+        for i, (client, k, t, w, c) in enumerate(batch):
+            results = shares.setdefault(id(client), (client, []))[1]
+            if ages is not None:
+                results.append(EncodedWindow(k, t, w, ages[i], c))
+        for client, results in shares.values():
+            n = sum(1 for item in batch if item[0] is client)
+            ok = ages is not None
+            if ok:
+                try:
+                    client.on_result(results)
+                except Exception:  # never the other sources' windows
+                    log.exception("handing on %d encoded windows failed", n)
+                    ok = False
+            for stats in (client.stats, self.stats):
+                if ok:
+                    stats.encoded += n
+                else:
+                    stats.errors += n
+            if ok:
+                client.stats.batches += 1
+                client.stats.seconds += seconds
+        if ages is not None:
+            self.stats.batches += 1
+            self.stats.seconds += seconds
+        with self._finished:
+            self._finished.notify_all()

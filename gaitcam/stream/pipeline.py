@@ -147,6 +147,7 @@ class Pipeline:
     detail)` from the capture thread when a live source vanishes and comes back. `recorder.write` gets each frame
     with app track ids, in the source's own layout. `max_stride` above `stride` lets a live
     source's stride widen under load up to it (`stream.stride`); None or at most `stride`: fixed.
+    `worker`: an encoder thread shared with other sources (see `EncodeWorker.client`).
     """
 
     def __init__(
@@ -164,6 +165,7 @@ class Pipeline:
         on_decision: Callable[[int, float, Decision], None] | None = None,
         on_track: Callable[[str, int, float], None] | None = None,
         on_source: Callable[[str, str], None] | None = None,
+        worker: EncodeWorker | None = None,
     ) -> None:
         self.source, self.encoder, self.matcher = source, encoder, matcher
         self.calibration = calibration
@@ -173,7 +175,10 @@ class Pipeline:
         self.tracker = Tracker()
         self._capture = Capture(source, queue_size, on_status=on_source)
         self._results: queue.SimpleQueue[list[EncodedWindow]] = queue.SimpleQueue()
-        self._worker = EncodeWorker(encoder, self._encoded)
+        # Its own encoder thread, or a share of one that serves several sources (`worker`, started
+        # and closed by its owner): their windows then go through the network in the same batches.
+        self._owns_worker = worker is None
+        self._worker = EncodeWorker(encoder, self._encoded) if worker is None else worker.client(self._encoded)
         self.rule = WindowRule(f=getattr(encoder, "f", DEFAULT_F), stride=stride)
         self._tracks: dict[int, _Track] = {}
         self._ending: dict[int, int] = {}  # ended track -> windows submitted when it ended
@@ -230,7 +235,8 @@ class Pipeline:
         """Process until the source ends, `duration` seconds (wall clock) pass, or `stop`."""
         deadline = None if duration is None else clock.monotonic() + duration
         self._capture.start()
-        self._worker.start()
+        if self._owns_worker:
+            self._worker.start()
         try:
             while not self._stop.is_set() and not self._capture.done:
                 if deadline is not None and clock.monotonic() >= deadline:
@@ -243,7 +249,10 @@ class Pipeline:
                     self.on_frame(self._snapshot(stamped[0]))
         finally:
             self._capture.stop()
-            self._worker.close()
+            if self._owns_worker:
+                self._worker.close()
+            else:
+                self._worker.drain()
         self._collect()  # the last windows, and decisions on whoever is still in view
         for track in list(self._tracks):
             self._end(track)
@@ -380,10 +389,10 @@ class Pipeline:
         for track, submitted in list(self._ending.items()):
             if submitted <= done:
                 del self._ending[track]
+                if self.on_track is not None:  # before the matcher forgets it: its evidence is still there
+                    self.on_track("ended", track, self._time)
                 self.matcher.forget(track)
                 self._decisions.pop(track, None)
-                if self.on_track is not None:
-                    self.on_track("ended", track, self._time)
 
     def _adapt(self, captured: list[float]) -> None:
         """Feed the stride control the lags of the windows just back, and the frames waiting."""

@@ -109,7 +109,7 @@ def bench_view(people: int = 6, fps: float = 30.0, seconds: float = 10.0, *, ima
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gaitcam-bench-")))
         gallery = demo_gallery(stack, encoder, params)
         source = CrowdSource(people, fps, image)
-        run = Session(models, gallery, source.name, keep_events=False).live(source)
+        run = stack.enter_context(Session(models, gallery, source.name, keep_events=False)).live(source)
         view = LiveView(run, sensor_name=source.name, recordings_dir=folder)
         view.show()
         view.start()
