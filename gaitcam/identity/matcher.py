@@ -327,7 +327,8 @@ class GalleryIndex:
         self.params = params
         k = params.projection.shape[1]
         z = params.project(descriptors) if self.names else np.zeros((0, k), np.float32)
-        person_of = np.array([self.people.index(n) for n in self.names], dtype=np.int64)
+        column = {name: i for i, name in enumerate(self.people)}
+        person_of = np.array([column[n] for n in self.names], dtype=np.int64)
         cohort = params.cohort if len(params.cohort) and params.cohort.shape[1] == k else np.zeros((0, k), np.float32)
         # Enrolled people are columns 0..P-1 of every distance row, the cohort's people after them.
         self.z = np.concatenate([z, cohort]).astype(np.float32)
