@@ -86,6 +86,21 @@ def test_one_ended_track_links_to_one_started_track_the_best(params):
     assert links[2].from_track == 1 and links[2].score > 0.5  # the candidate is named, though not taken
 
 
+def test_without_one_to_one_each_track_takes_its_best_candidate_whether_or_not_another_took_it(params):
+    """The design the joint assignment replaced (`one_to_one=False`, for comparisons): both
+    copies link to the one ended track, in one decision or in two."""
+    for late in (False, True):
+        linker = Linker(params, threshold=0.5, wait=0.0, one_to_one=False)
+        linker.track_ended("A", 1, 0.0, person(0))
+        linker.track_ended("A", 2, 0.0, person(3))
+        linker.track_started("B", 1, 5.0, person(0, 0.05, 1))
+        links = linker.decide(5.0) if late else []
+        linker.track_started("B", 2, 6.0, person(0, 0.1, 2))
+        links = {link.to_track: link for link in links + linker.decide(6.0)}
+        assert all(links[k].linked and links[k].from_track == 1 and links[k].site_id == 1 for k in (1, 2))
+        assert linker.site_id("A", 2) == 2  # the other ended track: untouched
+
+
 def test_the_joint_assignment_keeps_a_lookalike_newcomer_off_anothers_track(params):
     """A newcomer who resembles X, reported before X arrives: deciding at once, the newcomer takes
     X's track; waiting for competitors and assigning jointly, X gets it."""

@@ -1,7 +1,9 @@
 """Which cross-camera linker design (`gaitcam/identity/handoff.py`), chosen on KGBD's lab
 persons 1-82 only: the linker table of docs/accuracy.md's `benchmark handoff` section.
 
-    PYTHONPATH=. nice -n 10 .venv/bin/python docs/experiments/handoff_choice.py --threads 2 [--cache /tmp/lab.pkl]   # ~8 min encoding, ~3 min linking
+    PYTHONPATH=. nice -n 10 .venv/bin/python docs/experiments/handoff_choice.py --threads 2 \
+        [--cache /tmp/handoff_lab.pkl] | tee docs/results/validation/handoff_choice.txt
+    # 13 min on 2 shared cores, 12 of them encoding; from an existing --cache, 1-4 min
 
 The lab's walks are encoded as `benchmark handoff` encodes them (`weights/sgela-lab82`, each
 walk and its sensor-shifted copy); persons 83-164 are never read (their folders are listed,
