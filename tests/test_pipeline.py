@@ -297,3 +297,47 @@ def test_a_file_or_no_max_stride_keeps_the_stride_fixed(encoder):
     stats = Pipeline(DemoSource(realtime=False, duration=1), encoder, FakeMatcher(), stride=2).run()
     assert (stats.stride, stats.stride_mean, stats.lag, stats.behind) == (2, 2.0, None, None)
     assert "lag_ms" not in summary(stats) and "behind" not in summary(stats)  # not measured: not a false 0
+
+
+class Bursty(Source):
+    """A live source that stalls at `at` seconds for `stall` seconds and then hands over every
+    frame of the stall at once (a sensor's driver catching up), then runs on in real time."""
+
+    def __init__(self, inner, at: float, stall: float):
+        self.inner, self.at, self.stall = inner, at, stall
+        self.name, self.layout, self.fps, self.is_file = "bursty", inner.layout, inner.fps, False
+        self.held: list = []
+        self.burst_at: float | None = None  # monotonic time the burst was handed over
+
+    def open(self):
+        self.inner.open()
+        self.start = time.monotonic()
+
+    def close(self):
+        self.inner.close()
+
+    def read(self):
+        if self.burst_at is None and time.monotonic() - self.start >= self.at:
+            end = time.monotonic() + self.stall
+            while time.monotonic() < end:  # the frames of the stall pile up in the driver
+                self.held.append(self.inner.read())
+            self.burst_at = time.monotonic()
+        if self.held:
+            return self.held.pop(0)
+        return self.inner.read()
+
+
+def test_a_burst_of_frames_is_absorbed_dropped_frames_counted_and_the_lag_recovers(encoder):
+    """2 s of frames at once into a small capture queue: the queue stays bounded (what does not
+    fit is dropped and counted), and the lag is back under 100 ms within 5 s."""
+    source = Bursty(DemoSource(), at=1.0, stall=2.0)
+    lags = []
+    pipeline = Pipeline(source, encoder, FakeMatcher(), stride=3, max_stride=6, queue_size=16,
+                        on_frame=lambda snap: lags.append((time.monotonic(), snap.stats.lag, pipeline.queue_depth)))
+    pipeline.control.interval = 0.2
+    stats = pipeline.run(duration=9.0)
+    assert source.burst_at is not None and len(source.held) == 0
+    assert max(depth for _, _, depth in lags) <= 16  # never more than the queue holds
+    assert stats.dropped > 0 and summary(stats)["dropped"] == stats.dropped  # the burst did not fit: counted, reported
+    after = [lag for t, lag, _ in lags if t > source.burst_at + 5.0 and lag is not None]
+    assert after and max(after) < 0.1, after
