@@ -1,13 +1,17 @@
-"""`bench`: encoder and live-pipeline speed, reference against fast path; `soak`: nothing leaks (BENCHMARKS.md)."""
+"""`bench`: encoder and live-pipeline speed, reference against fast path; `bench search`: the
+gallery search as it grows; `soak`: nothing leaks (BENCHMARKS.md)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from pathlib import Path
 
 from gaitcam.cli.common import add_runtime_options, config_from, load_models, save_json
-from gaitcam.config import WEIGHTS_DIR
+from gaitcam.config import APP_ROOT, WEIGHTS_DIR
+
+KGBD_BESIDE = APP_ROOT.parent / "shared" / "data" / "kgbd"  # where a checkout next to shared/ finds KGBD
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +43,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--soak-minutes", type=float, default=10.0, metavar="M", help="soak length (default: 10)")
     p.add_argument("--soak-speed", type=float, default=4.0, metavar="X", help="soak replay speed (default: 4)")
     p.set_defaults(func=cmd_bench)
+    _add_search(p.add_subparsers(title="other benchmarks", metavar="search"))
 
     p = sub.add_parser(
         "soak", help="run the live pipeline on the demo at full speed with enrol/remove churn; check nothing leaks",
@@ -55,6 +60,58 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="OUT", help="write the results here")
     add_runtime_options(p, gallery=False, fpir=False)
     p.set_defaults(func=cmd_soak)
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search", help="identification's gallery search at 1k-100k (--full: 1M) enrolled walks",
+        description="One probe at a time against synthetic galleries shaped like real ones (128-d unit vectors) "
+        "of 1k, 10k and 100k walks (--full: 1M too): exact scans in numpy and torch, faiss's HNSW graph, and the "
+        "app's own exact path; p50/p99 latency, build time, resident memory (each row in a fresh process), "
+        "recall@1 against the exact scan. The default backend (marked) is the first exact scan whose p99 stays "
+        "within 20 ms up to 100k walks, else the fastest. With KGBD the real descriptors too, each backend's "
+        "Rank-1 beside the exact scan's. The default run takes a few minutes; --full adds several more.")
+    p.add_argument("--full", action="store_true", help="add the 1M-walk galleries")
+    p.add_argument("--sizes", type=int, nargs="+", metavar="N", help="gallery sizes instead (default: 1000 10000 "
+                   "100000, with --full 1000000 too)")
+    p.add_argument("--queries", type=int, metavar="N", help="timed probes per row (default: 500)")
+    p.add_argument("--threads", type=int, default=1, metavar="N", help="threads each row's library runs on "
+                   "(default: 1, as beside the live encoder; see BENCHMARKS.md)")
+    p.add_argument("--root", metavar="DIR", help=f"KGBD (default: {KGBD_BESIDE} when it exists)")
+    p.add_argument("--no-kgbd", action="store_true", help="leave the real KGBD descriptors out")
+    p.add_argument("--weights", default=str(WEIGHTS_DIR / "sgela"),
+                   help="weights (and their matcher) that encode KGBD (default: weights/sgela)")
+    p.add_argument("--cache", default="runs/bench-search", metavar="DIR",
+                   help="where KGBD's encoded walks are kept between runs (default: runs/bench-search)")
+    p.add_argument("--json", metavar="OUT", help='write {"rows": [{"n", "backend", "p99_ms", "rss_mb", "default", '
+                   '...}], ...} here')
+    p.set_defaults(func=cmd_bench_search)
+
+
+def cmd_bench_search(args: argparse.Namespace) -> int:
+    """The search grid; progress on stderr, the table on stdout."""
+    from gaitcam.benchmarks import search
+    from gaitcam.errors import GaitcamError
+
+    sizes = tuple(args.sizes) if args.sizes else search.FULL_SIZES if args.full else search.SIZES
+    queries = search.QUERIES if args.queries is None else args.queries
+    if min(sizes) < 2 or queries < 1 or args.threads < 1:
+        raise GaitcamError("--sizes: galleries of at least 2 walks; --queries, --threads: at least 1")
+    root = None if args.no_kgbd else args.root or (KGBD_BESIDE if KGBD_BESIDE.is_dir() else None)
+    if root is not None and not Path(root).is_dir():
+        raise GaitcamError(f"--root {root}: no such folder")
+    if root is None and not args.no_kgbd:
+        _say(f"KGBD: {KGBD_BESIDE} not found; real descriptors left out (--root DIR includes them)")
+    kgbd = functools.partial(search.kgbd_set, root, args.weights, args.cache, _say) if root else None
+    result = search.run(sizes, kgbd, queries, args.threads, say=_say)
+    if args.json:
+        save_json(args.json, result)
+    print(search.table(result))
+    return 0
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
