@@ -249,8 +249,9 @@ class Session:
         """The live pipeline on `source`, matching against this gallery and publishing on `bus`
         as `camera` (default: the bus's); `run()` it here or `start()` it in a thread. Several
         live runs of one session are several cameras in one process: one encoder thread serves
-        them all, their windows batched together. `max_stride`: how wide the stride may grow
-        under load (None: fixed, `Pipeline`)."""
+        them all, their windows batched together, and a person who walks from one camera's view
+        into another's keeps one site id (`identity.handoff`: `link` events, camera "site").
+        `max_stride`: how wide the stride may grow under load (None: fixed, `Pipeline`)."""
         from gaitcam.stream.encode import EncodeWorker
 
         with self._lock:
