@@ -28,12 +28,14 @@ def one_thread():
 
 @pytest.fixture(autouse=True)
 def private_user_folders(tmp_path_factory, monkeypatch):
-    """No test may read or write the developer's own gallery or config (~/.local/share, ~/.config),
-    nor use their gallery key."""
+    """No test may read or write the developer's own gallery, config or cache (~/.local/share,
+    ~/.config, ~/.cache: the compiled encoder kernel), nor use their gallery key."""
     monkeypatch.delenv("GAITCAM_GALLERY_KEY", raising=False)
     home = tmp_path_factory.mktemp("xdg")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    # One cache for the whole run: the kernel is compiled once, not in every test.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 def kill_recorder_after(script: str, args: list[str], frames: int) -> int:

@@ -1,7 +1,9 @@
-"""The fast AGE path (the model exported to onnxruntime) gives the reference model's AGEs:
-shipped weights (stored float16, loaded float32) at batch sizes other than the traced one,
-frame and window level, LA and BA, free-running decoders and other shapes; GaitEncoder uses it
-only when it matches, and falls back to the model without onnxruntime."""
+"""The fast AGE path gives the reference model's AGEs, on both of its engines (the model exported
+to onnxruntime; the small-batch kernel, tested on its own in test_small_batch.py): shipped weights
+(stored float16, loaded float32) at batch sizes other than the traced one, frame and window level,
+LA and BA, free-running decoders and other shapes. Batches go to the kernel at 1 thread, and up to
+KERNEL_MAX_BATCH_THREADED windows on more; GaitEncoder uses the fast path only when it matches,
+and falls back to the model when neither engine can be built."""
 import sys
 
 import numpy as np
@@ -9,16 +11,19 @@ import pytest
 import torch
 
 import gaitcam.model.encoder as encoder_module
+import gaitcam.model.fast as fast_module
 from gaitcam.benchmarks.scene import demo_windows
 from gaitcam.config import WEIGHTS_DIR
 from gaitcam.model.encoder import GaitEncoder
-from gaitcam.model.fast import TOLERANCE, FastAGE, matches_reference
+from gaitcam.model.fast import KERNEL_MAX_BATCH_THREADED, TOLERANCE, FastAGE, matches_reference
 from gaitcam.model.sgela import SGELA, SGELAConfig
+from gaitcam.model.small_batch import SmallBatchAGE, kernel_library
 from gaitcam.model.weights import load_weights
 from gaitcam.skeleton.normalize import normalize_windows
 
 WEIGHTS = WEIGHTS_DIR / "sgela"
 BATCHES = (1, 3, 37)  # the graph is traced at batch 2
+needs_kernel = pytest.mark.skipif(kernel_library() is None, reason="no C compiler or CPU for the kernel here")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +49,8 @@ def _assert_same(model: SGELA, fast: FastAGE, windows: torch.Tensor) -> None:
 
 
 def test_unoptimised_graph_and_two_threads_give_the_same_ages(shipped, windows, one_thread):
-    for fast in (FastAGE(shipped[0], optimize=False), FastAGE(shipped[0], threads=2)):
+    for fast in (FastAGE(shipped[0], optimize=False, kernel=False), FastAGE(shipped[0], threads=2, kernel=False)):
+        assert fast.path(1) == "onnxruntime"
         _assert_same(shipped[0], fast, windows)
 
 
@@ -54,6 +60,7 @@ def test_shipped_weights_give_reference_ages(shipped, windows, attention, one_th
     trained, _ = shipped
     model = SGELA(SGELAConfig.from_dict({**trained.cfg.to_dict(), "attention": attention})).eval()
     model.load_state_dict(trained.state_dict())
+    _assert_same(model, FastAGE(model, kernel=False), windows)
     _assert_same(model, FastAGE(model), windows)
 
 
@@ -68,7 +75,25 @@ def test_other_configurations_give_reference_ages(cfg, one_thread):
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     windows = torch.randn(max(BATCHES), cfg.f, cfg.n_joints, 3) * 0.3
+    _assert_same(model, FastAGE(model, kernel=False), windows)
     _assert_same(model, FastAGE(model), windows)
+
+
+@needs_kernel
+def test_batches_go_to_the_kernel_where_it_is_faster(shipped, windows, one_thread):
+    """At 1 thread the kernel takes every batch and no onnxruntime session is built; with more
+    threads, onnxruntime takes the batches above KERNEL_MAX_BATCH_THREADED."""
+    model = shipped[0]
+    single = FastAGE(model)
+    assert single.kernel is not None and single.session is None
+    assert {single.path(b) for b in (1, 8, 64, 256, 1000)} == {"kernel"}
+    threaded = FastAGE(model, threads=2)
+    assert threaded.path(KERNEL_MAX_BATCH_THREADED) == "kernel"
+    assert threaded.path(KERNEL_MAX_BATCH_THREADED + 1) == "onnxruntime"
+    big = windows.repeat(2, 1, 1, 1)[: KERNEL_MAX_BATCH_THREADED + 1]
+    with torch.inference_mode():
+        torch.testing.assert_close(threaded(big), model.age(big), **TOLERANCE)
+    assert matches_reference(model, single) and matches_reference(model, threaded)
 
 
 def test_encoder_uses_the_fast_path_and_encodes_alike(shipped, one_thread):
@@ -95,11 +120,55 @@ def test_encoder_falls_back_when_the_fast_path_differs(shipped, monkeypatch, one
     model, meta = shipped
     other = SGELA(model.cfg).eval()  # untrained: its AGEs are not the shipped model's
     assert not matches_reference(model, FastAGE(other))
+    assert not matches_reference(model, FastAGE(other, kernel=False))
+    mixed = FastAGE(model, threads=2)  # every path is checked: here the kernel matches, onnxruntime not
+    mixed.session = FastAGE(other, threads=2, kernel=False).session
+    assert not matches_reference(model, mixed)
     monkeypatch.setattr(encoder_module, "FastAGE", lambda _model, threads: FastAGE(other))
     _assert_encoder_uses_the_model(model, meta)
 
 
-def test_encoder_without_onnxruntime_uses_the_model(shipped, monkeypatch, one_thread):
+def _no_kernel(monkeypatch) -> None:
+    """As on a machine without a C compiler (or without AVX2)."""
+    def unavailable(model):
+        raise RuntimeError("the small-batch kernel cannot be built here")
+    monkeypatch.setattr(fast_module, "SmallBatchAGE", unavailable)
+
+
+def test_without_the_kernel_onnxruntime_takes_every_batch(shipped, windows, monkeypatch, one_thread):
+    _no_kernel(monkeypatch)
+    fast = FastAGE(shipped[0])
+    assert fast.kernel is None and {fast.path(b) for b in (1, 256)} == {"onnxruntime"}
+    _assert_same(shipped[0], fast, windows)
+
+
+@needs_kernel
+def test_a_kernel_that_differs_from_the_model_is_dropped_for_onnxruntime(shipped, windows, monkeypatch, one_thread):
+    """As for a model whose architecture the kernel does not follow."""
+    other = SGELA(shipped[0].cfg).eval()
+    monkeypatch.setattr(fast_module, "SmallBatchAGE", lambda model: SmallBatchAGE(other))
+    fast = FastAGE(shipped[0])
+    assert fast.kernel is None and fast.path(1) == "onnxruntime"
+    _assert_same(shipped[0], fast, windows)
+
+
+@needs_kernel
+def test_encoder_without_onnxruntime_uses_the_kernel(shipped, monkeypatch, one_thread):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as when it is not installed
+    model, meta = shipped
+    for threads in (1, 2):  # with 2 threads the kernel takes the large batches too
+        fast = FastAGE(model, threads=threads)
+        assert fast.session is None and fast.path(256) == "kernel"
+    enc = GaitEncoder(model, meta["normalization"], meta["version"], device="cpu")
+    assert enc.fast is not None and enc.fast.session is None
+    raw = demo_windows(5, model.cfg.f, "raw")
+    with torch.inference_mode():
+        expected = model.age(torch.from_numpy(normalize_windows(raw, meta["normalization"]))).numpy()
+    np.testing.assert_allclose(enc.encode(raw), expected, **TOLERANCE)
+
+
+def test_encoder_without_onnxruntime_or_kernel_uses_the_model(shipped, monkeypatch, one_thread):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    _no_kernel(monkeypatch)
     model, meta = shipped
     _assert_encoder_uses_the_model(model, meta)

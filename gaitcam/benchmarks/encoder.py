@@ -1,10 +1,13 @@
 """Encoder speed: the reference `SGELA.age` against `FastAGE`, measured in the same seconds.
 
-Both get the same normalised demo windows and return AGEs as tensors; normalisation and the
-numpy round trip (the same for both) are left to the pipeline benchmark. Beside them runs the
-exported graph without onnxruntime's graph optimisations, so each step of the fast path (export,
-then optimisation) has its own before and after. Work is counted as the model's multiply-adds
-(`count_macs`, 37.45 M per window for the default model) x 2 FLOP for every path.
+All get the same normalised demo windows and return AGEs as tensors; normalisation and the
+numpy round trip (the same for all) are left to the pipeline benchmark. "fast" is `FastAGE` as
+`GaitEncoder` builds it, so at each batch size it runs the path it would choose (`path`: the
+small-batch kernel or onnxruntime). Beside it run the exported graph on onnxruntime alone (the
+fast path before the kernel) and that graph without onnxruntime's graph optimisations, so each
+step of the fast path (export, graph optimisation, kernel) has its own before and after. Work is
+counted as the model's multiply-adds (`count_macs`, 37.45 M per window for the default model) x 2
+FLOP for every path, whatever it computes.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import numpy as np
 import torch
 
 from gaitcam.benchmarks.timing import interleaved, ms, peak_gflops, timed
-from gaitcam.model.fast import FastAGE
+from gaitcam.model.fast import KERNEL_MAX_BATCH_THREADED, FastAGE
 from gaitcam.model.sgela import SGELA, count_macs
 
 BATCHES = (1, 2, 3, 8, 64, 256)
@@ -29,20 +32,22 @@ def _throughput(calls: dict, b: int, device: torch.device, seconds: float) -> di
     rates = {name: b / float(np.median(t)) for name, t in interleaved(calls, rounds, device).items()}
     out = {"windows_per_s": round(rates["fast"], 1), "reference_windows_per_s": round(rates["reference"], 1),
            "speedup": round(rates["fast"] / rates["reference"], 3), "rounds": rounds}
-    if "unoptimized" in rates:
-        out["unoptimized_windows_per_s"] = round(rates["unoptimized"], 1)
+    for name in ("onnxruntime", "unoptimized"):
+        if name in rates:
+            out[f"{name}_windows_per_s"] = round(rates[name], 1)
     return out
 
 
 def _latency(calls: dict, device: torch.device, n: int, seconds: float) -> dict:
-    """Batch-1 latency percentiles of the fast and reference calls over `n` interleaved calls
-    each, fewer (but at least 10) if that would take longer than about `seconds`."""
-    first = timed(calls["reference"], device) + timed(calls["fast"], device)
+    """Batch-1 latency percentiles of the fast, reference (and onnxruntime-only) calls over `n`
+    interleaved calls each, fewer (but at least 10) if that would take longer than about `seconds`."""
+    names = [k for k in ("reference", "fast", "onnxruntime") if k in calls]
+    first = sum(timed(calls[k], device) for k in names)
     n = int(min(n, max(10, seconds / max(first, 1e-6))))
-    times = interleaved({k: calls[k] for k in ("reference", "fast")}, n, device)
+    times = interleaved({k: calls[k] for k in names}, n, device)
     out: dict = {"calls": n}
     for name, t in times.items():
-        prefix = "" if name == "fast" else "reference_"
+        prefix = "" if name == "fast" else f"{name}_"
         out[f"{prefix}ms_p50"] = ms(float(np.percentile(t, 50)), 3)
         out[f"{prefix}ms_p99"] = ms(float(np.percentile(t, 99)), 3)
     out["p50_speedup"] = round(out["reference_ms_p50"] / out["ms_p50"], 3)
@@ -88,12 +93,18 @@ def bench_encoder(
     model = model.to(device).eval()
     threads = torch.get_num_threads()
     paths = {"reference": model.age, "fast": model.age}
+    fast = None
     if device.type == "cpu":
-        paths["fast"] = FastAGE(model, threads)
-        paths["unoptimized"] = FastAGE(model, threads, optimize=False)
+        paths["fast"] = fast = FastAGE(model, threads)
+        paths["onnxruntime"] = FastAGE(model, threads, kernel=False)
+        paths["unoptimized"] = FastAGE(model, threads, optimize=False, kernel=False)
     flop = 2 * count_macs(model.cfg)
     result: dict = {"peak_gflops": round(peak_gflops(device), 1), "fast_path": "onnxruntime" if "unoptimized" in paths
                     else "none (the reference model)", "batches": {}}
+    if fast is not None:
+        result["kernel"] = None if fast.kernel is None else {
+            "weights": fast.kernel.weights, "vector_floats": fast.kernel.vector,
+            "max_batch": None if fast.session is None else KERNEL_MAX_BATCH_THREADED}
     with torch.inference_mode():
         for b in batches:
             x = torch.from_numpy(windows[:b]).to(device)
@@ -103,6 +114,10 @@ def bench_encoder(
             row["reference_gflops"] = round(row["reference_windows_per_s"] * flop / 1e9, 2)
             row["peak_fraction"] = round(row["gflops"] / result["peak_gflops"], 3)
             row["reference_peak_fraction"] = round(row["reference_gflops"] / result["peak_gflops"], 3)
+            if fast is not None:
+                row["path"] = fast.path(b)
+                row["onnxruntime_peak_fraction"] = round(
+                    row["onnxruntime_windows_per_s"] * flop / 1e9 / result["peak_gflops"], 3)
             result["batches"][str(b)] = row
         x1 = torch.from_numpy(windows[:1]).to(device)
         calls = {name: (lambda fn=fn: fn(x1)) for name, fn in paths.items()}

@@ -3,10 +3,11 @@
 This is what the app, the evaluation and the benchmarks call; they never touch the network
 or the normalisation directly, so all of them encode exactly the same way.
 
-On the CPU, AGEs come from `gaitcam.model.fast.FastAGE` (the model exported to onnxruntime: the
-same numbers, faster: BENCHMARKS.md) whenever it reproduces the model's own `SGELA.age` on probe
-windows, checked at every construction; otherwise (onnxruntime missing, CUDA, or `fast=False`)
-from `SGELA.age` itself.
+On the CPU, AGEs come from `gaitcam.model.fast.FastAGE` (a fused C kernel for the batch sizes where
+it is faster, the model exported to onnxruntime for the others: the same numbers, faster:
+BENCHMARKS.md) whenever it reproduces the model's own `SGELA.age` on probe windows, checked at
+every construction; otherwise (neither path available, CUDA, or `fast=False`) from `SGELA.age`
+itself.
 """
 from __future__ import annotations
 

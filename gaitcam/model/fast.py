@@ -1,32 +1,51 @@
-"""The fast AGE path: `SGELA.age` exported to ONNX and run by onnxruntime on the CPU.
+"""The fast AGE path: a fused C kernel for small batches, `SGELA.age` exported to ONNX and run by
+onnxruntime for large batches on several threads, both on the CPU.
 
 `SGELA.age` is written to be read: per axis an `nn.LSTM` encoder, then a decoder loop of
 `LSTMCell`s and attention, so one window costs three times six decoder steps of a dozen small
 PyTorch calls, each paying Python and dispatch overhead that at small batches costs more than
-the arithmetic (BENCHMARKS.md). Exporting the same module to ONNX records those calls once as a
-graph; onnxruntime then runs it with no per-step Python, fuses and constant-folds it, and runs
-each encoder LSTM as one kernel. The graph is traced from the model itself, so there is no
-second copy of the network to keep in step: `matches_reference` checks the AGEs against
-`SGELA.age` whenever one is built (tests/test_fast.py too), and `GaitEncoder` falls back to the
-model when they differ or onnxruntime is missing.
+the arithmetic (BENCHMARKS.md). Two faster ways to run the same computation:
+
+- `gaitcam.model.small_batch.SmallBatchAGE`: the whole computation as one C call with fused LSTM
+  gates and packed weights (float16 where that is exact, as for the shipped weights), compiled on
+  first use for this CPU. Single-threaded; at 1 thread it is the fastest path at every batch size
+  measured (1 to 256); with more threads, up to `KERNEL_MAX_BATCH_THREADED` windows.
+- onnxruntime: exporting the module to ONNX records those calls once as a graph; onnxruntime runs
+  it with no per-step Python, fuses and constant-folds it, and runs each encoder LSTM as one
+  kernel, on `threads` threads. Used for the batches the kernel does not take, and everywhere when
+  the kernel cannot be built here (no C compiler, no AVX2).
+
+Both follow the model itself (the graph is traced from it; the kernel reads its weights), so there
+is no second copy of the network to keep in step: `matches_reference` checks each against
+`SGELA.age` whenever one is built (tests/test_fast.py and tests/test_small_batch.py too), and
+`GaitEncoder` falls back to the model when they differ or neither can be built.
 
 CPU only (the pinned onnxruntime is the CPU build); on CUDA the encoder runs the model itself.
-It is inference only: the graph holds copies of the weights, so export again after training.
+It is inference only: both hold copies of the weights, so build a new one after training.
 """
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 
 import numpy as np
 import torch
 
 from gaitcam.model.sgela import AXES, SGELA
+from gaitcam.model.small_batch import SmallBatchAGE
+
+log = logging.getLogger(__name__)
 
 # How close FastAGE must come to SGELA.age to be used: onnxruntime sums products in another
 # order (measured differences up to 2e-5 on AGEs of size ~1, at batch 256).
 TOLERANCE = {"rtol": 1e-4, "atol": 5e-5}
 OPSET = 17
+# The kernel runs on one thread. At 1 thread it is the faster path at every batch size measured
+# (1 to 256), so it takes them all; with more threads onnxruntime uses them and overtakes it above
+# this many windows (measured at 2 threads, idle: kernel 1.17-1.25x at 8, 0.99-1.10x at 12,
+# 0.94-0.96x at 16; BENCHMARKS.md).
+KERNEL_MAX_BATCH_THREADED = 12
 
 
 class _FrameAGEs(torch.nn.Module):
@@ -55,16 +74,39 @@ def export_onnx(model: SGELA) -> bytes:
 
 
 class FastAGE:
-    """Windows [B, f, J, 3] -> frame-level AGEs [B, f, 3H], equal to `SGELA.age(windows)`
-    within TOLERANCE, from an onnxruntime session on `threads` CPU threads.
+    """Windows [B, f, J, 3] -> frame-level AGEs [B, f, 3H], equal to `SGELA.age(windows)` within
+    TOLERANCE: from the small-batch kernel (`kernel`, when it can be built) for the batch sizes
+    where it is faster (`uses_kernel`), else from an onnxruntime session on `threads` CPU threads.
+    The kernel is checked against the model here and dropped if it differs; the session is only
+    built when some batch size goes to it (more than one thread, or no kernel).
 
-    `optimize=False` runs the graph as exported, without onnxruntime's graph optimisations:
-    the benchmark's "before" of that optimisation.
+    `kernel=False` runs every batch on onnxruntime (the benchmark's "before" of the kernel);
+    `optimize=False` runs the graph as exported, without onnxruntime's graph optimisations: the
+    benchmark's "before" of that optimisation. Raises when neither path can be built.
     """
 
-    def __init__(self, model: SGELA, threads: int = 1, optimize: bool = True) -> None:
-        import onnxruntime as ort  # imported here: a missing onnxruntime only loses the fast path
-
+    def __init__(self, model: SGELA, threads: int = 1, optimize: bool = True, kernel: bool = True) -> None:
+        self.threads = threads
+        self.kernel: SmallBatchAGE | None = None
+        self.session = None
+        if kernel:
+            try:
+                self.kernel = SmallBatchAGE(model)
+            except RuntimeError as e:  # no compiler or CPU for it (logged once by kernel_library)
+                log.debug("no small-batch kernel: %s", e)
+            else:  # a model the kernel does not follow (e.g. a changed architecture) gets onnxruntime
+                if not _agrees(model, self.kernel):
+                    log.warning("the small-batch kernel differs from the model here; using onnxruntime")
+                    self.kernel = None
+        if self.kernel is not None and threads == 1:
+            return  # the kernel takes every batch
+        try:
+            import onnxruntime as ort  # imported here: a missing onnxruntime only loses this path
+        except ImportError:
+            if self.kernel is None:
+                raise
+            log.warning("onnxruntime is missing; the small-batch kernel encodes every batch size")
+            return
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -72,20 +114,39 @@ class FastAGE:
         options.log_severity_level = 3  # errors only
         options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                             else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-        self.threads = threads
         self.session = ort.InferenceSession(export_onnx(model), options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+    def uses_kernel(self, batch: int) -> bool:
+        """Whether a batch of this many windows goes to the small-batch kernel."""
+        return self.kernel is not None and (self.session is None or batch <= KERNEL_MAX_BATCH_THREADED)
+
+    def path(self, batch: int) -> str:
+        """What encodes a batch of this many windows: "kernel" or "onnxruntime"."""
+        return "kernel" if self.uses_kernel(batch) else "onnxruntime"
+
+    def onnxruntime(self, windows: torch.Tensor) -> torch.Tensor:
         x = np.ascontiguousarray(windows.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(None, {"windows": x})[0])
 
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        if self.uses_kernel(len(windows)):
+            return self.kernel(windows)
+        return self.onnxruntime(windows)
 
-def matches_reference(model: SGELA, fast: FastAGE, seed: int = 0) -> bool:
-    """Whether `fast` gives `model.age`'s AGEs within TOLERANCE on random windows, at batch
-    sizes other than the one the graph was traced at."""
+
+def _agrees(model: SGELA, path, seed: int = 0) -> bool:
+    """Whether `path` gives `model.age`'s AGEs within TOLERANCE on random windows, at batch sizes
+    other than the one the graph is traced at."""
     gen = torch.Generator().manual_seed(seed)
     cfg = model.cfg
     with torch.inference_mode():
         windows = torch.randn(5, cfg.f, cfg.n_joints, len(AXES), generator=gen)
         reference = model.age(windows.to(next(model.parameters()).device)).cpu()
-        return all(torch.allclose(fast(windows[:b]), reference[:b], **TOLERANCE) for b in (1, 5))
+        return all(torch.allclose(path(windows[:b]), reference[:b], **TOLERANCE) for b in (1, 5))
+
+
+def matches_reference(model: SGELA, fast: FastAGE, seed: int = 0) -> bool:
+    """Whether each of `fast`'s paths (kernel, onnxruntime) gives `model.age`'s AGEs within
+    TOLERANCE on random windows."""
+    paths = [p for p in (fast.kernel, fast.onnxruntime if fast.session is not None else None) if p is not None]
+    return all(_agrees(model, path, seed) for path in paths)
