@@ -210,3 +210,15 @@ def test_live_runs_of_one_session_share_its_encoder_thread(tmp_path):
         b.start()
         assert a.join(60).windows > 0 and b.join(60).windows > 0
         assert a.pipeline.encoder_stats.encoded == a.stats.windows and b.pipeline.encoder_stats.encoded == b.stats.windows
+
+
+def test_fov_reaches_the_image_sources_and_is_refused_for_depth_sensors(capsys):
+    import argparse
+
+    from gaitcam.cli.live import make_source
+
+    video = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "media" / "vtest.avi")
+    args = argparse.Namespace(sensor="video", speed=1.0, fov=36.0)
+    assert make_source(args, gui=False, source=video).horizontal_fov == 36.0
+    assert main(["--sensor", "replay", "--source", str(DEMO_DIR / "Ada.gaitrec"), "--fov", "40", "--headless"]) == 2
+    assert "--fov: only for the video and webcam sensors" in capsys.readouterr().err

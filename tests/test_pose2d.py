@@ -1,6 +1,7 @@
 """Multi-person MediaPipe pose on real pixels (messi5.jpg, basketball1.png, vtest.avi), and the
 ROI and person-merging rules it is built from."""
 import math
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -113,3 +114,95 @@ def test_implausible_bodies_and_duplicates_are_told_apart():
     person = _pose(100, 100, 120)
     assert person.same_person(_pose(105, 110, 60))  # a torso-only pose inside the same person
     assert not person.same_person(_pose(150, 100, 120))  # the next person along
+
+
+def test_thresholds_are_set_in_mediapipes_own_graphs():
+    from mediapipe.calculators.tensor.tensors_to_detections_calculator_pb2 import TensorsToDetectionsCalculatorOptions
+
+    from gaitcam.sensors.base import SourceError
+    from gaitcam.sensors.pose2d import _DETECTION_GRAPH, _expanded, _set_option
+
+    config = _expanded(_DETECTION_GRAPH)
+    assert "PoseDetectionCpu" not in {node.calculator for node in config.node}  # its calculators instead
+    _set_option(config, "TensorsToDetectionsCalculator", TensorsToDetectionsCalculatorOptions, "min_score_thresh", 0.3)
+    (node,) = [n for n in config.node if n.calculator == "TensorsToDetectionsCalculator"]
+    assert node.options.Extensions[TensorsToDetectionsCalculatorOptions.ext].min_score_thresh == pytest.approx(0.3)
+    with pytest.raises(SourceError, match="0 NoSuchCalculator nodes"):
+        _set_option(config, "NoSuchCalculator", TensorsToDetectionsCalculatorOptions, "min_score_thresh", 0.3)
+    with pytest.raises(ValueError):
+        PoseEstimator(min_detection=1.5)
+
+
+def test_grids_of_tiles_cover_the_frame_at_each_scale():
+    grid = SimpleNamespace(tiles=(3, 6))
+    windows = PoseEstimator._windows(grid, 768, 576)
+    assert len(windows) == 1 + 9 + 36 and windows[0] == (0, 0, 768, 576)
+    assert {(w, h) for _, _, w, h in windows[1:10]} == {(384, 288)}
+    assert {(w, h) for _, _, w, h in windows[10:]} == {(219, 164)}
+    for x, y, w, h in windows:
+        assert x >= 0 and y >= 0 and x + w <= 768 and y + h <= 576
+
+
+def test_a_second_look_finds_the_person_beside_someone_found():
+    frame = _vtest_frames(21)[20]  # four people, two of them walking side by side on the right
+    once = PoseEstimator(tiles=6, min_detection=0.3)
+    first = once.process(frame)
+    once.close()
+    twice = PoseEstimator(tiles=6, min_detection=0.3, second_look=True)
+    second = twice.process(frame)
+    twice.close()
+    assert len(first) == 3 and len(second) == 4
+    (new,) = [p for p in second if not any(p.same_person(q) for q in first)]
+    nearest = min(np.hypot(*(_hips(new) - _hips(p))) for p in first)
+    assert nearest < 40  # beside someone already found, and not a copy of them (boxes apart)
+
+
+def test_painting_people_over_hides_them_and_nothing_else():
+    from gaitcam.sensors.pose2d import _box, _overlaps, _paint_over
+
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[50:150, 100:130] = 255  # a bright person
+    person = _pose(100, 50, 100)  # landmarks over x 100-133, y 50-150
+    x0, y0, x1, y1 = _box(person)
+    assert (x0, y0, x1, y1) == pytest.approx((90, 40, 143.3, 160), abs=0.1)  # a tenth of the height round it
+    hidden = _paint_over(image, [person])
+    assert hidden[50:150, 100:130].max() < 255 and (hidden[:, :80] == 0).all() and (image[50:150, 100:130] == 255).all()
+    assert _overlaps((0, 0, 100, 100), _box(person)) and not _overlaps((200, 0, 100, 100), _box(person))
+
+
+def _numbering_only(relink: int) -> PoseEstimator:
+    """An estimator's numbering state without its MediaPipe graphs (not needed to number poses)."""
+    est = PoseEstimator.__new__(PoseEstimator)
+    est.relink = relink
+    est._followed, est._motion, est._lost, est._frame, est._people = [], {}, {}, 0, 0
+    return est
+
+
+def _frame(est: PoseEstimator, poses: list[Pose2D]) -> list[int]:
+    """One frame's numbering: followed poses keep their number, newcomers get one."""
+    kept = est._merge([], poses)
+    est._remember(kept)
+    est._frame += 1
+    return [p.person for p in kept]
+
+
+def test_someone_found_again_after_a_moment_keeps_their_number():
+    est = _numbering_only(relink=15)
+    walker, other = _pose(100, 100, 120), _pose(400, 100, 120)
+    assert _frame(est, [walker, other]) == [1, 2]
+    for x in (108, 116):  # walking right at 8 px a frame
+        walker, other = _pose(x, 100, 120), _pose(400, 100, 120)
+        walker.person, other.person = 1, 2
+        _frame(est, [walker, other])
+    for _ in range(4):  # the walker is lost for four frames
+        other = _pose(400, 100, 120)
+        other.person = 2
+        _frame(est, [other])
+    found, stranger = _pose(116 + 5 * 8, 100, 120), _pose(250, 100, 120)  # where they would be now; a newcomer
+    other.person = 2
+    assert _frame(est, [other, found, stranger]) == [2, 1, 3]
+    late = _numbering_only(relink=2)
+    _frame(late, [_pose(100, 100, 120)])
+    for _ in range(3):
+        _frame(late, [])
+    assert _frame(late, [_pose(100, 100, 120)]) == [2]  # lost too long: a new number

@@ -71,6 +71,29 @@ def test_each_persons_distance_is_smoothed_along_their_viewing_ray():
     assert hips(14.0)[2] == pytest.approx(14.0, abs=1e-3)  # person 1 was forgotten
 
 
+def test_distances_move_no_faster_than_people_walk_and_outlast_a_short_loss():
+    world = _world()
+    placer = BodyPlacer(weight=0.5, max_step=0.25, keep=3)
+
+    def distance(reading: float) -> float:
+        body = placer.place(_pose(world, _project(world + [0.5, 0.2, reading]), person=1), K)
+        placer.keep_only({1})
+        return float(body.joints[[23, 24], 2].mean())
+
+    assert distance(20.0) == pytest.approx(20.0, abs=1e-3)
+    assert distance(22.0) == pytest.approx(20.25, abs=1e-3)  # half way would be 21: held to 0.25 m a frame
+    assert distance(20.3) == pytest.approx(20.275, abs=1e-3)  # small steps are smoothed as before
+    assert placer.distance(1) == pytest.approx(20.275)
+    for _ in range(2):  # not followed for two frames: remembered
+        placer.keep_only(set())
+    assert distance(24.0) == pytest.approx(20.275 + 3 * 0.25, abs=1e-3)  # the limit grows with the frames missed
+    for _ in range(4):  # longer than `keep`: forgotten
+        placer.keep_only(set())
+    assert placer.distance(1) is None and distance(24.0) == pytest.approx(24.0, abs=1e-3)
+    with pytest.raises(ValueError):
+        BodyPlacer(max_step=0.0)
+
+
 def test_image_landmarks_are_lifted_with_depth():
     world = _world()
     truth = world + [0.0, 0.0, 3.0]

@@ -12,6 +12,12 @@ from gaitcam.sensors.video import VideoSource, status
 
 VTEST = SHARED / "data" / "media" / "vtest.avi"
 FRAMES = 6
+# vtest.avi is view 1 of PETS 2009 S2.L1 (the same lawn, road and lamp post; the published
+# calibration reprojects its walkers' heights to within a few pixels). That calibration's focal
+# length, and its depths (metres along the optical axis) of frame 0's three people, from where
+# their feet touch the ground, keyed by their hip centres in pixels.
+VTEST_FOCAL = 1190.0
+VTEST_DEPTHS = {(515, 195): 28.3, (266, 264): 23.4, (667, 283): 21.5}
 
 pytestmark = pytest.mark.skipif(not VTEST.is_file(), reason="needs ../shared/data/media")
 
@@ -58,6 +64,20 @@ def test_small_people_in_a_video_become_bodies(clip):
     for before, after in zip(tracks, tracks[1:]):
         for person in before.keys() & after.keys():
             assert np.linalg.norm(after[person] - before[person]) < 0.5
+
+
+def test_the_cameras_focal_length_gives_the_scenes_depths(clip):
+    source = VideoSource(clip, speed=0, focal_length=VTEST_FOCAL)
+    with source:
+        frame = source.read()
+    assert source.horizontal_fov == pytest.approx(np.degrees(2 * np.arctan(384 / VTEST_FOCAL)))  # 35.8
+    hips = frame.extras["image_points"][:, [23, 24]].mean(axis=1)
+    assert len(frame.bodies) == len(VTEST_DEPTHS)
+    for body, (x, y) in zip(frame.bodies, hips):
+        expected = min(VTEST_DEPTHS.items(), key=lambda item: np.hypot(item[0][0] - x, item[0][1] - y))[1]
+        assert 0.85 < np.nanmean(body.joints[[23, 24], 2]) / expected < 1.1  # MediaPipe's body scale: 5 % short
+    with pytest.raises(SourceError, match="focal_length must be > 0"):
+        VideoSource(clip, focal_length=0)
 
 
 def test_frames_are_paced_at_the_files_rate(clip):

@@ -374,7 +374,12 @@ def test_camera_sources_show_the_image_with_skeletons_over_it(tmp_path, model, d
     run_gui(run, sensor_name="crowd",
             recordings_dir=tmp_path, screenshot=shot, duration=2.5)
     drawn = json.loads(Path(f"{shot}.json").read_text())
-    assert drawn["camera"] == {"image": True, "overlays": 2} and len(drawn["tracks"]) == 2
+    assert drawn["camera"]["image"] and drawn["camera"]["overlays"] == 2 and len(drawn["tracks"]) == 2
+    # A name over each person in the image, at most a few rows above their head, none on another.
+    labels = drawn["camera"]["labels"]
+    assert sorted(int(t) for t in labels) == sorted(t["track"] for t in drawn["tracks"])
+    (x1, y1), (x2, y2) = labels.values()
+    assert abs(x1 - x2) > 60 or abs(y1 - y2) > 10
     pixels = _pixels(QImage(str(shot)))
     # The camera image (a grey ramp) fills part of the window, with the skeletons drawn over it.
     grey = (np.ptp(pixels.astype(int), axis=2) < 4) & (pixels[..., 0] > 45) & (pixels[..., 0] < 195)
@@ -395,6 +400,27 @@ def test_names_of_people_side_by_side_never_overlap():
     for i in range(3):
         for j in range(i):
             assert abs(at[i, 0] - at[j, 0]) >= 0.8 or abs(at[i, 1] - at[j, 1]) >= 0.2
+
+
+def test_names_on_the_camera_image_sit_on_heads_and_never_overlap():
+    from gaitcam.ui.camera import head_point, image_labels
+
+    person = np.array([[100.0, 50.0], [96.0, 60.0], [130.0, 40.0], [100.0, 150.0], [np.nan, np.nan]])
+    person[2] = [np.nan, np.nan]
+    assert head_point(person).tolist() == [98.0, 50.0]  # the top of them (rows run down), mid-head
+    person[2] = [130.0, 45.0]  # a raised hand: the name moves up over it, not aside
+    assert head_point(person)[1] == 45.0 and head_point(person)[0] < 110
+    # Rows run down: a crowd of names moves up the image (to smaller rows), the lowest first.
+    heads = np.array([[100.0, 200.0], [110.0, 190.0], [300.0, 200.0], [105.0, 205.0]])
+    sizes = np.array([[80.0, 16.0]] * 4)
+    at = image_labels(heads, sizes)
+    assert at[3].tolist() == [105.0, 205.0] and at[2].tolist() == [300.0, 200.0]  # the lowest and the lone one
+    assert at[0, 0] == 100.0 and at[1, 0] == 110.0 and at[0, 1] < 205.0 - 16 + 1e-6 and at[1, 1] < at[0, 1]
+    for i in range(4):
+        for j in range(i):
+            assert abs(at[i, 0] - at[j, 0]) >= 80 or abs(at[i, 1] - at[j, 1]) >= 16 - 1e-6
+    edge = image_labels(np.array([[10.0, 100.0], [630.0, 100.0]]), np.array([[80.0, 16.0]] * 2), width=640)
+    assert edge.tolist() == [[40.0, 100.0], [600.0, 100.0]]  # whole names, not cut by the image's edges
 
 
 def test_two_people_in_one_spot_get_two_readable_labels(tmp_path):

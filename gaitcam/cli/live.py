@@ -59,6 +59,9 @@ def add_live_options(p: argparse.ArgumentParser, subcommand: bool = False) -> No
                    "QT_QPA_PLATFORM=offscreen")
     g.add_argument("--duration", type=float, default=default(None), metavar="S", help="stop after S seconds")
     g.add_argument("--speed", type=float, default=default(1.0), help="replay speed (0: as fast as possible)")
+    g.add_argument("--fov", type=float, default=default(None), metavar="DEG",
+                   help="video, webcam: the camera's horizontal field of view, for metric depths from the image "
+                   "(default 60; e.g. 2*atan(width/2/focal_px) from its calibration)")
     g.add_argument("--stride", type=int, default=default(None), help="frames between windows (default: the config's, 3)")
     g.add_argument("--threshold", type=float, default=default(None),
                    help="lowest score that names someone (0.5 = calibrated)")
@@ -114,6 +117,11 @@ def make_source(args: argparse.Namespace, gui: bool, source: str | None = None):
     from gaitcam.sensors.base import SourceError, sensor_problem, source_class
 
     cls = source_class(args.sensor)
+    fov = getattr(args, "fov", None)
+    optics = {} if fov is None else {"horizontal_fov": fov}
+    if optics and args.sensor not in ("video", "webcam"):
+        raise GaitcamError(f"--fov: only for the video and webcam sensors (a depth sensor measures depth), "
+                           f"not {args.sensor}")
     problem = sensor_problem(args.sensor) if source is None else None  # a device, not a file
     if problem is not None:
         raise SourceError(problem)  # before loading the model: the one line is all the user sees
@@ -126,8 +134,8 @@ def make_source(args: argparse.Namespace, gui: bool, source: str | None = None):
             from gaitcam.ui.transport import PlayableReplay
 
             return PlayableReplay(source, speed=args.speed)
-        return cls(source, speed=args.speed)
-    return cls(source) if source is not None else cls()
+        return cls(source, speed=args.speed, **optics)
+    return cls(source, **optics) if source is not None else cls(**optics)
 
 
 def wants_window(args: argparse.Namespace) -> bool:

@@ -6,12 +6,18 @@ shown a closer view, so this module runs them as separate MediaPipe graphs:
 
 1. The BlazePose person detector looks at the whole frame and at a grid of overlapping tiles,
    where a small person fills enough of the detector's 224 px input to be seen; one person
-   found in several tiles is kept once.
+   found in several tiles is kept once. Its score threshold (`min_detection`) and the landmark
+   model's person-presence threshold (`min_presence`) are MediaPipe's 0.5 unless set: the
+   graphs are expanded into their calculators to set them. A `second_look` runs the detector
+   again with everyone found painted over, which finds people walking beside someone (the
+   detector reports one person of a close pair).
 2. The landmark model runs once per person, on a rotated square region of interest (ROI) that
    MediaPipe crops and upscales from the full-resolution frame itself: the crop-and-upscale
    step, with MediaPipe's own crop geometry, so results match its single-person solution.
 3. Each person's next ROI comes from their landmarks (MediaPipe's own tracking rule), so the
    costly detection pass runs only every `detect_every` frames, or while nobody is followed.
+   Someone lost for a moment (occluded, or the landmark model unsure) and found again within
+   `relink` frames where they would be by now keeps their number.
 
 OpenCV's HOG people detector, the usual stand-in for step 1, is not in opencv-python 5 (it moved
 to contrib); the BlazePose detector also finds people standing still, unlike motion masks.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -35,10 +42,13 @@ _ROI_SCALE = 1.25
 # Two ROIs whose centres are closer than this share of the ROI size are the same person: one
 # person found in two tiles, or a detection of someone already followed. People side by side
 # stand further apart (the ROI is about 1.25 body heights across).
-_SAME_PERSON = 0.2
+_SAME_PERSON = 0.1
 # Two poses whose landmark boxes overlap by more than this share of the smaller box are one
 # person: a tile that saw only a torso, or two followed ROIs that slid onto one person.
 _SAME_BOX = 0.6
+# A newcomer within this share of the ROI size of where a person lost a moment ago would be
+# now (`PoseEstimator.relink`) is taken for them: the same person found again.
+_RELINK = 0.3
 # MediaPipe's own threshold for a landmark being unoccluded / inside the image.
 VISIBLE = 0.5
 # A pose is kept only with a third of its landmarks visible and the body within this angle of
@@ -151,30 +161,44 @@ class PoseEstimator:
 
     `tiles` n > 1 also runs the detector on an n x n grid of tiles overlapping by half (each
     2/(n+1) of the frame's width and height); 0 or 1 looks at the whole frame only, enough when
-    people fill a good part of it. Use a fresh estimator (or `reset`) for unrelated images.
+    people fill a good part of it; several grids (3, 6) look at each scale. `min_detection`,
+    `min_presence`, `second_look` and `relink` are in the module docstring; the defaults are
+    MediaPipe's behaviour (the video source sets its own). Use a fresh estimator (or `reset`)
+    for unrelated images.
     """
 
-    def __init__(self, tiles: int = 3, detect_every: int = 10) -> None:
-        if tiles < 0 or detect_every < 1:
-            raise ValueError(f"tiles must be >= 0 and detect_every >= 1, got {tiles}, {detect_every}")
+    def __init__(self, tiles: int | Sequence[int] = 3, detect_every: int = 10, *, min_detection: float = 0.5,
+                 min_presence: float = 0.5, second_look: bool = False, relink: int = 0) -> None:
+        grids = (tiles,) if isinstance(tiles, int) else tuple(tiles)
+        if any(n < 0 for n in grids) or detect_every < 1 or relink < 0:
+            raise ValueError(f"tiles and relink must be >= 0 and detect_every >= 1, got {tiles}, {relink}, "
+                             f"{detect_every}")
+        if not (0 < min_detection < 1 and 0 < min_presence < 1):
+            raise ValueError(f"min_detection and min_presence must be in (0, 1), got {min_detection}, {min_presence}")
         try:
-            from google.protobuf import text_format
-            from mediapipe.framework import calculator_pb2
+            from mediapipe.calculators.tensor.tensors_to_detections_calculator_pb2 import (
+                TensorsToDetectionsCalculatorOptions,
+            )
+            from mediapipe.calculators.util.thresholding_calculator_pb2 import ThresholdingCalculatorOptions
             from mediapipe.framework.formats import rect_pb2
             from mediapipe.python.solution_base import SolutionBase
         except ImportError as e:
             raise SourceError(f"MediaPipe pose is unavailable ({e}); see requirements-nodeps.txt") from None
-        self.tiles = tiles
+        self.tiles = grids
         self.detect_every = detect_every
+        self.min_detection, self.min_presence = min_detection, min_presence
+        self.second_look, self.relink = second_look, relink
         self._rect = rect_pb2.NormalizedRect
-
-        def graph(text: str, outputs: list[str]) -> SolutionBase:
-            return SolutionBase(graph_config=text_format.Parse(text, calculator_pb2.CalculatorGraphConfig()),
-                                outputs=outputs)
-
-        self._detector = graph(_DETECTION_GRAPH, ["detections"])
-        self._landmarker = graph(_LANDMARK_GRAPH, ["landmarks", "auxiliary", "world"])
+        detector = _expanded(_DETECTION_GRAPH)
+        _set_option(detector, "TensorsToDetectionsCalculator", TensorsToDetectionsCalculatorOptions,
+                    "min_score_thresh", min_detection)
+        landmarker = _expanded(_LANDMARK_GRAPH)
+        _set_option(landmarker, "ThresholdingCalculator", ThresholdingCalculatorOptions, "threshold", min_presence)
+        self._detector = SolutionBase(graph_config=detector, outputs=["detections"])
+        self._landmarker = SolutionBase(graph_config=landmarker, outputs=["landmarks", "auxiliary", "world"])
         self._followed: list[tuple[Roi, int]] = []
+        self._motion: dict[int, tuple[float, float]] = {}  # person -> ROI centre's step per frame
+        self._lost: dict[int, tuple[Roi, int]] = {}  # person -> (last ROI, frame last seen), for `relink`
         self._frame = 0
         self._people = 0  # person numbers given so far
 
@@ -183,33 +207,84 @@ class PoseEstimator:
         (keeping their `person` number), then newcomers, most visible first."""
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         looks = list(self._followed)  # (roi, person)
-        if not looks or self._frame % self.detect_every == 0:
+        detecting = not looks or self._frame % self.detect_every == 0
+        if detecting:
             looks += [(roi, 0) for roi in self.detect(rgb) if not any(roi.same_person(r) for r, _ in looks)]
+        poses = self._merge([], self._look(rgb, looks))
+        if detecting and self.second_look and poses:
+            # People walking beside someone found are often not detected next to them: look again
+            # with everyone found painted over, where they were.
+            hidden = _paint_over(rgb, poses)
+            boxes = [_box(p) for p in poses]
+            windows = [w for w in self._windows(rgb.shape[1], rgb.shape[0]) if any(_overlaps(w, b) for b in boxes)]
+            more = [(roi, 0) for roi in self.detect(hidden, windows) if not any(roi.same_person(p.roi) for p in poses)]
+            poses = self._merge(poses, self._look(hidden, more))
+        self._remember(poses)
+        self._frame += 1
+        return poses
+
+    def _remember(self, poses: list[Pose2D]) -> None:
+        """Follow `poses` into the next frame; keep people who were lost for `relink` frames."""
+        last = {person: roi for roi, person in self._followed}
+        now = {p.person for p in poses}
+        for person, roi in last.items():
+            if person not in now:
+                self._lost[person] = (roi, self._frame - 1)
+        self._lost = {person: (roi, seen) for person, (roi, seen) in self._lost.items()
+                      if person not in now and self._frame - seen <= self.relink}
+        motion = {p.person: (p.roi.x - last[p.person].x, p.roi.y - last[p.person].y) if p.person in last
+                  else self._motion.get(p.person, (0.0, 0.0)) for p in poses}
+        self._motion = motion | {person: self._motion[person] for person in self._lost if person in self._motion}
+        self._followed = [(p.roi, p.person) for p in poses]
+
+    def _relinked(self, roi: Roi) -> int:
+        """The number of a person lost in the last `relink` frames whose ROI, carried on at their
+        last step, lies where `roi` is (the nearest, within `_RELINK` of the ROI's size); else 0."""
+        best, best_distance = 0, math.inf
+        for person, (last, seen) in self._lost.items():
+            frames = self._frame - seen
+            dx, dy = self._motion.get(person, (0.0, 0.0))
+            distance = math.hypot(roi.x - (last.x + dx * frames), roi.y - (last.y + dy * frames))
+            if distance < _RELINK * min(roi.size, last.size) and distance < best_distance:
+                best, best_distance = person, distance
+        return best
+
+    def _look(self, rgb: np.ndarray, looks: list[tuple[Roi, int]]) -> list[Pose2D]:
+        """The landmark model on each (roi, person); the plausible poses, numbered as given."""
         found = []
         for roi, person in looks:
             pose = self._landmarks(rgb, roi)
             if pose is not None and pose.plausible:
                 pose.person = person
                 found.append(pose)
-        poses: list[Pose2D] = []
+        return found
+
+    def _merge(self, poses: list[Pose2D], found: list[Pose2D]) -> list[Pose2D]:
+        """`poses` and those of `found` that are nobody in them yet: followed people first, then
+        the most visible; newcomers get the next person numbers."""
+        poses = list(poses)
         for pose in sorted(found, key=lambda p: (p.person == 0, -int(p.seen.sum()))):
             if not any(pose.same_person(p) for p in poses):
+                if pose.person == 0:
+                    pose.person = self._relinked(pose.roi)
+                    self._lost.pop(pose.person, None)
                 if pose.person == 0:
                     self._people += 1
                     pose.person = self._people
                 poses.append(pose)
-        self._followed = [(p.roi, p.person) for p in poses]
-        self._frame += 1
         return poses
 
-    def detect(self, rgb: np.ndarray) -> list[Roi]:
-        """Person ROIs from the detector over the whole RGB frame and the tiles, best first.
+    def detect(self, rgb: np.ndarray, windows: list[tuple[int, int, int, int]] | None = None) -> list[Roi]:
+        """Person ROIs from the detector over the whole RGB frame and the tiles (or `windows`,
+        (x, y, width, height) each), best first.
 
         A person found in several windows is kept once, from the window that saw most of their
         body (a tile that cuts them off misjudges their size), then from the most confident.
         """
         found: list[tuple[float, float, Roi]] = []
-        for x0, y0, w, h in self._windows(rgb.shape[1], rgb.shape[0]):
+        if windows is None:
+            windows = self._windows(rgb.shape[1], rgb.shape[0])
+        for x0, y0, w, h in windows:
             view = np.ascontiguousarray(rgb[y0:y0 + h, x0:x0 + w])
             for det in self._detector.process({"image": view}).detections or []:
                 centre, edge = det.location_data.relative_keypoints[:2]
@@ -223,7 +298,7 @@ class PoseEstimator:
 
     def reset(self) -> None:
         """Forget the people followed so far (the next frame is unrelated to the last)."""
-        self._followed = []
+        self._followed, self._motion, self._lost = [], {}, {}
         self._frame = 0
 
     def close(self) -> None:
@@ -233,10 +308,10 @@ class PoseEstimator:
     def _windows(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         """(x, y, width, height) of the whole frame, then of the tiles."""
         windows = [(0, 0, width, height)]
-        n = self.tiles
-        if n > 1:
-            w, h = 2 * width // (n + 1), 2 * height // (n + 1)
-            windows += [(i * w // 2, j * h // 2, w, h) for j in range(n) for i in range(n)]
+        for n in self.tiles:
+            if n > 1:
+                w, h = 2 * width // (n + 1), 2 * height // (n + 1)
+                windows += [(i * w // 2, j * h // 2, w, h) for j in range(n) for i in range(n)]
         return windows
 
     def _landmarks(self, rgb: np.ndarray, roi: Roi) -> Pose2D | None:
@@ -252,3 +327,48 @@ class PoseEstimator:
         centre, edge = out.auxiliary.landmark[:2]
         return Pose2D(marks[:, :2], marks[:, 2], marks[:, 3], world,
                       Roi.from_points((centre.x * w, centre.y * h), (edge.x * w, edge.y * h)))
+
+
+def _expanded(text: str):
+    """A graph (text) with MediaPipe's registered subgraphs expanded into their calculators, so
+    their options (score thresholds) can be changed; MediaPipe's own options are kept otherwise."""
+    from google.protobuf import text_format
+    from mediapipe.framework import calculator_pb2
+    from mediapipe.python._framework_bindings.validated_graph_config import ValidatedGraphConfig
+
+    validated = ValidatedGraphConfig()
+    validated.initialize(graph_config=text_format.Parse(text, calculator_pb2.CalculatorGraphConfig()))
+    config = calculator_pb2.CalculatorGraphConfig()
+    config.ParseFromString(validated.binary_config)
+    return config
+
+
+def _set_option(config, calculator: str, options_type, field: str, value: float) -> None:
+    """Set `field` of every `calculator` node's options (exactly one node is expected)."""
+    nodes = [node for node in config.node if node.calculator == calculator]
+    if len(nodes) != 1:
+        raise SourceError(f"MediaPipe's pose graph changed: {len(nodes)} {calculator} nodes, expected 1")
+    setattr(nodes[0].options.Extensions[options_type.ext], field, value)
+
+
+def _box(pose: Pose2D, margin: float = 0.1) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) round the pose's seen landmarks, `margin` of its height added on every side."""
+    (x0, y0), (x1, y1) = pose.pixels[pose.seen].min(axis=0), pose.pixels[pose.seen].max(axis=0)
+    pad = margin * (y1 - y0)
+    return float(x0 - pad), float(y0 - pad), float(x1 + pad), float(y1 + pad)
+
+
+def _overlaps(window: tuple[int, int, int, int], box: tuple[float, float, float, float]) -> bool:
+    x, y, w, h = window
+    return box[0] < x + w and x < box[2] and box[1] < y + h and y < box[3]
+
+
+def _paint_over(rgb: np.ndarray, poses: list[Pose2D]) -> np.ndarray:
+    """A copy of the image with each pose's box filled with the image's mean colour."""
+    out = rgb.copy()
+    fill = rgb.reshape(-1, 3).mean(axis=0).astype(np.uint8)
+    h, w = rgb.shape[:2]
+    for pose in poses:
+        x0, y0, x1, y1 = _box(pose)
+        out[max(int(y0), 0):min(int(np.ceil(y1)), h), max(int(x0), 0):min(int(np.ceil(x1)), w)] = fill
+    return out

@@ -58,17 +58,26 @@ class BodyPlacer:
     """World landmarks placed in Kinect camera space, frame after frame.
 
     The distance read off a small person's image jitters by a few per cent from frame to frame
-    (15 +- 0.5 m for the people in vtest.avi): far more than anyone walks in a frame, and enough
-    for the app's tracker to take one person for two. So each person's body is slid along its
-    viewing ray to an exponentially smoothed distance (`weight`: the newest reading's share);
-    where it appears in the image does not change.
+    (+- 0.5 m at 15 m, +- 1 m at 25 m for the people in vtest.avi): far more than anyone walks
+    in a frame, and enough for the app's tracker to take one person for two. So each person's
+    body is slid along its viewing ray to an exponentially smoothed distance (`weight`: the
+    newest reading's share) that moves at most `max_step` metres a frame (None: no limit; a
+    walker covers 0.15 m a frame at 10 fps); where it appears in the image does not change.
+    A person no longer followed is remembered for `keep` frames (`keep_only` once a frame), so
+    someone found again after a moment carries on from their distance (the limit growing with
+    the frames missed) instead of jumping to a fresh reading.
     """
 
-    def __init__(self, weight: float = 0.3) -> None:
+    def __init__(self, weight: float = 0.3, max_step: float | None = None, keep: int = 0) -> None:
         if not 0 < weight <= 1:
             raise ValueError(f"weight must be in (0, 1], got {weight}")
-        self.weight = weight
+        if max_step is not None and not max_step > 0:
+            raise ValueError(f"max_step must be > 0 metres, got {max_step}")
+        if keep < 0:
+            raise ValueError(f"keep must be >= 0 frames, got {keep}")
+        self.weight, self.max_step, self.keep = weight, max_step, keep
         self._distance: dict[int, float] = {}  # person -> smoothed distance of the hip centre
+        self._missed: dict[int, int] = {}  # person -> frames since they were last followed
 
     def place(self, pose: Pose2D, intrinsics: Intrinsics) -> Body | None:
         """The pose's body, or None if too little of it is seen to place it."""
@@ -81,13 +90,27 @@ class BodyPlacer:
         if pose.person:
             last = self._distance.get(pose.person, shift[2])
             distance = last + self.weight * (shift[2] - last)
+            if self.max_step is not None:
+                limit = self.max_step * (1 + self._missed.get(pose.person, 0))
+                distance = min(max(distance, last - limit), last + limit)
             self._distance[pose.person] = distance
             shift = shift * (distance / shift[2])
         return _body(pose, pose.world + shift)
 
     def keep_only(self, people: set[int]) -> None:
-        """Forget everyone else (people no longer followed)."""
-        self._distance = {p: d for p, d in self._distance.items() if p in people}
+        """A frame has passed in which `people` were followed: forget whoever has not been
+        followed for more than `keep` frames."""
+        for person in list(self._distance):
+            missed = 0 if person in people else self._missed.get(person, 0) + 1
+            if missed > self.keep:
+                del self._distance[person]
+                self._missed.pop(person, None)
+            else:
+                self._missed[person] = missed
+
+    def distance(self, person: int) -> float | None:
+        """The smoothed distance of `person`'s hip centre (metres), if they are remembered."""
+        return self._distance.get(person)
 
 
 def depth_body(pose: Pose2D, depth: np.ndarray, intrinsics: Intrinsics) -> Body | None:

@@ -28,7 +28,6 @@ HEAD = CANONICAL.index("Head")
 HIP = CANONICAL.index("HipCenter")
 _LABEL_LIFT = 0.12  # metres between the head and the name above it
 _MARGIN = 0.3  # metres kept round everyone seen when the views grow to fit them
-_MAX_LABEL = 2.0  # metres: no name label is taller or wider than a person
 _GRID_PEN = (225, 225, 225)
 
 
@@ -117,10 +116,12 @@ class SkeletonViews:
                           "bones": len(seg) // 2})
         if grew:
             self._fit()
-        for view, plot in ((1, self.front), (2, self.top)):  # names of people side by side stack up
-            labels = [f.front_label if view == 1 else f.top_label for f, *_ in placed]
-            at = spread_labels(np.array([p[view] for p in placed], float).reshape(-1, 2),
-                               _label_sizes(labels, plot))
+        for view, plot, extent in ((1, self.front, self._front_extent), (2, self.top, self._top_extent)):
+            labels = [f.front_label if view == 1 else f.top_label for f, *_ in placed]  # side by side: stacked
+            sizes = _label_sizes(labels, plot, extent.high - extent.low)
+            at = np.array([p[view] for p in placed], float).reshape(-1, 2)
+            at[:, 0] = np.clip(at[:, 0], extent.low[0] + sizes[:, 0] / 2, extent.high[0] - sizes[:, 0] / 2)  # not cut
+            at = spread_labels(at, sizes)
             for label, (x, y) in zip(labels, at):
                 label.setPos(float(x), float(y))
             if view == 1:
@@ -167,16 +168,18 @@ class SkeletonViews:
             grid.setData(lines[:, 0], lines[:, 1], connect="pairs", skipFiniteCheck=True)
 
 
-def _label_sizes(labels: list[pg.TextItem], plot: pg.PlotItem) -> np.ndarray:
+def _label_sizes(labels: list[pg.TextItem], plot: pg.PlotItem, limit: np.ndarray) -> np.ndarray:
     """[n, 2] width and height of each label in the plot's data units (labels are sized in pixels).
 
     Before the view is laid out its pixels can be of any size, infinite included; labels placed
     with such sizes would sit at absurd coordinates and drag the axes' range (and pyqtgraph's tick
-    computation) with them, so a size is at most `_MAX_LABEL` metres and 0 when unknown."""
+    computation) with them, so a size is 0 when unknown and at most `limit` [2] (the extent the
+    view shows). A fixed cap is no good: in a view of a square 40 m across (a camera over a
+    plaza) a name is several metres wide, and names spread by a smaller size print over each other."""
     sx, sy = plot.getViewBox().viewPixelSize()
     sizes = np.array([[label.boundingRect().width() * sx, label.boundingRect().height() * sy] for label in labels],
                      float).reshape(-1, 2)
-    return np.clip(np.nan_to_num(sizes, nan=0.0, posinf=_MAX_LABEL, neginf=0.0), 0.0, _MAX_LABEL)
+    return np.clip(np.nan_to_num(sizes, nan=0.0, posinf=0.0, neginf=0.0), 0.0, np.asarray(limit, float))
 
 
 def spread_labels(at: np.ndarray, sizes: np.ndarray) -> np.ndarray:

@@ -545,7 +545,8 @@ class LiveView(QMainWindow):
         """What the window shows now, as plain data (saved beside a screenshot)."""
         return {"tracks": list(self._drawn), "status": dict(self._status),
                 "gallery": [self.gallery_list.item(i).text() for i in range(self.gallery_list.count())],
-                "camera": {"image": not self.camera_widget.isHidden(), "overlays": self._overlays},
+                "camera": {"image": not self.camera_widget.isHidden(), "overlays": self._overlays,
+                           "labels": {str(t): list(xy) for t, xy in self.camera.label_at.items()}},
                 "message": self.message}
 
     def shutdown(self) -> None:
