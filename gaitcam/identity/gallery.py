@@ -284,11 +284,10 @@ class Gallery:
 
     def _bump(self, c: Any) -> None:
         """Count one more generation in the transaction that changes the gallery, so every
-        process with it open (`wait_for_change`) sees that it must reload. A new file has no
-        meta table until its first transaction creates it."""
-        if "meta" in self._tables(c):
-            c.execute("INSERT INTO meta VALUES ('generation', '1') ON CONFLICT (key)"
-                      " DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)")
+        process with it open (`wait_for_change`) sees that it must reload. (A new file's first
+        transaction has created its tables by now.)"""
+        c.execute("INSERT INTO meta VALUES ('generation', '1') ON CONFLICT (key)"
+                  " DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)")
 
     # -- changes from other processes ---------------------------------------------------
 

@@ -183,17 +183,14 @@ class EncodeWorker:
         except Exception:  # one bad batch must not stop the live loop
             log.exception("encoding %d windows failed", len(batch))
             ages, seconds = None, 0.0
-        shares: dict[int, tuple[EncodeClient, list[EncodedWindow]]] = {}
-        for i, (client, k, t, w, c) in enumerate(batch):
-            results = shares.setdefault(id(client), (client, []))[1]
-            if ages is not None:
-                results.append(EncodedWindow(k, t, w, ages[i], c))
-        for client, results in shares.values():
-            n = sum(1 for item in batch if item[0] is client)
-            ok = ages is not None
+        shares: dict[int, tuple[EncodeClient, list[int]]] = {}  # each client's rows of the batch
+        for i, (client, *_) in enumerate(batch):
+            shares.setdefault(id(client), (client, []))[1].append(i)
+        for client, rows in shares.values():
+            n, ok = len(rows), ages is not None
             if ok:
                 try:
-                    client.on_result(results)
+                    client.on_result([EncodedWindow(*batch[i][1:4], ages[i], batch[i][4]) for i in rows])
                 except Exception:  # never the other sources' windows
                     log.exception("handing on %d encoded windows failed", n)
                     ok = False
