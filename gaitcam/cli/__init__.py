@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gaitcam import __version__
-from gaitcam.cli import bench, benchmark, evaluate, files, live, people, schema, serve, train
+from gaitcam.cli import bench, benchmark, evaluate, files, link, live, people, schema, serve, train
 from gaitcam.errors import GaitcamError
 
-COMMANDS = (live, people, files, evaluate, train, benchmark, bench, schema, serve)
+COMMANDS = (live, people, files, evaluate, train, benchmark, bench, schema, serve, link)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ from gaitcam.config import Config
 from gaitcam.errors import GaitcamError
 
 if TYPE_CHECKING:
+    from gaitcam.events import EventBus
     from gaitcam.identity.gallery import Gallery
     from gaitcam.sensors.base import Source
     from gaitcam.session import Models
@@ -70,6 +71,11 @@ def add_live_options(p: argparse.ArgumentParser, subcommand: bool = False) -> No
                    "(default: the config's, 0.01)")
     g.add_argument("--list-sensors", action="store_true", default=default(False),
                    help="say which sensors are usable here, and exit")
+    if not subcommand:  # (`serve` has a session of its own; `record` takes it before the command)
+        g.add_argument("--site-links", action="store_true",
+                       help="one camera process of a site: store each ended track (sealed, kept 120 s) in the "
+                       "shared gallery for the site's `link` process, which links tracks across processes; "
+                       "without it, several --source are linked in this process")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -159,12 +165,19 @@ def wants_window(args: argparse.Namespace) -> bool:
 
 @contextmanager
 def event_outputs(args: argparse.Namespace, session, stdout: bool = True) -> Iterator[None]:
-    """The session's events as JSON lines on stdout and, with --mqtt, to the broker (connected
+    """The session's events out (`bus_outputs`)."""
+    with bus_outputs(args, session.bus, stdout):
+        yield
+
+
+@contextmanager
+def bus_outputs(args: argparse.Namespace, bus: EventBus, stdout: bool = True) -> Iterator[None]:
+    """The events of `bus` as JSON lines on stdout and, with --mqtt, to the broker (connected
     now, so an unreachable broker is said before the run starts). On leaving, the bus closes
     and both outputs send everything published before it."""
     printer = None
     if stdout:
-        sub = session.bus.subscribe(maxsize=100_000)
+        sub = bus.subscribe(maxsize=100_000)
 
         def print_all() -> None:
             for event in sub:
@@ -175,11 +188,11 @@ def event_outputs(args: argparse.Namespace, session, stdout: bool = True) -> Ite
     if args.mqtt:
         from gaitcam.mqtt import MqttPublisher
 
-        publisher = MqttPublisher(session.bus, args.mqtt)
+        publisher = MqttPublisher(bus, args.mqtt)
     try:
         yield
     finally:
-        session.bus.close()
+        bus.close()
         if printer is not None:
             printer.join()
         if publisher is not None:
@@ -230,6 +243,9 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
 
     if args.list_sensors:
         return _list_sensors()
+    if args.site_links and args.sensor == "demo" and args.gallery is None:
+        raise GaitcamError("--site-links: the demo runs on a gallery of its own, which no linker reads; "
+                           "give the site's --gallery")
     cfg = config_from(args)
     if out is not None:
         one_source(args, "record")
@@ -244,7 +260,8 @@ def run_live(args: argparse.Namespace, out: Path | None = None) -> int:
         if out is not None:
             recorder = stack.enter_context(writer(out, setup.source, args.sensor, calibration,
                                                   encrypt=getattr(args, "encrypt", False)))
-        session = Session(models, gallery, setup.cameras[0], keep_events=False)
+        session = Session(models, gallery, setup.cameras[0], keep_events=False,
+                          site_links=args.site_links)
         stack.callback(session.close)  # before the gallery closes: its watch and encoder thread end first
         with event_outputs(args, session):
             runs = [session.live(source, camera=camera, calibration=calibration, recorder=recorder,

@@ -10,6 +10,7 @@ from gaitcam.cli.common import add_runtime_options, config_from, load_models
 from gaitcam.errors import GaitcamError
 
 if TYPE_CHECKING:
+    from gaitcam.config import Config
     from gaitcam.identity.gallery import Gallery
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                        description="Templates are encrypted in the gallery (AES-GCM) with the key in "
                        "$GAITCAM_GALLERY_KEY (base64) or else in the key file beside it (DB.key, made on first use; for a "
                        "PostgreSQL gallery, in the user's data folder, named for the server and database).")
-    p.add_argument("--gallery", default=argparse.SUPPRESS, metavar="DB",
-                   help="gallery: a SQLite file or postgresql://user@host:port/dbname (default: the config's)")
+    gallery_help = "gallery: a SQLite file or postgresql://user@host:port/dbname (default: the config's)"
+    p.add_argument("--gallery", default=argparse.SUPPRESS, metavar="DB", help=gallery_help)
     gsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     gsub.add_parser("list", help="enrolled people, their walks, sensors and encoder versions")
     r = gsub.add_parser("rename", help="rename a person")
@@ -86,6 +87,16 @@ def add(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--recordings", nargs="+", default=[], metavar="DIR",
                    help="also re-wrap every encrypted .gaitrec under these folders (recursively), such as "
                    "recordings never enrolled")
+    r = gsub.add_parser("plain-vectors", help="opt in (or out) of searching a PostgreSQL gallery inside the "
+                        "database (pgvector), with its walks' vectors stored UNENCRYPTED there",
+                        description="on: every enrolled walk's vector is also stored unencrypted in a pgvector "
+                        "column of the gallery's database, which then finds each query's nearest walks; for every "
+                        "process on that database. The templates become readable to anyone who can read the "
+                        "database or a dump or backup of it: say --yes to accept that. off: the plain vectors are "
+                        "dropped from the database's files. Needs a PostgreSQL gallery with pgvector on its server.")
+    r.add_argument("state", choices=("on", "off"))
+    r.add_argument("--yes", action="store_true", help="with on: accept that the vectors are stored unencrypted")
+    r.add_argument("--gallery", default=argparse.SUPPRESS, metavar="DB", help=gallery_help)
     p.set_defaults(func=cmd_gallery)
 
 
@@ -199,9 +210,12 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:
+    from gaitcam.identity import plain_vectors
     from gaitcam.identity.gallery import open_store
 
     cfg = config_from(args)
+    if args.action == "plain-vectors":
+        return switch_plain_vectors(args, cfg)
     with open_store(cfg.gallery) as gallery:
         if args.action == "list":
             people = gallery.people()
@@ -210,6 +224,10 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                       f"sensors {', '.join(p.sensors) or '-'}, encoder {', '.join(p.encoder_versions) or '-'}, "
                       f"enrolled {p.created:%Y-%m-%d %H:%M}")
             print(f"{len(people)} people in {gallery.where}")
+            if (on := plain_vectors.state(gallery)) is not None:
+                print("plain vectors ON: the walks' vectors are also stored UNENCRYPTED in the database and searched "
+                      "there (pgvector)" + ("" if on["matcher"] else "; out of step: rebuilt by the next process "
+                                            "that opens the gallery with its matcher"))
         elif args.action == "rename":
             gallery.rename(args.old, args.new)
             print(f"renamed {args.old} to {args.new}")
@@ -245,3 +263,29 @@ def export_person(gallery: Gallery, args: argparse.Namespace) -> None:
     copies = f", {written.copied} recording file(s) copied" if args.with_recordings else ""
     print(f"exported {export['name']}: {written.templates} template(s), {written.recordings} recording "
           f"reference(s){copies} to {written.path}")
+
+
+def switch_plain_vectors(args: argparse.Namespace, cfg: Config) -> int:
+    """`gallery plain-vectors on|off`: on says the trade-off and needs --yes (else exit 2, nothing
+    changed); it back-fills every walk with the configured matcher's vectors."""
+    import sys
+
+    from gaitcam.identity import plain_vectors
+    from gaitcam.identity.postgres import PostgresGallery, is_url
+
+    if not is_url(str(cfg.gallery)):
+        raise GaitcamError(f"{cfg.gallery}: plain vectors are searched by pgvector, which needs a PostgreSQL gallery "
+                           "(--gallery postgresql://user@host:port/dbname), not a SQLite file")
+    if args.state == "on" and not args.yes:
+        print(f"{plain_vectors.TRADE_OFF}\nNothing changed: add --yes to switch plain vectors on.", file=sys.stderr)
+        return 2
+    with PostgresGallery(str(cfg.gallery)) as gallery:
+        if args.state == "off":
+            dropped = gallery.plain_vectors_off()
+            print(f"plain vectors were off in {gallery.where}" if dropped is None else
+                  f"plain vectors off in {gallery.where}: dropped {dropped} vector(s) from the database's files")
+            return 0
+        print(plain_vectors.TRADE_OFF, file=sys.stderr)
+        count = gallery.plain_vectors_on(plain_vectors.WalkVectors(load_models(cfg).params))
+    print(f"plain vectors on in {gallery.where}: {count} walk(s) stored unencrypted, searched in the database")
+    return 0

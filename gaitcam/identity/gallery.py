@@ -255,15 +255,16 @@ class Gallery:
             raise GaitcamError(f"{self.where}: gallery {reason}") from None
 
     @contextmanager
-    def _transaction(self, write: bool) -> Iterator[Any]:
+    def _transaction(self, write: bool, bump: bool = True) -> Iterator[Any]:
         """One transaction; writes take the write lock up front so they never deadlock upgrading,
-        and count a new generation (`_bump`)."""
+        and count a new generation (`_bump`) unless `bump` is off: a write that changes nothing a
+        matcher reads (`sightings`) must not make every camera reload."""
         with self._lock, self._translated():
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield conn
-                if write:
+                if write and bump:
                     self._bump(conn)
             except BaseException:
                 if conn.in_transaction:
@@ -492,16 +493,21 @@ class Gallery:
                     if replaced:
                         self._journal(c, "templates replaced")
             rec = None if recording is None else self._recording_id(c, person, recording)
-            c.executemany(
+            ids = [c.execute(
                 "INSERT INTO templates (person_id, recording_id, kind, encoder_version, sensor, dim, count,"
-                " vectors, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(person, rec, *r, self._seal(key, person, *r, t.vectors.astype("<f4", copy=False).tobytes()),
-                  _now())
-                 for r, t in zip(rows, templates)])
+                " vectors, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (person, rec, *r, self._seal(key, person, *r, t.vectors.astype("<f4", copy=False).tobytes()),
+                 _now())).fetchone()[0]
+                for r, t in zip(rows, templates)]
+            self._enrolled(c, person, list(zip(ids, templates)))
             total = c.execute("SELECT count(*) FROM templates WHERE person_id = ?", (person,)).fetchone()[0]
         if replaced:
             self._scrub_or_defer()
         return total
+
+    def _enrolled(self, c: Any, person: int, rows: list[tuple[int, Template]]) -> None:
+        """One walk's templates were just written (their row ids): a store that keeps more per
+        walk adds it here, in the same transaction (a PostgreSQL gallery its plain vectors)."""
 
     @staticmethod
     def _recording_id(c: sqlite3.Connection, person: int, rec: RecordingRef) -> int:
