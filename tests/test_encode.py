@@ -20,8 +20,8 @@ class GatedEncoder:
         self.gate = threading.Event()
         self.batches: list[int] = []
 
-    def encode(self, windows, level="frame", mirror_mean=False):
-        assert level == "window" and mirror_mean  # the matcher's AGEs are averaged with the mirror image's
+    def encode(self, windows, level="frame", mirror=False):
+        assert level == "window" and mirror  # the matcher pools each window's AGEs with its mirror image's
         self.entered.set()
         assert self.gate.wait(5)
         self.batches.append(len(windows))
@@ -79,8 +79,8 @@ def test_a_failing_batch_is_counted_and_the_worker_goes_on(one_thread):
     with worker:
         good = np.random.default_rng(0).normal(size=(6, 20, 3)).astype(np.float32)
         worker.submit([(2, 0.2, _window(0.2, good))])
-    assert worker.stats.encoded == 1 and results[0].age.shape == (6 * 3 * 8,)
-    np.testing.assert_allclose(results[0].age, encoder.encode(good[None], level="window", mirror_mean=True)[0],
+    assert worker.stats.encoded == 1 and results[0].age.shape == (2, 6 * 3 * 8)
+    np.testing.assert_allclose(results[0].age, encoder.encode(good[None], level="window", mirror=True)[0],
                                rtol=1e-5)
 
 
@@ -116,7 +116,7 @@ def test_real_encoder_in_the_worker_matches_a_direct_call(one_thread, n):
         for k, w in enumerate(windows):
             worker.submit([(k, k, _window(k, w))])
     ages = np.stack([r.age for r in sorted(results, key=lambda r: r.track)])
-    np.testing.assert_allclose(ages, encoder.encode(windows, level="window", mirror_mean=True), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ages, encoder.encode(windows, level="window", mirror=True), rtol=1e-4, atol=1e-6)
 
 
 def test_sources_sharing_a_worker_share_batches_and_keep_their_own_results_and_counts():

@@ -103,7 +103,7 @@ def test_demo_end_to_end(encoder):
     assert stats.windows == matcher.observed > 50  # every encoded window reached the matcher
     assert sorted(matcher.forgotten) == list(range(1, stats.tracks + 1))  # each track once, at the end
     for track, ages in matcher.ages.items():
-        assert np.stack(ages).shape[1] == 6 * 3 * HIDDEN
+        assert np.stack(ages).shape[1:] == (2, 6 * 3 * HIDDEN)  # each window and its mirror image
         assert np.stack(matcher.windows[track]).shape[1:] == (6, 20, 3)
         assert not np.isnan(np.stack(matcher.windows[track])).any()
     # The sensor's floor plane was used: feet are on the floor in what the matcher saw.
@@ -268,7 +268,7 @@ class PacedEncoder:
     def __init__(self, per_window: float):
         self.per_window = per_window
 
-    def encode(self, windows, level="window", mirror_mean=False):
+    def encode(self, windows, level="window", mirror=False):
         time.sleep(self.per_window * len(windows))
         return np.zeros((len(windows), 4), np.float32)
 

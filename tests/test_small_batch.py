@@ -1,6 +1,6 @@
 """The small-batch kernel (gaitcam/model/small_batch.py) gives the reference model's AGEs: the
 shipped weights (kept as float16, which is exact for them) at batch 1, 3 and 8 and through
-GaitEncoder with mirror_mean, weights that are not float16 (kept as float32), other shapes and a
+GaitEncoder with mirror, weights that are not float16 (kept as float32), other shapes and a
 free-running decoder, the AVX2 build, chunked batches and concurrent threads; its compiled library
 is cached privately and its absence is reported, not fatal."""
 import os
@@ -66,16 +66,16 @@ def test_shipped_weights_stay_float16_and_give_reference_ages(shipped, windows, 
         assert (kernel(windows[:8]) - shipped[0].age(windows[:8])).abs().max() < 5e-6  # far inside TOLERANCE
 
 
-def test_encoder_with_mirror_mean_encodes_alike(shipped, one_thread):
-    """What the live pipeline calls: window level, each window averaged with its mirror image."""
+def test_encoder_with_mirror_encodes_alike(shipped, one_thread):
+    """What the live pipeline calls: window level, each window with its mirror image."""
     model, meta = shipped
     fast = GaitEncoder(model, meta["normalization"], meta["version"], device="cpu")
     reference = GaitEncoder(model, meta["normalization"], meta["version"], device="cpu", fast=False)
     assert fast.fast is not None and fast.fast.path(16) == "kernel"
     raw = demo_windows(8, model.cfg.f, "raw", seed=5)  # camera coordinates: the encoder normalises
     for b in BATCHES:
-        np.testing.assert_allclose(fast.encode(raw[:b], "window", mirror_mean=True),
-                                   reference.encode(raw[:b], "window", mirror_mean=True), **TOLERANCE)
+        np.testing.assert_allclose(fast.encode(raw[:b], "window", mirror=True),
+                                   reference.encode(raw[:b], "window", mirror=True), **TOLERANCE)
 
 
 @pytest.mark.parametrize("cfg", [

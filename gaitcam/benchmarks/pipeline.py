@@ -165,9 +165,9 @@ class CountingEncoder:
         self.seconds = Histogram()
         self.finished: float | None = None  # monotonic time the last call returned
 
-    def encode(self, windows: np.ndarray, level: str = "frame", mirror_mean: bool = False) -> np.ndarray:
+    def encode(self, windows: np.ndarray, level: str = "frame", mirror: bool = False) -> np.ndarray:
         start = clock.perf_counter()
-        out = self.encoder.encode(windows, level=level, mirror_mean=mirror_mean)
+        out = self.encoder.encode(windows, level=level, mirror=mirror)
         self.seconds.add(clock.perf_counter() - start)
         self.finished = clock.monotonic()
         self.calls += 1

@@ -45,12 +45,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gaitcam.identity.matcher import PCA_DIMS as DIM  # what a projected descriptor has
+
 if TYPE_CHECKING:
     import psycopg
 
 SIZES = (1_000, 10_000, 100_000)
 FULL_SIZES = (*SIZES, 1_000_000)
-DIM = 128  # `matcher.PCA_DIMS`: what a projected descriptor has
 K = 10  # neighbours a search returns: enough walks to reach the second-nearest person (the ratio)
 QUERIES = 500  # timed probes per row: the p99 is the 5th slowest
 WARMUP = 20

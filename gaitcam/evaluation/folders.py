@@ -120,13 +120,13 @@ def encode_walk(walk: Walk, seq: SkeletonSequence | None, encoder: GaitEncoder, 
         return
     walk.evidence["sgela"] = ev.evidence()
     walk.bones = body_shape(ev.lengths)
-    # The controls see each window averaged with its mirror image too, as the shipped AGEs do.
+    # The controls see each window with its mirror image too, pooled as the shipped AGEs are.
     mirrored = mirror_joints(tw.joints, CANONICAL)
-    extra = {"raw": (normalize_windows(tw.joints, "body") + normalize_windows(mirrored, "body")).reshape(len(tw), -1) / 2}
+    extra = {"raw": np.stack([normalize_windows(w, "body").reshape(len(tw), -1) for w in (tw.joints, mirrored)], axis=1)}
     if untrained is not None:
-        extra["untrained"] = untrained.encode(tw.joints, level="frame", mirror_mean=True).mean(axis=1)
+        extra["untrained"] = untrained.encode(tw.joints, level="frame", mirror=True).mean(axis=2)
     for name, descriptors in extra.items():
-        e = Evidence(descriptors.shape[1])
+        e = Evidence(descriptors.shape[-1])
         e.add_descriptors(descriptors, ev.lengths)
         e.add_spectra(ev.spectra)
         walk.evidence[name] = e

@@ -47,7 +47,7 @@ class TrackEvidence:
     """One recorded track as the matcher sees it, with what enrolment checks."""
 
     track: int
-    descriptors: np.ndarray  # [n, D] window descriptors (mean frame-level AGE per window)
+    descriptors: np.ndarray  # [n, 2, D] window descriptors (mean frame-level AGE) of each window and its mirror image
     spectra: np.ndarray  # [m, CYCLE_DIM] gait-cycle segment spectra
     lengths: np.ndarray  # [n, 19] bone lengths of each window's last frame (NaN: not tracked)
     seconds: float  # time covered by usable windows
@@ -63,7 +63,7 @@ class TrackEvidence:
         return self.stats.incomplete / max(self.stats.frames, 1)
 
     def evidence(self) -> Evidence:
-        ev = Evidence(self.descriptors.shape[1])
+        ev = Evidence(self.descriptors.shape[-1])
         ev.add_descriptors(self.descriptors, self.lengths)
         ev.add_spectra(self.spectra)
         return ev
@@ -101,7 +101,7 @@ def track_evidence(seq: SkeletonSequence, track: int, encoder: GaitEncoder, rule
 
 def windows_evidence(tw: TrackWindows, track: int, encoder: GaitEncoder, rule: WindowRule) -> TrackEvidence:
     """The evidence of a track already cut by `rule` (`track_windows`)."""
-    ages = encoder.encode(tw.joints, level="frame", mirror_mean=True)
+    ages = encoder.encode(tw.joints, level="frame", mirror=True)
     return TrackEvidence(track, window_descriptors(ages, encoder.model.cfg.age_dim),
                          segment_spectra(tw.segments), bone_lengths(tw.joints[:, -1], tw.tracked[:, -1]),
                          len(tw) * rule.stride / rule.rate, tw.stats)
@@ -153,15 +153,17 @@ class PreparedEnrolment:
 
 
 def _templates(sensor: str, version: str, ev: TrackEvidence) -> list[Template]:
-    """A walk's templates: window descriptors, cycle spectra, bone lengths (0: not measured)."""
-    return [Template("age", version, sensor, ev.descriptors),
+    """A walk's templates: window descriptors (each window's, then its mirror image's, as rows),
+    cycle spectra, bone lengths (0: not measured)."""
+    return [Template("age", version, sensor, ev.descriptors.reshape(-1, ev.descriptors.shape[-1])),
             Template("cycle", version, sensor, ev.spectra),
             Template("shape", version, sensor, np.nan_to_num(ev.lengths, nan=0.0))]
 
 
 def _evidence_from(age: np.ndarray, cycle: np.ndarray, shape: np.ndarray) -> Evidence:
+    """A walk's evidence from its templates (`_templates`: the age rows come in window and mirror pairs)."""
     ev = Evidence(age.shape[1])
-    ev.add_descriptors(age, np.where(shape > 0, shape, np.nan))
+    ev.add_descriptors(age.reshape(-1, 2, age.shape[1]), np.where(shape > 0, shape, np.nan))
     ev.add_spectra(cycle)
     return ev
 

@@ -2,16 +2,17 @@
 
 Evidence for a track (or an enrolled walk) is kept as running sums and becomes one descriptor:
 
-- gait: the mean and the standard deviation, over the track's windows, of the window AGE (its f
-  frame-level AGEs averaged): how the person moves within 0.2 s, and how much that varies;
+- gait: the mean and the standard deviation, over the track's windows and their mirror images,
+  of the window AGE (its f frame-level AGEs averaged): how the person moves within 0.2 s, how
+  much that varies, and how far each window is from its mirror image (how asymmetric the walk is);
 - cycle: the log mean spectrum of 1-second body-frame segments (`skeleton.cycle`): cadence and
   the swing of each joint over a stride;
 - shape: median bone lengths over frames where both ends were tracked (`skeleton.shape`); a
   bone never measured is filled with its conditional mean given the measured ones.
 
-All three are mirror-invariant: AGEs and spectra are averaged with their mirror image's (the
-encoder's `mirror_mean`, `segment_spectra`), bone lengths pooled with their other-side twins, so
-a sensor that mirrors gives the same descriptor.
+All three are mirror-invariant: AGEs are pooled with their mirror image's (the encoder's
+`mirror`), spectra averaged with it (`segment_spectra`), bone lengths pooled with their
+other-side twins, so a sensor that mirrors gives the same descriptor.
 
 Descriptors are standardised, reduced by PCA and whitened by the within-person scatter of
 labelled training walks (`MatcherParams.fit`: PCA then within-class covariance normalisation,
@@ -47,20 +48,26 @@ from gaitcam.skeleton.shape import N_BONES, SHAPE_BONES, body_shape, bone_length
 
 MAX_SHAPE_FRAMES = 2048  # bone-length rows a track keeps: the median of the last ~3 min at stride 3
 BLOCKS = ("gait", "cycle", "shape")
-PCA_DIMS = 128
+PCA_DIMS = 256
 SHRINK = 1e-2  # within-class scatter is shrunk towards a multiple of the identity by this share
 LOC_QUANTILE = 0.1  # a person's impostor level: this quantile of other walks' distances to them
 MIN_IMPOSTORS = 4  # fewer impostor walks than this: the level fitted on the training walks
 RATIO_CAP = 1.0  # at most a typical impostor: a gallery of few people has no close second
-DESCRIPTOR_VERSION = 3  # the meaning of a descriptor; templates of another version are rebuilt
+DESCRIPTOR_VERSION = 4  # the meaning of a descriptor; templates of another version are rebuilt
 
 
 def window_descriptors(ages: np.ndarray, age_dim: int) -> np.ndarray:
-    """One [D] descriptor per window: the mean of its frame-level AGEs ([n, f * D], [n, f, D] or [n, D])."""
+    """One [D] descriptor per window, the mean of its frame-level AGEs: [n, D] from [n, f * D],
+    [n, f, D] or [n, D]; [n, 2, D] from a window's and its mirror image's ([n, 2, f * D] or
+    [n, 2, f, D], `GaitEncoder.encode(mirror=True)`)."""
     ages = np.asarray(ages, dtype=np.float32)
-    if len(ages) == 0:
-        return np.zeros((0, age_dim), dtype=np.float32)
-    return ages.reshape(len(ages), -1, age_dim).mean(axis=1)
+    if ages.ndim == 2:  # [n, f * D] or [n, D]
+        return ages.reshape(len(ages), ages.shape[1] // age_dim, age_dim).mean(axis=1)
+    if ages.ndim == 3 and ages.shape[-1] == age_dim:  # [n, f, D]
+        return ages.mean(axis=1)
+    if ages.ndim == 3:  # [n, 2, f * D]
+        ages = ages.reshape(*ages.shape[:2], ages.shape[2] // age_dim, age_dim)
+    return ages.mean(axis=2)
 
 
 @dataclass
@@ -82,7 +89,7 @@ class Evidence:
                 setattr(self, name, np.zeros(dim, dtype=np.float64))
 
     def add(self, ages: np.ndarray, joints: np.ndarray, tracked: np.ndarray | None = None) -> None:
-        """Window AGEs [n, f * D] (or [n, f, D], [n, D]) with the windows' joints [n, f, 20, 3]
+        """Window AGEs (any shape `window_descriptors` takes) with the windows' joints [n, f, 20, 3]
         and tracked flags [n, f, 20]; each window's newest frame gives a row of bone lengths."""
         d = window_descriptors(ages, self.age_dim).astype(np.float64)
         if not len(d):
@@ -91,11 +98,15 @@ class Evidence:
                                              None if tracked is None else np.asarray(tracked)[:, -1]))
 
     def add_descriptors(self, descriptors: np.ndarray, lengths: np.ndarray) -> None:
-        """Window descriptors [n, D] and bone-length rows [m, 19] (NaN: not measured)."""
-        descriptors = np.asarray(descriptors, np.float64)
-        self.age_sum += descriptors.sum(axis=0)
-        self.age_sq += (descriptors ** 2).sum(axis=0)
-        self.windows += len(descriptors)
+        """Window descriptors [n, D], or [n, 2, D] (each window's and its mirror image's), and
+        bone-length rows [m, 19] (NaN: not measured). A window's two descriptors are pooled as
+        two equal halves of it: the gait block's mean is that of their average, its spread also
+        holds how far apart they are (how asymmetric the walk is, whichever its side)."""
+        d = np.asarray(descriptors, np.float64)
+        d = d.reshape(len(d), 1 if d.ndim == 2 else d.shape[1], self.age_dim)
+        self.age_sum += d.mean(axis=1).sum(axis=0)
+        self.age_sq += (d ** 2).mean(axis=1).sum(axis=0)
+        self.windows += len(d)
         self.lengths.extend(np.asarray(lengths, np.float32).reshape(-1, N_BONES))
 
     def add_segments(self, segments: np.ndarray) -> None:

@@ -68,21 +68,22 @@ class GaitEncoder:
         windows: np.ndarray,
         level: Literal["frame", "window"] = "frame",
         batch_size: int = 256,
-        mirror_mean: bool = False,
+        mirror: bool = False,
     ) -> np.ndarray:
         """AGEs as float32: [N, f, 768] ("frame") or [N, f * 768] ("window").
 
-        `mirror_mean`: each window's AGEs averaged with those of its mirror image (x negated, left
-        and right renamed; one batch of 2N), so a sensor that mirrors gives the same AGEs. The
-        matcher's evidence is made this way (docs/accuracy.md: chosen on the validation split).
+        `mirror`: also the AGEs of each window's mirror image (x negated, left and right renamed;
+        one batch of 2N), as [N, 2, ...] (the window's, then its mirror image's). The matcher pools
+        both (`matcher.Evidence`), so a sensor that mirrors gives the same descriptor
+        (docs/accuracy.md: chosen on the validation split).
 
         Windows must be complete: a NaN joint raises, because the stream decides how to handle
         missing joints (skip and count), not the encoder.
         """
-        if mirror_mean:
+        if mirror:
             n = len(windows)
             both = self.encode(np.concatenate([windows, mirror_joints(windows, CANONICAL)]), level, batch_size)
-            return (both[:n] + both[n:]) / 2
+            return np.stack([both[:n], both[n:]], axis=1)
         windows = normalize_windows(windows, self.normalization)
         if np.isnan(windows).any():
             raise ValueError("windows contain missing (NaN) joints; drop or fill them before encoding")

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class WindowEncoder(Protocol):
     """What the worker needs of `gaitcam.model.encoder.GaitEncoder`."""
 
-    def encode(self, windows: np.ndarray, level: str = ..., mirror_mean: bool = ...) -> np.ndarray: ...
+    def encode(self, windows: np.ndarray, level: str = ..., mirror: bool = ...) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class EncodedWindow:
     track: int
     time: float  # time of the window's last frame
     window: Window
-    age: np.ndarray  # window-level AGE [f * 768]
+    age: np.ndarray  # window-level AGEs of the window and of its mirror image [2, f * 768]
     captured: float = math.nan  # monotonic time its newest frame was read: the lag's start
 
 
@@ -178,7 +178,7 @@ class EncodeWorker:
         windows = np.stack([w.joints for _, _, _, w, _ in batch])
         try:
             began = time.perf_counter()
-            ages = self.encoder.encode(windows, level="window", mirror_mean=True)  # as enrolment encodes
+            ages = self.encoder.encode(windows, level="window", mirror=True)  # as enrolment encodes
             seconds = time.perf_counter() - began
         except Exception:  # one bad batch must not stop the live loop
             log.exception("encoding %d windows failed", len(batch))
