@@ -171,19 +171,21 @@ class Session:
         someone: within a second, and a removed person's templates leave memory with the old
         index. While the gallery cannot be read (a lost server), matching goes on with the
         index last read, and the watch retries with backoff."""
-        retry = 0.5
+        from gaitcam.identity.gallery import RETRY_S
+
+        retry = RETRY_S[0]
         while not self._closing.is_set():
             try:
                 seen = self._generation
                 if self.gallery.wait_for_change(seen, timeout=0.5) != seen and not self._closing.is_set():
                     self._changed()
-                retry = 0.5
+                retry = RETRY_S[0]
             except Exception as e:  # noqa: BLE001 (the watch must outlive any one failure)
                 if self.gallery.closed:  # closed under it (by whoever opened it): nothing left to follow
                     return
                 log.warning("%s; matching goes on with the gallery as last read (retrying in %.0f s)", e, retry)
                 self._closing.wait(retry)
-                retry = min(2 * retry, 30.0)
+                retry = min(2 * retry, RETRY_S[1])
 
     def _changed(self) -> None:
         """The gallery changed: recalibrate, and let live runs match against it from now on

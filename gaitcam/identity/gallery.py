@@ -45,6 +45,7 @@ from gaitcam.recording import native
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # 2: templates sealed (AES-GCM), the key check in meta, the pending_scrub journal
+RETRY_S = (0.5, 30.0)  # while a store cannot be reached, followers retry after this first wait, doubling to the second
 EXPORT_FORMAT = "gaitcam person export 1"  # what `export` returns, for whoever reads an access request's file
 
 # DDL with the column types that differ between the stores left as {id} and {blob}.

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from gaitcam.identity import protect
-from gaitcam.identity.gallery import Gallery, _statements
+from gaitcam.identity.gallery import RETRY_S, Gallery, _statements
 from gaitcam.identity.handoff import KEEP, Link, Linker
 from gaitcam.identity.matcher import MatcherParams
 
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 TABLE = "sightings"
 POLL_S = Gallery.POLL_S  # how often the follower reads new sightings
-RETRY_S = (0.5, 30.0)  # backoff while the store cannot be reached: first wait, longest wait
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     id {{serial}},
