@@ -12,9 +12,11 @@ The same pooling is applied to the controls (the untrained network, the raw norm
 Rank-1 / FNIR@1% / FNIR@0.3%.
 
     PYTHONPATH=. .venv/bin/python docs/experiments/gait_pooling.py [--threads 2]   # ~20 min, then cached
+    ... gait_pooling.py --table-pca 256 --grid shrink=0.003,0.01,0.03 loc_quantile=0.05,0.1,0.2   # the scoring
 """
 import argparse
 import copy
+import itertools
 import pickle
 import sys
 from pathlib import Path
@@ -43,6 +45,9 @@ parser.add_argument("--pca", type=int, nargs="+", default=[], metavar="K",
                     help="instead of the table: the fusion alone per pooling at each of these PCA sizes")
 parser.add_argument("--poolings", nargs="+", default=list(POOLINGS), choices=POOLINGS, help="with --pca")
 parser.add_argument("--table-pca", type=int, default=128, metavar="K", help="the table's PCA size (default 128)")
+parser.add_argument("--grid", nargs="+", default=[], metavar="NAME=V1,V2",
+                    help="instead of the table: the pooled fusion at --table-pca for every combination of these "
+                         "MatcherParams.fit options (shrink, loc_quantile, ratio_cap)")
 args, encoder, params = setup(parser)
 rule = WindowRule(f=encoder.f)
 
@@ -100,6 +105,17 @@ for w in walks + copies:
         base = w.evidence["sgela"]
         w.evidence = {f"{enc}/{how}": pooled(base, *pair, how) for enc, pair in w.pairs.items() for how in POOLINGS}
 
+if args.grid:
+    grid = {k: [float(v) for v in vs.split(",")] for k, vs in (g.split("=") for g in args.grid)}
+    print(" ".join(f"{k:>12s}" for k in grid) + f" {'fused':>16s}   (Rank-1 / FNIR@1% / FNIR@0.3%)", flush=True)
+    for values in itertools.product(*grid.values()):
+        r = evaluate_walks(walks + copies, "validation", params, bootstrap=20, progress=False,
+                           variants={"fused": (BLOCKS, "trained/both")},
+                           fit={"pca": args.table_pca, **dict(zip(grid, values))})
+        fn = r["cues"]["fused"]["fnir_at_fpir"]
+        print(" ".join(f"{v:12g}" for v in values) + f" {100 * r['cues']['fused']['rank1']:7.1f}/"
+              f"{100 * fn['0.01']:4.1f}/{100 * fn['0.003']:4.1f}", flush=True)
+    sys.exit()
 if args.pca:
     print(f"{'pooling':10s} {'pca':>4s} {'fused':>16s}   (Rank-1 / FNIR@1% / FNIR@0.3%)", flush=True)
     for how in args.poolings:
