@@ -105,26 +105,32 @@ for w in walks + copies:
         base = w.evidence["sgela"]
         w.evidence = {f"{enc}/{how}": pooled(base, *pair, how) for enc, pair in w.pairs.items() for how in POOLINGS}
 
+
+def cell(cue: dict) -> str:
+    """Rank-1 / FNIR@1% / FNIR@0.3% of one cue of an `evaluate_walks` report, in percent."""
+    fn = cue["fnir_at_fpir"]
+    return f"{100 * cue['rank1']:5.1f}/{100 * fn['0.01']:4.1f}/{100 * fn['0.003']:4.1f}"
+
+
+def fused(how: str, fit: dict) -> str:
+    """The fusion alone, gait block pooled by `how`, with these MatcherParams.fit options."""
+    r = evaluate_walks(walks + copies, "validation", params, bootstrap=20, progress=False,
+                       variants={"fused": (BLOCKS, f"trained/{how}")}, fit=fit)
+    return cell(r["cues"]["fused"])
+
+
 if args.grid:
     grid = {k: [float(v) for v in vs.split(",")] for k, vs in (g.split("=") for g in args.grid)}
     print(" ".join(f"{k:>12s}" for k in grid) + f" {'fused':>16s}   (Rank-1 / FNIR@1% / FNIR@0.3%)", flush=True)
     for values in itertools.product(*grid.values()):
-        r = evaluate_walks(walks + copies, "validation", params, bootstrap=20, progress=False,
-                           variants={"fused": (BLOCKS, "trained/both")},
-                           fit={"pca": args.table_pca, **dict(zip(grid, values))})
-        fn = r["cues"]["fused"]["fnir_at_fpir"]
-        print(" ".join(f"{v:12g}" for v in values) + f" {100 * r['cues']['fused']['rank1']:7.1f}/"
-              f"{100 * fn['0.01']:4.1f}/{100 * fn['0.003']:4.1f}", flush=True)
+        row = fused("both", {"pca": args.table_pca, **dict(zip(grid, values))})
+        print(" ".join(f"{v:12g}" for v in values) + f" {row:>16s}", flush=True)
     sys.exit()
 if args.pca:
     print(f"{'pooling':10s} {'pca':>4s} {'fused':>16s}   (Rank-1 / FNIR@1% / FNIR@0.3%)", flush=True)
     for how in args.poolings:
         for k in args.pca:
-            r = evaluate_walks(walks + copies, "validation", params, bootstrap=20, progress=False,
-                               variants={"fused": (BLOCKS, f"trained/{how}")}, fit={"pca": k})
-            fn = r["cues"]["fused"]["fnir_at_fpir"]
-            print(f"{how:10s} {k:4d} {100 * r['cues']['fused']['rank1']:5.1f}/{100 * fn['0.01']:4.1f}/"
-                  f"{100 * fn['0.003']:4.1f}", flush=True)
+            print(f"{how:10s} {k:4d} {fused(how, {'pca': k})}", flush=True)
     sys.exit()
 print(f"{'pooling':10s} {'fused':>16s} {'gait':>16s} {'gait_untrained':>16s} {'gait_raw':>16s}"
       "   (Rank-1 / FNIR@1% / FNIR@0.3%)", flush=True)
@@ -133,9 +139,4 @@ for how in POOLINGS:
                 "gait_untrained": (("gait",), f"untrained/{how}"), "gait_raw": (("gait",), f"raw/{how}")}
     r = evaluate_walks(walks + copies, "validation", params, bootstrap=20, progress=False, variants=variants,
                        fit={"pca": args.table_pca})
-    cells = []
-    for name in variants:
-        v = r["cues"][name]
-        fn = v["fnir_at_fpir"]
-        cells.append(f"{100 * v['rank1']:5.1f}/{100 * fn['0.01']:4.1f}/{100 * fn['0.003']:4.1f}")
-    print(f"{how:10s} " + " ".join(f"{c:>16s}" for c in cells), flush=True)
+    print(f"{how:10s} " + " ".join(f"{cell(r['cues'][name]):>16s}" for name in variants), flush=True)
