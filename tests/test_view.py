@@ -441,3 +441,31 @@ def test_two_people_in_one_spot_get_two_readable_labels(tmp_path):
     (x1, y1), (x2, y2) = (d["label_at"] for d in drawn)
     assert y1 != y2 and abs(x1 - x2) < 0.2  # one stacked above the other, not printed over it
     win.close()
+
+
+def test_a_glitched_joint_or_a_sliver_of_a_window_keeps_the_views_bounded():
+    from gaitcam.ui.skeletons import SkeletonViews
+    from gaitcam.ui.style import look
+
+    application()
+    win = pg.GraphicsLayoutWidget()
+    win.resize(900, 600)
+    front, top = win.addPlot(), win.addPlot()
+    views = SkeletonViews(front, top)
+    win.show()
+    skeleton = np.zeros((20, 3), np.float32)
+    skeleton[:, 1] = np.linspace(0.0, 1.7, 20)
+    skeleton[:, 2] = 3.0
+    glitch = skeleton.copy()
+    glitch[3] = [5e4, -5e4, 5e4]  # one joint 50 km away for one frame
+    views.draw({1: skeleton}, {1: look(1, None)})
+    views.draw({1: glitch}, {1: look(1, None)})
+    for size in ((900, 600), (3000, 2), (2, 3000)):  # the aspect lock stretches a sliver's long axis
+        win.resize(*size)
+        pg.QtWidgets.QApplication.processEvents()
+        win.grab()
+        for plot in (front, top):
+            for low, high in plot.getViewBox().viewRange():
+                assert -200 <= low < high <= 200, (size, low, high)
+    assert views.draw({1: glitch}, {1: look(1, None)})[0]["joints"] == 20  # still drawn, not dropped
+    win.close()

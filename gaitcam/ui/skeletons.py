@@ -28,6 +28,7 @@ HEAD = CANONICAL.index("Head")
 HIP = CANONICAL.index("HipCenter")
 _LABEL_LIFT = 0.12  # metres between the head and the name above it
 _MARGIN = 0.3  # metres kept round everyone seen when the views grow to fit them
+_WORLD = 100.0  # metres from the sensor beyond which a joint is a glitch the views do not grow to
 _GRID_PEN = (225, 225, 225)
 
 
@@ -61,8 +62,10 @@ class _Extent:
         self.low, self.high = np.array(low, float), np.array(high, float)
 
     def grow(self, points: np.ndarray) -> bool:
-        """Include points [n, 2] (with margin); True if the extent changed."""
-        points = points[np.isfinite(points).all(axis=1)]
+        """Include points [n, 2] (with margin); True if the extent changed. Points farther than
+        _WORLD are left out: one glitched joint at 1e9 m would otherwise stretch the views (and
+        the metre grid, and pyqtgraph's tick arrays) to a size that takes the window down."""
+        points = points[np.isfinite(points).all(axis=1) & (np.abs(points) <= _WORLD).all(axis=1)]
         if not len(points):
             return False
         low = np.minimum(self.low, points.min(axis=0) - _MARGIN)
@@ -83,6 +86,9 @@ class SkeletonViews:
             plot.setLabel("bottom", x)
             plot.setLabel("left", y)
             plot.disableAutoRange()
+            # However the window is laid out (an aspect-locked view of a sliver stretches its
+            # other axis), the range stays within the world the people can be in.
+            plot.setLimits(xMin=-2 * _WORLD, xMax=2 * _WORLD, yMin=-2 * _WORLD, yMax=2 * _WORLD)
         front.setTitle("front")
         top.setTitle("top (floor)")
         self._grids = (pg.PlotCurveItem(pen=pg.mkPen(_GRID_PEN)), pg.PlotCurveItem(pen=pg.mkPen(_GRID_PEN)))
