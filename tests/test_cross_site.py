@@ -52,14 +52,20 @@ def test_cross_site_cli_writes_what_the_checks_read(site, tmp_path, capsys):
                  "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["fpir_target"] == 0.05 and r["persons"] == {"lab": [1, 4], "site": [5, 6], "strangers": [7, 8]}
-    assert r["n_stranger_probes"] == 6 and r["n_enrolled_probes"] == 2  # every stranger walk; each site person's last
-    assert r["fpir_obtained"] == r["n_strangers_named"] / 6
+    # Two folds, persons 5-6 and 7-8 each once the site and once the strangers: every stranger
+    # walk a probe, each site person's last walk a probe.
+    assert [(f["site"], f["strangers"]) for f in r["folds"]] == [([5, 6], [7, 8]), ([7, 8], [5, 6])]
+    assert [f["n_stranger_probes"] for f in r["folds"]] == [6, 6] and r["n_stranger_probes"] == 12
+    assert r["n_enrolled_probes"] == 4 and r["n_enrolled_people"] == 4 and r["n_stranger_people"] == 4
+    assert r["n_strangers_named"] == sum(f["n_strangers_named"] for f in r["folds"])
+    assert r["fpir_obtained"] == r["n_strangers_named"] / 12
+    assert r["dir"] == sum(f["dir_named"] for f in r["folds"]) / 4
     lo, hi = r["fpir_obtained_ci95"]
     assert 0 <= lo <= r["fpir_obtained"] <= hi <= 1 and 0 <= r["dir"] <= r["rank1"] <= 1
     assert "from the gallery" in r["threshold"] or "training walks" in r["threshold"]
     p = r["partial"]
     assert p["joints_never_tracked"] == ["HandLeft", "HandRight", "ShoulderCenter"]
-    assert p["enrolled_people"] == 2 and p["stranger_people"] == 2
-    assert 0 <= p["enrolled_named_correctly"] <= 2 and 0 <= p["strangers_named"] <= 2
+    assert p["enrolled_people"] == 4 and p["stranger_people"] == 4  # both folds
+    assert 0 <= p["enrolled_named_correctly"] <= 4 and 0 <= p["strangers_named"] <= 4
     printed = capsys.readouterr().out
     assert "FPIR asked 5 %, obtained" in printed and "exact 95 % CI" in printed and "never tracked" in printed

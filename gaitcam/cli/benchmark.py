@@ -22,9 +22,9 @@ def add(sub: argparse._SubParsersAction) -> None:
         "(Rank-1/5/10, CMC, nAUC both ways); retrieval: cosine matching against all training-walk windows "
         "(Rank-1/5/10, mAP), each beside an untrained network and the raw windows. shift: evaluate's fold protocol "
         "with every probe walk perturbed as other sensors and sites differ, one row per perturbation. cross-site: "
-        "persons 1-82 are the lab (encoder and matcher), 83-123 a new site's enrolled people, 124-164 strangers; "
-        "the threshold comes from the site's gallery for --fpir. handoff: persons 83-164 walk between two cameras, "
-        "several in transit at once, half of them enrolled; tracks are linked across the cameras (link precision "
+        "persons 1-82 are the lab (encoder and matcher); in two folds, 83-123 a new site's enrolled people and "
+        "124-164 strangers, then the other way round; the threshold comes from each site's gallery for --fpir. "
+        "handoff: persons 83-164 walk between two cameras, several in transit at once, half of them enrolled; tracks are linked across the cameras (link precision "
         "and recall), the link threshold chosen on persons 1-82 only. Rates in the JSON are fractions.",
     )
     p.add_argument("benchmark", choices=("kgbd", "shift", "cross-site", "handoff"))
