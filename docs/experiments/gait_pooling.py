@@ -13,6 +13,7 @@ Rank-1 / FNIR@1% / FNIR@0.3%.
 
     PYTHONPATH=. .venv/bin/python docs/experiments/gait_pooling.py [--threads 2]   # ~20 min, then cached
     ... gait_pooling.py --table-pca 256 --grid shrink=0.003,0.01,0.03 loc_quantile=0.05,0.1,0.2   # the scoring
+    ... gait_pooling.py --table-pca 224 --poolings both   # the table at one PCA size, one pooling
 """
 import argparse
 import copy
@@ -43,7 +44,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--cache", default="runs/gait_pooling_windows.pkl", help="per-window AGEs, reused when present")
 parser.add_argument("--pca", type=int, nargs="+", default=[], metavar="K",
                     help="instead of the table: the fusion alone per pooling at each of these PCA sizes")
-parser.add_argument("--poolings", nargs="+", default=list(POOLINGS), choices=POOLINGS, help="with --pca")
+parser.add_argument("--poolings", nargs="+", default=list(POOLINGS), choices=POOLINGS, help="which poolings the table and --pca run (default: all)")
 parser.add_argument("--table-pca", type=int, default=128, metavar="K", help="the table's PCA size (default 128)")
 parser.add_argument("--grid", nargs="+", default=[], metavar="NAME=V1,V2",
                     help="instead of the table: the pooled fusion at --table-pca for every combination of these "
@@ -120,7 +121,7 @@ def fused(how: str, fit: dict) -> str:
 
 
 if args.grid:
-    grid = {k: [float(v) for v in vs.split(",")] for k, vs in (g.split("=") for g in args.grid)}
+    grid = {k: [int(v) if v.isdigit() else float(v) for v in vs.split(",")] for k, vs in (g.split("=") for g in args.grid)}
     print(" ".join(f"{k:>12s}" for k in grid) + f" {'fused':>16s}   (Rank-1 / FNIR@1% / FNIR@0.3%)", flush=True)
     for values in itertools.product(*grid.values()):
         row = fused("both", {"pca": args.table_pca, **dict(zip(grid, values))})
@@ -134,7 +135,7 @@ if args.pca:
     sys.exit()
 print(f"{'pooling':10s} {'fused':>16s} {'gait':>16s} {'gait_untrained':>16s} {'gait_raw':>16s}"
       "   (Rank-1 / FNIR@1% / FNIR@0.3%)", flush=True)
-for how in POOLINGS:
+for how in args.poolings:
     variants = {"fused": (BLOCKS, f"trained/{how}"), "gait": (("gait",), f"trained/{how}"),
                 "gait_untrained": (("gait",), f"untrained/{how}"), "gait_raw": (("gait",), f"raw/{how}")}
     r = evaluate_walks(walks + copies, "validation", params, bootstrap=20, progress=False, variants=variants,
