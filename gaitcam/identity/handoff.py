@@ -36,7 +36,7 @@ from scipy.optimize import linear_sum_assignment
 
 from gaitcam.identity.matcher import MatcherParams
 
-DEFAULT_THRESHOLD = 0.45  # chosen by `benchmark handoff` on KGBD's lab people (it prints its own)
+DEFAULT_THRESHOLD = 0.475  # chosen by `benchmark handoff` on KGBD's lab people (it prints its own)
 DEFAULT_WINDOW = (0.0, 30.0)  # seconds from one track's end to the next track's start
 DEFAULT_WAIT = 20.0  # seconds a started track waits for competitors before its decision
 COHORT_QUANTILE = 0.05  # a track's cohort level: this quantile of its distances to the cohort's walks
