@@ -468,4 +468,15 @@ def test_a_glitched_joint_or_a_sliver_of_a_window_keeps_the_views_bounded():
             for low, high in plot.getViewBox().viewRange():
                 assert -200 <= low < high <= 200, (size, low, high)
     assert views.draw({1: glitch}, {1: look(1, None)})[0]["joints"] == 20  # still drawn, not dropped
+    # Wider tick labels ("-40" for "2") leave the axis width, and so the aspect-locked range, as
+    # they were: a width that followed the labels could feed back into the range for ever.
+    win.resize(900, 600)
+    pg.QtWidgets.QApplication.processEvents()
+    widths = [plot.getAxis("left").width() for plot in (front, top)]
+    far = skeleton + np.float32([-40.0, 0.0, 40.0])
+    views.draw({1: far}, {1: look(1, None)})
+    pg.QtWidgets.QApplication.processEvents()
+    win.grab()
+    assert front.getViewBox().viewRange()[0][0] <= -40 <= front.getViewBox().viewRange()[0][1]
+    assert [plot.getAxis("left").width() for plot in (front, top)] == widths
     win.close()

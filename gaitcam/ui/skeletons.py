@@ -29,6 +29,7 @@ HIP = CANONICAL.index("HipCenter")
 _LABEL_LIFT = 0.12  # metres between the head and the name above it
 _MARGIN = 0.3  # metres kept round everyone seen when the views grow to fit them
 _WORLD = 100.0  # metres from the sensor beyond which a joint is a glitch the views do not grow to
+_AXIS_PX = 60  # the height axis's fixed width (see SkeletonViews)
 _GRID_PEN = (225, 225, 225)
 
 
@@ -86,9 +87,13 @@ class SkeletonViews:
             plot.setLabel("bottom", x)
             plot.setLabel("left", y)
             plot.disableAutoRange()
-            # However the window is laid out (an aspect-locked view of a sliver stretches its
-            # other axis), the range stays within the world the people can be in.
-            plot.setLimits(xMin=-2 * _WORLD, xMax=2 * _WORLD, yMin=-2 * _WORLD, yMax=2 * _WORLD)
+            # A fixed axis width: with the aspect locked, an axis whose width followed its tick
+            # labels could feed back (new width, new range, new labels, new width...) and spin the
+            # event loop forever, as it did in two test runs (pyqtgraph issues #1664 and #3135).
+            # 60 px holds a label such as "-100" (no joint beyond _WORLD grows the views).
+            plot.getAxis("left").setWidth(_AXIS_PX)
+            for side in ("left", "bottom"):
+                plot.getAxis(side).setStyle(autoReduceTextSpace=False)
         front.setTitle("front")
         top.setTitle("top (floor)")
         self._grids = (pg.PlotCurveItem(pen=pg.mkPen(_GRID_PEN)), pg.PlotCurveItem(pen=pg.mkPen(_GRID_PEN)))
