@@ -24,8 +24,9 @@ def add(sub: argparse._SubParsersAction) -> None:
         "with every probe walk perturbed as other sensors and sites differ, one row per perturbation. cross-site: "
         "persons 1-82 are the lab (encoder and matcher); in two folds, 83-123 a new site's enrolled people and "
         "124-164 strangers, then the other way round; the threshold comes from each site's gallery for --fpir. "
-        "handoff: persons 83-164 walk between two cameras, several in transit at once, half of them enrolled; tracks are linked across the cameras (link precision "
-        "and recall), the link threshold chosen on persons 1-82 only. Rates in the JSON are fractions.",
+        "handoff: persons 83-164 walk between two cameras, several in transit at once, half of them enrolled; tracks "
+        "are linked across the cameras (link precision and recall), the link threshold chosen on persons 1-82 only. "
+        "Rates in the JSON are fractions.",
     )
     p.add_argument("benchmark", choices=("kgbd", "shift", "cross-site", "handoff"))
     p.add_argument("--root", required=True, metavar="DIR", help="the KGBD folder that holds Data/")

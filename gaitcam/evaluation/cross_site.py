@@ -112,12 +112,15 @@ def folds(walks: list[KgbdWalk]) -> list[tuple[range, range]]:
     return [(site, strangers), (strangers, site)]
 
 
-def _fold(kgbd: list[KgbdWalk], params: MatcherParams, encoder: GaitEncoder, fpir: float, site: range,
-          strangers: range, progress: bool) -> dict:
-    s = _site(kgbd, params, encoder, fpir, {str(w.path): str(w.path) for w in kgbd}, site, strangers, progress)
+def _fold(kgbd: list[KgbdWalk], params: MatcherParams, encoder: GaitEncoder, fpir: float, files: dict[str, str],
+          site: range, strangers: range, progress: bool, every_stranger_walk: bool = True) -> dict:
+    """One fold: `site` enrolled from `files` (walk path -> the file to use), then each site
+    person's last walk and every stranger walk (or each stranger's last) identified."""
+    s = _site(kgbd, params, encoder, fpir, files, site, strangers, progress)
     index = s["index"]
-    enrolled = [(p, str(ws[-1].path)) for p, ws in s["site"].items()]
-    stranger = [(p, str(w.path)) for p, ws in s["strangers"].items() for w in ws]
+    enrolled = [(p, files[str(ws[-1].path)]) for p, ws in s["site"].items()]
+    stranger = [(p, files[str(w.path)]) for p, ws in s["strangers"].items()
+                for w in (ws if every_stranger_walk else ws[-1:])]
     said = {path: _identify(path, encoder, params, index)
             for _, path in tqdm(enrolled + stranger, desc="identifying", unit="walk",
                                 disable=None if progress else True, leave=False)}
@@ -137,7 +140,8 @@ def run_cross_site(root: str | Path, encoder: GaitEncoder, fpir: float = 0.01, p
     kgbd = list_walks(root)
     params = fit_lab(kgbd, encoder, progress)
     params.fpir = fpir
-    runs = [_fold(kgbd, params, encoder, fpir, site, strangers, progress) for site, strangers in folds(kgbd)]
+    files = {str(w.path): str(w.path) for w in kgbd}
+    runs = [_fold(kgbd, params, encoder, fpir, files, site, strangers, progress) for site, strangers in folds(kgbd)]
     total = {k: sum(r[k] for r in runs) for k in ("n_strangers_named", "n_stranger_probes", "n_enrolled_probes",
                                                   "n_stranger_people", "n_enrolled_people", "fta")}
     named, probes = total["n_strangers_named"], total["n_stranger_probes"]
@@ -165,8 +169,6 @@ def _partial_site(kgbd: list[KgbdWalk], params: MatcherParams, encoder: GaitEnco
     _, site, strangers = groups(kgbd)
     walks = [w for w in kgbd if _number(w) in site or _number(w) in strangers]
     index_of = [CANONICAL.index(j) for j in NEVER_TRACKED]
-    named_right = strangers_named = enrolled_people = stranger_people = 0
-    thresholds = []
     with tempfile.TemporaryDirectory(prefix="gaitcam-ntu-") as tmp:
         files = {}
         for w in walks:
@@ -177,22 +179,16 @@ def _partial_site(kgbd: list[KgbdWalk], params: MatcherParams, encoder: GaitEnco
             write_recording(Recording(RecordingMeta("kinect", CANONICAL.name, 30.0),
                                       {1: SkeletonSequence(joints, seq.timestamps, CANONICAL, states)}), out)
             files[str(w.path)] = str(out)
-        for here, away in folds(kgbd):
-            s = _site(kgbd, params, encoder, fpir, files, here, away, progress)
-            index = s["index"]
-            enrolled = [(p, files[str(ws[-1].path)]) for p, ws in s["site"].items()]
-            stranger = [(p, files[str(ws[-1].path)]) for p, ws in s["strangers"].items()]
-            said = {path: _identify(path, encoder, params, index) for _, path in enrolled + stranger}
-            named_right += sum(said[p][0] == person for person, p in enrolled)
-            strangers_named += sum(said[p][0] is not None for _, p in stranger)
-            enrolled_people, stranger_people = enrolled_people + len(enrolled), stranger_people + len(stranger)
-            thresholds.append(index.calibration.describe())
+        runs = [_fold(kgbd, params, encoder, fpir, files, here, away, progress, every_stranger_walk=False)
+                for here, away in folds(kgbd)]
+    named_right, strangers_named = (sum(r[k] for r in runs) for k in ("dir_named", "n_strangers_named"))
+    enrolled_people, stranger_people = (sum(r[k] for r in runs) for k in ("n_enrolled_probes", "n_stranger_probes"))
     return {"joints_never_tracked": list(NEVER_TRACKED), "format": "NTU RGB+D .skeleton (Kinect v2 layout)",
             "enrolled_people": enrolled_people, "enrolled_named_correctly": named_right,
             "stranger_people": stranger_people, "strangers_named": strangers_named,
             "per_14_enrolled_named": 14 * named_right / enrolled_people,
             "per_14_strangers_named": 14 * strangers_named / stranger_people,
-            "threshold": "; ".join(thresholds)}
+            "threshold": "; ".join(r["threshold"] for r in runs)}
 
 
 def format_cross_site(r: dict) -> str:
