@@ -1,6 +1,7 @@
 """The open-set score and the threshold a gallery calibrates for itself."""
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 from gaitcam.errors import GaitcamError
 from gaitcam.identity.openset import (loo_scores, normalised, open_scores, person_levels, ratio, ratios,
@@ -25,11 +26,22 @@ def test_threshold_is_the_empirical_quantile_when_the_tail_is_sampled():
     t, how = threshold_for(scores, 0.01)
     assert how == "empirical quantile" and (scores <= t).mean() == pytest.approx(0.01, abs=0.002)
     t_small, how_small = threshold_for(scores[:50], 0.01)  # 50 scores do not reach 1 %
-    assert how_small == "log-normal fit" and abs(np.log(t_small) - (-0.3 - 2.326 * 0.2)) < 0.1
-    heavy = np.r_[np.full(40, 0.9), 0.2]  # one low score: the fit must not land above it
-    assert threshold_for(heavy, 0.01)[0] == pytest.approx(0.2)
+    assert how_small == "log-normal prediction bound" and abs(np.log(t_small) - (-0.3 - 2.326 * 0.2)) < 0.1
     with pytest.raises(GaitcamError, match="too few"):
         threshold_for(scores[:2], 0.01)
+
+
+def test_the_bound_names_strangers_at_the_rate_asked_on_average_even_from_few_people():
+    # Sites of 10 people, one log-normal draw each: the fitted 1 % quantile alone is lax on
+    # average (the fit's error widens the tail it misses); the prediction bound is not.
+    rng, mu, sigma = np.random.default_rng(5), -0.3, 0.2
+    sites = rng.lognormal(mu, sigma, size=(4000, 10))
+    bound = np.array([threshold_for(s, 0.01)[0] for s in sites])
+    log = np.log(sites)
+    plain = np.exp(log.mean(axis=1) + norm.ppf(0.01) * log.std(axis=1))
+    named = lambda t: norm.cdf((np.log(t) - mu) / sigma).mean()  # noqa: E731 (a stranger's chance, averaged)
+    assert named(bound) == pytest.approx(0.01, abs=0.0015)
+    assert named(plain) > 0.018
 
 
 def test_scores_from_few_people_get_the_fit_not_their_lowest_person():
@@ -38,7 +50,7 @@ def test_scores_from_few_people_get_the_fit_not_their_lowest_person():
     scores = np.repeat(rng.lognormal(mean=-0.2, sigma=0.15, size=40), 4) * rng.lognormal(0, 0.03, size=160)
     assert threshold_for(scores, 0.01)[1] == "empirical quantile"  # as if 160 independent scores
     t, how = threshold_for(scores, 0.01, people=40)
-    assert how == "log-normal fit" and t < np.quantile(scores, 0.01)  # below the lowest person's walks
+    assert how == "log-normal prediction bound" and t < np.quantile(scores, 0.01)  # below the lowest person's walks
     assert threshold_for(scores, 0.01, people=100)[1] == "empirical quantile"
 
 

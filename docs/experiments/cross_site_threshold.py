@@ -5,7 +5,9 @@ once with the lab encoder (cached under runs/xs/). The rule is chosen on splits 
 own people only (persons 1-82: the matcher fitted on 41 of them, the other 41 halved into site
 and strangers, 80 splits); random halvings of persons 83-164 and the benchmark's two folds (site
 83-123 and strangers 124-164, then swapped) are printed after it, for every rule, and were not
-used to choose.
+used to choose. Two more validation protocols, on the lab's people only, ask what moves the
+obtained rate: the matcher's size (41 against 61 people, the same sites of 10) and the site's
+size (sites of 41 people, as in the benchmark, from a matcher on the other 21 lab people).
 
     PYTHONPATH=. .venv/bin/python docs/experiments/cross_site_threshold.py ../shared/data/kgbd
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import beta, norm
+from scipy.stats import t as student_t
 
 from gaitcam.evaluation.cross_site import _number, groups
 from gaitcam.evaluation.fit_matcher import training_evidence
@@ -81,8 +84,8 @@ def cohort_scores(index: GalleryIndex, params: MatcherParams) -> np.ndarray:
 
 def trial(ev: dict, params: MatcherParams, site, strangers) -> tuple:
     """(the site's leave-one-person-out scores, the cohort's scores, the training people's
-    cross-fitted scores, the strangers' scores): site people enrolled from all walks but their
-    highest, strangers probing with every walk."""
+    cross-fitted scores, the site's people, the strangers' scores): site people enrolled from all
+    walks but their highest, strangers probing with every walk."""
     by: dict[int, list] = {}
     for (p, _), (plain, _) in sorted(ev.items()):
         by.setdefault(p, []).append(plain)
@@ -92,7 +95,7 @@ def trial(ev: dict, params: MatcherParams, site, strangers) -> tuple:
     scores = openset.open_scores(index.distances(probes), len(index.people), params.ratio_cap)[1]
     loo = openset.loo_scores(index.z, index.person_of, len(index.people), params.loc_quantile, MIN_IMPOSTORS,
                              params.loc, params.ratio_cap)
-    return loo, cohort_scores(index, params), params.prior_scores[0], scores
+    return loo, cohort_scores(index, params), params.prior_scores[0], len(site), scores
 
 
 def _lognormal(s: np.ndarray) -> float:
@@ -117,6 +120,14 @@ def _pooled_spread(s: np.ndarray, prior: np.ndarray, weight: float) -> float:
     return float(np.exp(log.mean() + Z * np.sqrt((1 - weight) * log.var() + weight * p.var())))
 
 
+def _predictive(s: np.ndarray, people: int) -> float:
+    """The log-normal prediction bound: Student's t with one degree of freedom per site person
+    less one, widened by sqrt(1 + 1/n), so that a new stranger falls below it with probability
+    FPIR averaged over the uncertainty of the fitted mean and spread (not just at the fit)."""
+    log = np.log(s)
+    return float(np.exp(log.mean() + student_t.ppf(FPIR, people - 1) * log.std(ddof=1) * np.sqrt(1 + 1 / people)))
+
+
 def _prior_shape(s: np.ndarray, prior: np.ndarray) -> float:
     """The site's log mean and spread, the tail's shape (its standardised quantile) from the prior."""
     log, p = np.log(s), np.log(prior[prior > 0])
@@ -124,21 +135,22 @@ def _prior_shape(s: np.ndarray, prior: np.ndarray) -> float:
 
 
 RULES = {
-    "empirical quantile": lambda loo, cohort, prior: np.quantile(loo, FPIR),
-    "log-normal fit, capped at the lowest": lambda loo, cohort, prior: min(_lognormal(loo), loo.min()),
-    "log-normal fit": lambda loo, cohort, prior: _lognormal(loo),
-    "Harrell-Davis quantile": lambda loo, cohort, prior: _harrell_davis(loo),
-    "log-normal from median and 10 % quantile": lambda loo, cohort, prior: _tail_lognormal(loo),
-    "empirical, cohort walks as more strangers": lambda loo, cohort, prior: np.quantile(np.r_[loo, cohort], FPIR),
-    "log-normal, cohort walks as more strangers": lambda loo, cohort, prior: _lognormal(np.r_[loo, cohort]),
-    "log-normal, spread pooled with training's (1:3)": lambda loo, cohort, prior: _pooled_spread(loo, prior, 0.25),
-    "log-normal, spread pooled with training's (1:1)": lambda loo, cohort, prior: _pooled_spread(loo, prior, 0.5),
-    "log-normal, spread pooled with training's (3:1)": lambda loo, cohort, prior: _pooled_spread(loo, prior, 0.75),
-    "log-normal, training's spread": lambda loo, cohort, prior: _pooled_spread(loo, prior, 1.0),
+    "empirical quantile": lambda loo, cohort, prior, n: np.quantile(loo, FPIR),
+    "log-normal fit, capped at the lowest": lambda loo, cohort, prior, n: min(_lognormal(loo), loo.min()),
+    "log-normal fit": lambda loo, cohort, prior, n: _lognormal(loo),
+    "log-normal prediction bound (Student's t, n = people)": lambda loo, cohort, prior, n: _predictive(loo, n),
+    "Harrell-Davis quantile": lambda loo, cohort, prior, n: _harrell_davis(loo),
+    "log-normal from median and 10 % quantile": lambda loo, cohort, prior, n: _tail_lognormal(loo),
+    "empirical, cohort walks as more strangers": lambda loo, cohort, prior, n: np.quantile(np.r_[loo, cohort], FPIR),
+    "log-normal, cohort walks as more strangers": lambda loo, cohort, prior, n: _lognormal(np.r_[loo, cohort]),
+    "log-normal, spread pooled with training's (1:3)": lambda loo, cohort, prior, n: _pooled_spread(loo, prior, 0.25),
+    "log-normal, spread pooled with training's (1:1)": lambda loo, cohort, prior, n: _pooled_spread(loo, prior, 0.5),
+    "log-normal, spread pooled with training's (3:1)": lambda loo, cohort, prior, n: _pooled_spread(loo, prior, 0.75),
+    "log-normal, training's spread": lambda loo, cohort, prior, n: _pooled_spread(loo, prior, 1.0),
     "log-normal, spread pooled (1:1), capped at the lowest":
-        lambda loo, cohort, prior: min(_pooled_spread(loo, prior, 0.5), loo.min()),
-    "site's log mean and spread, training's tail shape": lambda loo, cohort, prior: _prior_shape(loo, prior),
-    "empirical, training's scores": lambda loo, cohort, prior: np.quantile(prior, FPIR),
+        lambda loo, cohort, prior, n: min(_pooled_spread(loo, prior, 0.5), loo.min()),
+    "site's log mean and spread, training's tail shape": lambda loo, cohort, prior, n: _prior_shape(loo, prior),
+    "empirical, training's scores": lambda loo, cohort, prior, n: np.quantile(prior, FPIR),
 }
 
 
@@ -154,9 +166,22 @@ def halvings(ev: dict, params: MatcherParams, people, n: int, seed: int) -> list
 def report(title: str, runs: list) -> None:
     print(f"\n{title}\n| rule | mean FPIR | median | splits within 0.5-2 % | above 2 % | below 0.5 % |\n|---|---|---|---|---|---|")
     for name, rule in RULES.items():
-        r = np.array([(s <= rule(loo, c, prior)).mean() for loo, c, prior, s in runs])
+        r = np.array([(s <= rule(loo, c, prior, n)).mean() for loo, c, prior, n, s in runs])
         print(f"| {name} | {100 * r.mean():.2f} % | {100 * np.median(r):.2f} % | {100 * ((r >= 0.005) & (r <= 0.02)).mean():.0f} % "
               f"| {100 * (r > 0.02).mean():.0f} % | {100 * (r < 0.005).mean():.0f} % |", flush=True)
+
+
+def site_sized(ev: dict, lab) -> list:
+    """Sites as large as the benchmark's (41 people) from the lab's people: the matcher on the
+    other 21, strangers the remaining 20."""
+    rng, runs = np.random.default_rng(13), []
+    for k in range(8):
+        order = rng.permutation(np.array(list(lab)))
+        params, pool = fit(ev, set(order[:21].tolist())), order[21:]
+        for _ in range(10):
+            pool = rng.permutation(pool)
+            runs.append(trial(ev, params, sorted(pool[:41].tolist()), sorted(pool[41:].tolist())))
+    return runs
 
 
 def main(root: str) -> None:
@@ -167,6 +192,17 @@ def main(root: str) -> None:
         order = rng.permutation(np.array(list(lab)))
         runs += halvings(ev, fit(ev, set(order[:41].tolist())), order[41:].tolist(), 10, k)
     report("Validation (chooses): lab people only, 80 splits (matcher on 41, site 20, strangers 21)", runs)
+    # The benchmark's matcher is fitted on 82 people, the validation's above on 41. Does the
+    # matcher's size move the obtained rate? The same 21 held-out lab people, halved into site
+    # and strangers, against a matcher on 61 lab people and one on 41 of those 61.
+    rng, small, large = np.random.default_rng(11), [], []
+    for k in range(8):
+        order = rng.permutation(np.array(list(lab)))
+        small += halvings(ev, fit(ev, set(order[:41].tolist())), order[61:].tolist(), 10, 100 + k)
+        large += halvings(ev, fit(ev, set(order[:61].tolist())), order[61:].tolist(), 10, 100 + k)
+    report("Validation, matcher size: matcher on 41, site 10, strangers 11 (80 splits)", small)
+    report("Validation, matcher size: matcher on 61 (those 41 and 20 more), the same splits", large)
+    report("Validation, site size: matcher on 21, site 41, strangers 20 (80 splits)", site_sized(ev, lab))
     params = fit(ev, lab)
     report("Not used to choose: persons 83-164 halved 40 times (lab matcher on 1-82)",
            halvings(ev, params, list(site) + list(strangers), 40, 99))
