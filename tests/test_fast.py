@@ -1,10 +1,12 @@
 """The fast AGE path gives the reference model's AGEs, on both of its engines (the model exported
 to onnxruntime; the small-batch kernel, tested on its own in test_small_batch.py): shipped weights
 (stored float16, loaded float32) at batch sizes other than the traced one, frame and window level,
-LA and BA, free-running decoders and other shapes. Batches go to the kernel at 1 thread, and up to
-KERNEL_MAX_BATCH_THREADED windows on more; GaitEncoder uses the fast path only when it matches,
-and falls back to the model when neither engine can be built."""
+LA and BA, free-running decoders and other shapes. Batches up to KERNEL_MAX_BATCH windows go to the
+kernel; larger ones to onnxruntime on more threads and to the path timed faster at 1 thread;
+GaitEncoder uses the fast path only when it matches, and falls back to the model when neither
+engine can be built."""
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ import gaitcam.model.fast as fast_module
 from gaitcam.benchmarks.scene import demo_windows
 from gaitcam.config import WEIGHTS_DIR
 from gaitcam.model.encoder import GaitEncoder
-from gaitcam.model.fast import KERNEL_MAX_BATCH_THREADED, TOLERANCE, FastAGE, matches_reference
+from gaitcam.model.fast import KERNEL_MAX_BATCH, TOLERANCE, FastAGE, matches_reference
 from gaitcam.model.sgela import SGELA, SGELAConfig
 from gaitcam.model.small_batch import SmallBatchAGE, kernel_library
 from gaitcam.model.weights import load_weights
@@ -81,19 +83,49 @@ def test_other_configurations_give_reference_ages(cfg, one_thread):
 
 @needs_kernel
 def test_batches_go_to_the_kernel_where_it_is_faster(shipped, windows, one_thread):
-    """At 1 thread the kernel takes every batch and no onnxruntime session is built; with more
-    threads, onnxruntime takes the batches above KERNEL_MAX_BATCH_THREADED."""
+    """With more threads, onnxruntime takes the batches above KERNEL_MAX_BATCH; at 1 thread the
+    kernel takes the small ones without an onnxruntime session being built."""
     model = shipped[0]
     single = FastAGE(model)
     assert single.kernel is not None and single.session is None
-    assert {single.path(b) for b in (1, 8, 64, 256, 1000)} == {"kernel"}
+    assert {single.path(b) for b in (1, 8, KERNEL_MAX_BATCH)} == {"kernel"} and single.session is None
     threaded = FastAGE(model, threads=2)
-    assert threaded.path(KERNEL_MAX_BATCH_THREADED) == "kernel"
-    assert threaded.path(KERNEL_MAX_BATCH_THREADED + 1) == "onnxruntime"
-    big = windows.repeat(2, 1, 1, 1)[: KERNEL_MAX_BATCH_THREADED + 1]
+    assert threaded.path(KERNEL_MAX_BATCH) == "kernel"
+    assert threaded.path(KERNEL_MAX_BATCH + 1) == "onnxruntime"
+    big = windows.repeat(2, 1, 1, 1)[: KERNEL_MAX_BATCH + 1]
     with torch.inference_mode():
         torch.testing.assert_close(threaded(big), model.age(big), **TOLERANCE)
     assert matches_reference(model, single) and matches_reference(model, threaded)
+
+
+@needs_kernel
+@pytest.mark.parametrize("faster", ["kernel", "onnxruntime"])
+def test_at_one_thread_large_batches_go_to_the_path_timed_faster(shipped, windows, monkeypatch, one_thread, faster):
+    """Timed once the kernel has spent TRIAL_AFTER_S on large batches (the other path slowed by
+    0.2 s a call here); the loser's session is not kept; either way the AGEs are the model's."""
+    model = shipped[0]
+    fast = FastAGE(model)
+    big = windows.repeat(2, 1, 1, 1)[: KERNEL_MAX_BATCH + 1]
+    with torch.inference_mode():
+        fast(big)  # well under TRIAL_AFTER_S: a short job does not pay for the timing
+    assert fast.path(len(big)) == "kernel" and fast.session is None
+
+    def slowed(fn):
+        def call(x):
+            time.sleep(0.2)
+            return fn(x)
+        return call
+
+    slow = "onnxruntime" if faster == "kernel" else "kernel"
+    real = getattr(fast, slow)
+    setattr(fast, slow, slowed(real))  # this FastAGE only
+    monkeypatch.setattr(fast_module, "TRIAL_AFTER_S", 0.0)
+    assert fast.path(len(big)) == faster and fast.path(1) == "kernel"
+    assert (fast.session is not None) == (faster == "onnxruntime")
+    setattr(fast, slow, real)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(big), model.age(big), **TOLERANCE)
+        torch.testing.assert_close(fast(big[:3]), model.age(big[:3]), **TOLERANCE)
 
 
 def test_encoder_uses_the_fast_path_and_encodes_alike(shipped, one_thread):

@@ -14,7 +14,7 @@ import gaitcam.model.small_batch as small_batch
 from gaitcam.benchmarks.scene import demo_windows
 from gaitcam.config import WEIGHTS_DIR
 from gaitcam.model.encoder import GaitEncoder
-from gaitcam.model.fast import TOLERANCE
+from gaitcam.model.fast import KERNEL_MAX_BATCH, TOLERANCE
 from gaitcam.model.sgela import SGELA, SGELAConfig
 from gaitcam.model.small_batch import SmallBatchAGE, kernel_library
 from gaitcam.model.weights import load_weights
@@ -71,7 +71,7 @@ def test_encoder_with_mirror_encodes_alike(shipped, one_thread):
     model, meta = shipped
     fast = GaitEncoder(model, meta["normalization"], meta["version"], device="cpu")
     reference = GaitEncoder(model, meta["normalization"], meta["version"], device="cpu", fast=False)
-    assert fast.fast is not None and fast.fast.path(16) == "kernel"
+    assert fast.fast is not None and fast.fast.path(KERNEL_MAX_BATCH) == "kernel"
     raw = demo_windows(8, model.cfg.f, "raw", seed=5)  # camera coordinates: the encoder normalises
     for b in BATCHES:
         np.testing.assert_allclose(fast.encode(raw[:b], "window", mirror=True),

@@ -8,8 +8,10 @@ the arithmetic (BENCHMARKS.md). Two faster ways to run the same computation:
 
 - `gaitcam.model.small_batch.SmallBatchAGE`: the whole computation as one C call with fused LSTM
   gates and packed weights (float16 where that is exact, as for the shipped weights), compiled on
-  first use for this CPU. Single-threaded; at 1 thread it is the fastest path at every batch size
-  measured (1 to 256); with more threads, up to `KERNEL_MAX_BATCH_THREADED` windows.
+  first use for this CPU. Single-threaded; it takes batches up to `KERNEL_MAX_BATCH` windows. At
+  1 thread, larger batches go to whichever path was faster on this machine, timed once on the
+  first large batch: on an AMD EPYC the kernel won at every size up to 256, on an Intel Xeon with
+  AVX-512 onnxruntime won from about 24 windows on (BENCHMARKS.md).
 - onnxruntime: exporting the module to ONNX records those calls once as a graph; onnxruntime runs
   it with no per-step Python, fuses and constant-folds it, and runs each encoder LSTM as one
   kernel, on `threads` threads. Used for the batches the kernel does not take, and everywhere when
@@ -25,8 +27,11 @@ It is inference only: both hold copies of the weights, so build a new one after 
 """
 from __future__ import annotations
 
+import copy
 import io
 import logging
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -41,11 +46,15 @@ log = logging.getLogger(__name__)
 # order (measured differences up to 2e-5 on AGEs of size ~1, at batch 256).
 TOLERANCE = {"rtol": 1e-4, "atol": 5e-5}
 OPSET = 17
-# The kernel runs on one thread. At 1 thread it is the faster path at every batch size measured
-# (1 to 256), so it takes them all; with more threads onnxruntime uses them and overtakes it above
-# this many windows (measured at 2 threads, idle: kernel 1.17-1.25x at 8, 0.99-1.10x at 12,
-# 0.94-0.96x at 16; BENCHMARKS.md).
-KERNEL_MAX_BATCH_THREADED = 12
+# The kernel runs on one thread and takes batches up to this many windows: with more threads
+# onnxruntime uses them and overtakes it above it (measured at 2 threads, idle: kernel 1.17-1.25x
+# at 8, 0.99-1.10x at 12, 0.94-0.96x at 16; BENCHMARKS.md). At 1 thread larger batches go to the
+# path that was faster on a trial batch of TRIAL_BATCH windows, timed once the kernel has spent
+# TRIAL_AFTER_S on large batches (building the session and timing cost about 1.5 s: a short job,
+# such as the live app's start-up, never pays it).
+KERNEL_MAX_BATCH = 12
+TRIAL_BATCH = 64
+TRIAL_AFTER_S = 3.0
 
 
 class _FrameAGEs(torch.nn.Module):
@@ -77,8 +86,9 @@ class FastAGE:
     """Windows [B, f, J, 3] -> frame-level AGEs [B, f, 3H], equal to `SGELA.age(windows)` within
     TOLERANCE: from the small-batch kernel (`kernel`, when it can be built) for the batch sizes
     where it is faster (`uses_kernel`), else from an onnxruntime session on `threads` CPU threads.
-    The kernel is checked against the model here and dropped if it differs; the session is only
-    built when some batch size goes to it (more than one thread, or no kernel).
+    The kernel is checked against the model here and dropped if it differs, and so is the
+    session. At 1 thread the session is built only when the kernel has spent TRIAL_AFTER_S on
+    batches above KERNEL_MAX_BATCH, and then timed against it (`large_batches_path`).
 
     `kernel=False` runs every batch on onnxruntime (the benchmark's "before" of the kernel);
     `optimize=False` runs the graph as exported, without onnxruntime's graph optimisations: the
@@ -87,8 +97,13 @@ class FastAGE:
 
     def __init__(self, model: SGELA, threads: int = 1, optimize: bool = True, kernel: bool = True) -> None:
         self.threads = threads
+        self.optimize = optimize
         self.kernel: SmallBatchAGE | None = None
         self.session = None
+        self._large: str | None = None  # "kernel" or "onnxruntime" once timed (1 thread)
+        self._large_seconds = 0.0  # the kernel's time on large batches before that
+        self._lock = threading.Lock()
+        self._model: SGELA | None = None  # kept (a copy) only to build the session later
         if kernel:
             try:
                 self.kernel = SmallBatchAGE(model)
@@ -99,26 +114,84 @@ class FastAGE:
                     log.warning("the small-batch kernel differs from the model here; using onnxruntime")
                     self.kernel = None
         if self.kernel is not None and threads == 1:
-            return  # the kernel takes every batch
+            self._model = copy.deepcopy(model).cpu().eval()  # the weights as they are now
+            return
         try:
-            import onnxruntime as ort  # imported here: a missing onnxruntime only loses this path
-        except ImportError:
+            self.session = self._session(model)
+        except ImportError:  # a missing onnxruntime only loses this path
             if self.kernel is None:
                 raise
             log.warning("onnxruntime is missing; the small-batch kernel encodes every batch size")
-            return
+            self._large = "kernel"
+
+    def _session(self, model: SGELA):
+        import onnxruntime as ort  # imported here: see __init__
+
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3  # errors only
-        options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+        options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if self.optimize
                                             else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-        self.session = ort.InferenceSession(export_onnx(model), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(export_onnx(model), options, providers=["CPUExecutionProvider"])
+
+    def large_batches_path(self) -> str:
+        """What encodes batches above KERNEL_MAX_BATCH: with more threads onnxruntime; at 1 thread
+        the faster of the two on TRIAL_BATCH windows (median of 3 alternating calls each, after a
+        warm-up), timed once, the session built for it (about a second)."""
+        if self.kernel is None:
+            return "onnxruntime"
+        if self._large is not None:
+            return self._large
+        if self.threads > 1:
+            return "onnxruntime" if self.session is not None else "kernel"
+        with self._lock:
+            if self._large is None:
+                self._large = self._time_paths()
+        return self._large
+
+    def _time_paths(self) -> str:
+        model, self._model = self._model, None
+        try:
+            session = self._session(model)
+        except ImportError:
+            log.warning("onnxruntime is missing; the small-batch kernel encodes every batch size")
+            return "kernel"
+        self.session = session
+        if not _agrees(model, self.onnxruntime):
+            log.warning("onnxruntime differs from the model here; the small-batch kernel encodes every batch")
+            self.session = None
+            return "kernel"
+        cfg = model.cfg
+        windows = torch.randn(TRIAL_BATCH, cfg.f, cfg.n_joints, len(AXES), generator=torch.Generator().manual_seed(0))
+        paths = {"kernel": self.kernel, "onnxruntime": self.onnxruntime}
+        seconds: dict[str, list[float]] = {name: [] for name in paths}
+        for rounds in range(4):
+            for name, path in paths.items():
+                start = time.perf_counter()
+                path(windows)
+                if rounds:  # the first round warms up
+                    seconds[name].append(time.perf_counter() - start)
+        ms = {name: 1000 * float(np.median(s)) for name, s in seconds.items()}
+        chosen = min(ms, key=ms.get)
+        log.info("batches above %d windows go to %s (%d windows: kernel %.1f ms, onnxruntime %.1f ms)",
+                 KERNEL_MAX_BATCH, chosen, TRIAL_BATCH, ms["kernel"], ms["onnxruntime"])
+        if chosen == "kernel":
+            self.session = None
+        return chosen
 
     def uses_kernel(self, batch: int) -> bool:
-        """Whether a batch of this many windows goes to the small-batch kernel."""
-        return self.kernel is not None and (self.session is None or batch <= KERNEL_MAX_BATCH_THREADED)
+        """Whether a batch of this many windows goes to the small-batch kernel (now: at 1 thread a
+        large batch goes to it until the paths are timed)."""
+        if self.kernel is None:
+            return False
+        if batch <= KERNEL_MAX_BATCH or self._untimed():
+            return True
+        return self.large_batches_path() == "kernel"
+
+    def _untimed(self) -> bool:
+        return self._large is None and self.threads == 1 and self._large_seconds < TRIAL_AFTER_S
 
     def path(self, batch: int) -> str:
         """What encodes a batch of this many windows: "kernel" or "onnxruntime"."""
@@ -129,9 +202,14 @@ class FastAGE:
         return torch.from_numpy(self.session.run(None, {"windows": x})[0])
 
     def __call__(self, windows: torch.Tensor) -> torch.Tensor:
-        if self.uses_kernel(len(windows)):
+        if not self.uses_kernel(len(windows)):
+            return self.onnxruntime(windows)
+        if len(windows) <= KERNEL_MAX_BATCH or not self._untimed():
             return self.kernel(windows)
-        return self.onnxruntime(windows)
+        start = time.perf_counter()
+        out = self.kernel(windows)
+        self._large_seconds += time.perf_counter() - start
+        return out
 
 
 def _agrees(model: SGELA, path, seed: int = 0) -> bool:
