@@ -260,6 +260,28 @@ def test_stride_control_widens_at_once_narrows_after_calm_and_stays_within_limit
         StrideControl(3, 2)
 
 
+def test_a_lag_the_encoder_did_not_cause_does_not_widen_the_stride():
+    """Over target while the encoder idles most of each interval (a scheduler or other processes
+    hold the loop back): a wider stride cannot help. Busy for half the interval or more, it does."""
+    control, now, busy = StrideControl(1, 6), [0.0], [0.0]
+    control.update(0.0, 0, 0, busy[0])
+
+    def interval(share: float, backlog: int = 0) -> int:
+        control.add([0.12] * 10)  # well over the 50 ms target
+        now[0] += 0.5
+        busy[0] += share * 0.5
+        control.update(now[0], backlog, 0, busy[0])
+        return control.stride
+
+    assert [interval(0.2) for _ in range(4)] == [1] * 4 and control.lag == pytest.approx(0.12)
+    assert [interval(0.6), interval(0.9)] == [2, 3]  # the encoder's doing: wider
+    assert interval(0.1, backlog=5) == 4  # frames piling up are overload whoever is busy
+    # The lag stays over target, but the encoder would stay under half busy one step narrower:
+    # calm after 3 intervals (it has room), down to where the next step would be too much.
+    assert [interval(0.1) for _ in range(3)] == [4, 4, 3]
+    assert [interval(0.4) for _ in range(5)] == [3] * 5  # 0.4 x 3/2 = 0.6 at stride 2: no room
+
+
 class PacedEncoder:
     """Costs `per_window` seconds a window (what a slow CPU does), switchable to free."""
 

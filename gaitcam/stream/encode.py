@@ -67,6 +67,10 @@ class EncodeClient:
         self.worker, self.on_result = worker, on_result
         self.stats = EncodeStats()
 
+    def busy(self) -> float:
+        """The shared encoder's seconds spent encoding so far, every client's."""
+        return self.worker.busy()
+
     @property
     def queued(self) -> int:
         """Submissions waiting for the encoder, every client's: how far behind it is."""
@@ -107,6 +111,7 @@ class EncodeWorker:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._finished = threading.Condition()  # notified after every batch: `EncodeClient.drain`
         self._thread = threading.Thread(target=self._run, name="gaitcam-encode", daemon=True)
+        self._began: float | None = None  # perf_counter when the batch being encoded began
 
     def client(self, on_result: Callable[[list[EncodedWindow]], None]) -> EncodeClient:
         """Another source on this worker."""
@@ -114,6 +119,18 @@ class EncodeWorker:
 
     def start(self) -> None:
         self._thread.start()
+
+    def busy(self) -> float:
+        """Seconds spent encoding so far, the batch being encoded included (the stride control
+        reads how much of each interval the encoder was busy)."""
+        began = self._began
+        return self.stats.seconds + (0.0 if began is None else time.perf_counter() - began)
+
+    def busy(self) -> float:
+        """Seconds spent encoding so far, the batch being encoded included (the stride control
+        reads how much of each interval the encoder was busy)."""
+        began = self._began
+        return self.stats.seconds + (0.0 if began is None else time.perf_counter() - began)
 
     @property
     def queued(self) -> int:
@@ -177,7 +194,7 @@ class EncodeWorker:
         A failed call loses the batch (counted, logged); a failing consumer loses its own share."""
         windows = np.stack([w.joints for _, _, _, w, _ in batch])
         try:
-            began = time.perf_counter()
+            began = self._began = time.perf_counter()
             ages = self.encoder.encode(windows, level="window", mirror=True)  # as enrolment encodes
             seconds = time.perf_counter() - began
         except Exception:  # one bad batch must not stop the live loop
@@ -205,5 +222,6 @@ class EncodeWorker:
         if ages is not None:
             self.stats.batches += 1
             self.stats.seconds += seconds
+        self._began = None
         with self._finished:
             self._finished.notify_all()

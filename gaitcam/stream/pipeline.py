@@ -401,7 +401,8 @@ class Pipeline:
         now = clock.monotonic()
         self.control.add(now - c for c in captured)
         capture, worker = self._capture.stats, self._worker.stats
-        self.control.update(now, self._capture.depth + self._worker.queued, capture.dropped + worker.dropped)
+        self.control.update(now, self._capture.depth + self._worker.queued, capture.dropped + worker.dropped,
+                            self._worker.busy())
 
     def _publish(self, track: int, decision: Decision) -> None:
         before = self._decisions.get(track)
