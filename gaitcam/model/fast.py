@@ -9,8 +9,8 @@ the arithmetic (BENCHMARKS.md). Two faster ways to run the same computation:
 - `gaitcam.model.small_batch.SmallBatchAGE`: the whole computation as one C call with fused LSTM
   gates and packed weights (float16 where that is exact, as for the shipped weights), compiled on
   first use for this CPU. Single-threaded; it takes batches up to `KERNEL_MAX_BATCH` windows. At
-  1 thread, larger batches go to whichever path was faster on this machine, timed once on the
-  first large batch: on an AMD EPYC the kernel won at every size up to 256, on an Intel Xeon with
+  1 thread, larger batches go to whichever path was faster on this machine, timed once a few
+  seconds have gone into them: on an AMD EPYC the kernel won at every size up to 256, on an Intel Xeon with
   AVX-512 onnxruntime won from about 24 windows on (BENCHMARKS.md).
 - onnxruntime: exporting the module to ONNX records those calls once as a graph; onnxruntime runs
   it with no per-step Python, fuses and constant-folds it, and runs each encoder LSTM as one
@@ -100,7 +100,7 @@ class FastAGE:
         self.optimize = optimize
         self.kernel: SmallBatchAGE | None = None
         self.session = None
-        self._large: str | None = None  # "kernel" or "onnxruntime" once timed (1 thread)
+        self._large: str | None = None  # what takes batches above KERNEL_MAX_BATCH; None: not timed yet
         self._large_seconds = 0.0  # the kernel's time on large batches before that
         self._lock = threading.Lock()
         self._model: SGELA | None = None  # kept (a copy) only to build the session later
@@ -123,6 +123,8 @@ class FastAGE:
                 raise
             log.warning("onnxruntime is missing; the small-batch kernel encodes every batch size")
             self._large = "kernel"
+        else:
+            self._large = "onnxruntime"
 
     def _session(self, model: SGELA):
         import onnxruntime as ort  # imported here: see __init__
@@ -140,12 +142,8 @@ class FastAGE:
         """What encodes batches above KERNEL_MAX_BATCH: with more threads onnxruntime; at 1 thread
         the faster of the two on TRIAL_BATCH windows (median of 3 alternating calls each, after a
         warm-up), timed once, the session built for it (about a second)."""
-        if self.kernel is None:
-            return "onnxruntime"
         if self._large is not None:
             return self._large
-        if self.threads > 1:
-            return "onnxruntime" if self.session is not None else "kernel"
         with self._lock:
             if self._large is None:
                 self._large = self._time_paths()
@@ -191,7 +189,7 @@ class FastAGE:
         return self.large_batches_path() == "kernel"
 
     def _untimed(self) -> bool:
-        return self._large is None and self.threads == 1 and self._large_seconds < TRIAL_AFTER_S
+        return self._large is None and self._large_seconds < TRIAL_AFTER_S
 
     def path(self, batch: int) -> str:
         """What encodes a batch of this many windows: "kernel" or "onnxruntime"."""

@@ -126,12 +126,6 @@ class EncodeWorker:
         began = self._began
         return self.stats.seconds + (0.0 if began is None else time.perf_counter() - began)
 
-    def busy(self) -> float:
-        """Seconds spent encoding so far, the batch being encoded included (the stride control
-        reads how much of each interval the encoder was busy)."""
-        began = self._began
-        return self.stats.seconds + (0.0 if began is None else time.perf_counter() - began)
-
     @property
     def queued(self) -> int:
         """Submissions (frames' windows) waiting for the encoder: how far behind it is."""
