@@ -9,7 +9,7 @@ import torch
 
 import gaitcam.benchmarks.encoder as encoder_bench
 import gaitcam.benchmarks.report as report
-from gaitcam.benchmarks.pipeline import CaptureLog, LatencyProbe, PipelineRun, run_pipeline
+from gaitcam.benchmarks.pipeline import CaptureLog, CountingEncoder, LatencyProbe, PipelineRun, run_pipeline
 from gaitcam.config import DEMO_DIR
 from gaitcam.benchmarks.scene import crowd_recording
 from gaitcam.benchmarks.timing import Histogram, interleaved, peak_gflops
@@ -126,6 +126,24 @@ def test_pipeline_run_times_every_frame_of_every_window(tiny, stride):
     assert s["stride_mean"] == both["stride_mean"] == stride and s["max_stride"] is None
 
 
+def test_counting_encoder_computes_every_call_slowdown_times():
+    """The slower machine the bench emulates: the same results, k calls of the encoder a batch."""
+    calls = []
+
+    class Encoder:
+        f = 6
+
+        def encode(self, windows, level="frame", mirror=False):
+            calls.append(len(windows))
+            return np.full((len(windows), 4), len(calls), np.float32)
+
+    counting = CountingEncoder(Encoder(), slowdown=3)
+    out = counting.encode(np.zeros((5, 6, 20, 3), np.float32))
+    assert calls == [5, 5, 5] and out.shape == (5, 4) and counting.calls == 1 and counting.windows == 5
+    with pytest.raises(ValueError):
+        CountingEncoder(Encoder(), slowdown=0)
+
+
 def test_pipeline_run_with_the_stride_adapting(tiny):
     s = run_pipeline(tiny, _Matcher(), people=2, stride=1, max_stride=6, seconds=1.5, speed=2.0).summary()
     assert s["windows"] > 0 and s["max_stride"] == 6 and 1 <= s["stride_mean"] <= 6
@@ -153,7 +171,7 @@ def test_bench_command_end_to_end(tmp_path, monkeypatch, one_thread):
         encoder_bench.bench_encoder, seconds_per_batch=0.01, latency_calls=3, train_steps=1))
     out = tmp_path / "bench.json"
     argv = ["bench", "--weights", str(weights), "--device", "cpu", "--threads", "1", "--pipeline-seconds", "1.5",
-            "--json", str(out)]
+            "--slowdown", "2", "--json", str(out)]
     assert build_parser().parse_args(argv).func.__name__ == "cmd_bench"
     assert main(argv) == 0
     result = json.loads(out.read_text())
@@ -168,6 +186,8 @@ def test_bench_command_end_to_end(tmp_path, monkeypatch, one_thread):
     assert (auto["people"], auto["fps"]) == (result["pipeline_people"], result["pipeline_fps"])
     assert 1 <= auto["stride_mean"] <= auto["max_stride"] and isinstance(auto["keeps_up"], bool)
     assert auto["keeps_up"] == result["pipeline"]["auto"]["keeps_up"]  # PipelineRun.keeps_up, as pipeline_keeps_up
+    assert result["pipeline_slowdown"] == auto["slowdown"] == 2
+    assert {run["slowdown"] for run in result["pipeline"].values()} == {2}
     encoder = result["by_threads"]["1"]
     assert set(encoder["batches"]) == {"1", "2", "3", "8", "64", "256"} and encoder["fast_path"] == "onnxruntime"
     assert all(row["unoptimized_windows_per_s"] > 0 for row in encoder["batches"].values())
@@ -175,7 +195,7 @@ def test_bench_command_end_to_end(tmp_path, monkeypatch, one_thread):
         result["batch256_windows_per_s"] * 2 * result["macs_per_window"] / 1e9, rel=1e-2)
     assert result["pipeline"]["stride_1"]["encoder"] == "fast"
     assert result["pipeline"]["stride_1_reference"]["encoder"] == "reference"
-    assert main(["bench", "--threads", "0"]) == 2
+    assert main(["bench", "--threads", "0"]) == 2 and main(["bench", "--slowdown", "0"]) == 2
 
 
 def test_startup_times_a_fresh_help_and_the_demo_s_first_frame():

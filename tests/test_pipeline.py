@@ -20,6 +20,7 @@ from gaitcam.skeleton.sequence import SkeletonSequence
 from gaitcam.skeleton.windows import WindowRule, track_windows
 from gaitcam.stream.calibration import Calibration
 from gaitcam.stream.pipeline import Pipeline
+from gaitcam.stream.encode import EncoderLoad
 from gaitcam.stream.stride import StrideControl
 
 HIDDEN = 16
@@ -261,25 +262,49 @@ def test_stride_control_widens_at_once_narrows_after_calm_and_stays_within_limit
 
 
 def test_a_lag_the_encoder_did_not_cause_does_not_widen_the_stride():
-    """Over target while the encoder idles most of each interval (a scheduler or other processes
-    hold the loop back): a wider stride cannot help. Busy for half the interval or more, it does."""
-    control, now, busy = StrideControl(1, 6), [0.0], [0.0]
-    control.update(0.0, 0, 0, busy[0])
+    """Over target while the encoder has time to spare (a scheduler or other processes hold the
+    loop back, or the lag is the encode time itself): a wider stride cannot help. From a demand of
+    SATURATED it does, as wide at once as the demand asks (at most double), and it narrows while
+    the narrower stride would leave the encoder under ROOM."""
+    control, now, load = StrideControl(1, 6), [0.0], [EncoderLoad(0.0, 0, 0)]
+    control.update(0.0, 0, 0, load[0])
 
-    def interval(share: float, backlog: int = 0) -> int:
+    def interval(share: float, came: int = 30, done: int = 30, backlog: int = 0) -> int:
         control.add([0.12] * 10)  # well over the 50 ms target
         now[0] += 0.5
-        busy[0] += share * 0.5
-        control.update(now[0], backlog, 0, busy[0])
+        busy, submitted, finished = load[0]
+        load[0] = EncoderLoad(busy + share * 0.5, submitted + came, finished + done)
+        control.update(now[0], backlog, 0, load[0])
         return control.stride
 
-    assert [interval(0.2) for _ in range(4)] == [1] * 4 and control.lag == pytest.approx(0.12)
-    assert [interval(0.6), interval(0.9)] == [2, 3]  # the encoder's doing: wider
-    assert interval(0.1, backlog=5) == 4  # frames piling up are overload whoever is busy
-    # The lag stays over target, but the encoder would stay under half busy one step narrower:
-    # calm after 3 intervals (it has room), down to where the next step would be too much.
-    assert [interval(0.1) for _ in range(3)] == [4, 4, 3]
-    assert [interval(0.4) for _ in range(5)] == [3] * 5  # 0.4 x 3/2 = 0.6 at stride 2: no room
+    assert [interval(0.2), interval(0.6), interval(0.8)] == [1] * 3 and control.lag == pytest.approx(0.12)
+    assert control.demand == pytest.approx(0.8)
+    assert interval(0.9) == 2  # saturated: its queue's lag; 0.9 / 2 = 0.45 is under ROOM
+    assert interval(1.0, came=60) == 4 and control.demand == pytest.approx(2.0)  # 2 x 2.0 / 0.7 = 5.7: at most double
+    assert interval(0.1, backlog=5) == 5  # frames piling up are overload whoever is busy: one step
+    # The lag stays over target, but one step narrower the encoder would stay under ROOM: calm
+    # after 3 intervals, down to where the next step would be too much.
+    assert [interval(0.1) for _ in range(3)] == [5, 5, 4]
+    assert [interval(0.4) for _ in range(3)] == [4, 4, 3]  # 0.4 x 4/3 = 0.53
+    assert [interval(0.6) for _ in range(5)] == [3] * 5  # 0.6 x 3/2 = 0.9 at stride 2: no room
+
+
+def test_an_overload_far_over_target_widens_before_the_interval_is_out():
+    """Windows back over target from a saturated encoder, a quarter into the interval: wider now,
+    then no second early step while the widening drains what came before it."""
+    control = StrideControl(1, 6)
+    control.update(0.0, 0, 0, EncoderLoad(0.0, 0, 0))
+    calm = StrideControl(1, 6)
+    calm.update(0.0, 0, 0, EncoderLoad(0.0, 0, 0))
+    calm.add([0.02] * 5)
+    assert not calm.update(0.2, 0, 0, EncoderLoad(0.2, 36, 18))  # in target: wait for the interval
+    control.add([0.09] * 30)
+    assert not control.update(0.1, 0, 0, EncoderLoad(0.1, 18, 9)) and control.stride == 1  # not 1/4 in yet
+    assert control.update(0.2, 0, 0, EncoderLoad(0.2, 36, 18)) and control.stride == 2  # demand 2.0: at most double
+    control.add([0.2] * 5)  # the windows queued before it
+    assert not control.update(0.5, 0, 0, EncoderLoad(0.5, 80, 60))  # settling: no second early step
+    assert not control.update(0.8, 0, 0, EncoderLoad(0.8, 100, 100))  # an interval on: decided, no longer saturated
+    assert control.stride == 2 and control.lag == pytest.approx(0.2) and control.demand < 0.85
 
 
 class PacedEncoder:

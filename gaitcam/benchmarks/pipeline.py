@@ -16,7 +16,10 @@ itself runs unchanged:
   those frames, every (frames / n)-th from the newest is a window's newest frame: exact at a
   fixed stride, and at one that adapts to load as long as it held over those frames. It also
   times how long the newest AGEs waited between the encoder finishing them and the decision;
-- `CountingEncoder`: encoder calls, batch sizes, encode time, when the last call finished.
+- `CountingEncoder`: encoder calls, batch sizes, encode time, when the last call finished; with
+  `slowdown` k it computes every call k times, which emulates on this machine an encoder k times
+  slower (a smaller machine) without a scheduler's time slices in the way, as sharing a core with
+  busy loops would add.
 """
 from __future__ import annotations
 
@@ -155,10 +158,14 @@ class LatencyProbe:
 
 
 class CountingEncoder:
-    """The encoder, counting its calls and windows and timing each call."""
+    """The encoder, counting its calls and windows and timing each call; every call computed
+    `slowdown` times (module docstring)."""
 
-    def __init__(self, encoder: GaitEncoder) -> None:
+    def __init__(self, encoder: GaitEncoder, slowdown: int = 1) -> None:
+        if slowdown < 1:
+            raise ValueError(f"slowdown must be at least 1, got {slowdown}")
         self.encoder = encoder
+        self.slowdown = slowdown
         self.f = encoder.f
         self.calls = 0
         self.windows = 0
@@ -167,7 +174,8 @@ class CountingEncoder:
 
     def encode(self, windows: np.ndarray, level: str = "frame", mirror: bool = False) -> np.ndarray:
         start = clock.perf_counter()
-        out = self.encoder.encode(windows, level=level, mirror=mirror)
+        for _ in range(self.slowdown):
+            out = self.encoder.encode(windows, level=level, mirror=mirror)
         self.seconds.add(clock.perf_counter() - start)
         self.finished = clock.monotonic()
         self.calls += 1
@@ -203,6 +211,7 @@ class PipelineRun:
     encoder: str  # "fast" or "reference"
     threads: int
     max_stride: int | None = None  # set: the stride adapted to load, from `stride` up to this
+    slowdown: int = 1  # the encoder computed every batch this many times (`CountingEncoder`)
     stride_mean: float = 0.0  # over the frames processed
     wall: float = 0.0
     cpu: float = 0.0
@@ -260,6 +269,7 @@ class PipelineRun:
             "cpu_percent": round(100 * self.cpu / self.wall, 1),
             "rss_mb_start": round(self.rss_start, 1), "rss_mb_end": round(self.rss_end, 1),
             "keeps_up": self.keeps_up, "max_stride": self.max_stride, "stride_mean": round(self.stride_mean, 2),
+            "slowdown": self.slowdown,
         }
         if self.rss_samples:
             out["rss_mb_samples"] = self.rss_samples
@@ -277,15 +287,17 @@ def run_pipeline(
     speed: float = 1.0,
     rss_every: float | None = None,
     max_stride: int | None = None,
+    slowdown: int = 1,
 ) -> PipelineRun:
     """Replay `people` walkers at `fps` x `speed` through the pipeline for `seconds` (wall);
     every `rss_every` seconds, sample the resident memory (for soaks). With `max_stride` the
-    stride adapts to load from `stride` up to it, as live (`stream.stride`)."""
+    stride adapts to load from `stride` up to it, as live (`stream.stride`). `slowdown`: the encoder
+    computes every batch this many times (`CountingEncoder`)."""
     source = TimedReplay(crowd_recording(people, seconds=SCENE_SECONDS, fps=fps), speed)
-    counting = CountingEncoder(encoder)
+    counting = CountingEncoder(encoder, slowdown)
     probe = LatencyProbe(matcher, source.captured, stride, fps, encoded=lambda: counting.finished)
     run = PipelineRun(people, fps, stride, speed, "reference" if encoder.fast is None else "fast",
-                      torch.get_num_threads(), max_stride, rss_start=rss_mb(), latency=probe.latency,
+                      torch.get_num_threads(), max_stride, slowdown, rss_start=rss_mb(), latency=probe.latency,
                       window_latency=probe.window_latency, result_wait=probe.result_wait, encode=counting.seconds)
     start_wall, start_cpu = clock.monotonic(), clock.process_time()
 

@@ -70,9 +70,12 @@ def run_benchmarks(
     soak_minutes: float | None = None,
     soak_speed: float = 4.0,
     soak_stride: int = LIVE_STRIDE,
+    slowdown: int = 1,
     say: Callable[[str], None] = log.info,
 ) -> dict:
-    """Encoder at each thread count, then the live pipeline (and the soak) at the first."""
+    """Encoder at each thread count, then the live pipeline (and the soak) at the first, its
+    encoder computing every batch `slowdown` times: the pipeline of a machine whose encoder is
+    that much slower (`benchmarks.pipeline.CountingEncoder`)."""
     dev = pick_device(device)
     model, meta = load_weights(weights, dev)
     windows = demo_windows(max(*BATCHES, TRAIN_BATCH), model.cfg.f, meta["normalization"])
@@ -100,7 +103,7 @@ def run_benchmarks(
     fast = GaitEncoder(model, meta["normalization"], meta["version"], str(dev))
     reference = GaitEncoder(model, meta["normalization"], meta["version"], str(dev), fast=False)
     encoders = {"fast": (fast, demo_matcher(fast, weights)), "reference": (reference, demo_matcher(reference, weights))}
-    setting = {"people": PIPELINE_PEOPLE, "fps": PIPELINE_FPS}
+    setting = {"people": PIPELINE_PEOPLE, "fps": PIPELINE_FPS, "slowdown": slowdown}
     say(f"pipeline, stride 1, {pipeline_seconds:g} s per encoder ...")
     runs = _alternating(encoders, pipeline_seconds, PIPELINE_ROUNDS, stride=1, **setting)
     pipeline = {"stride_1": runs["fast"].summary(), "stride_1_reference": runs["reference"].summary()}
@@ -115,6 +118,7 @@ def run_benchmarks(
     s1 = pipeline["stride_1"]
     result.update({
         "pipeline_people": PIPELINE_PEOPLE, "pipeline_fps": PIPELINE_FPS, "pipeline_stride": 1,
+        "pipeline_slowdown": slowdown,
         "pipeline_duration_s": s1["duration_s"], "pipeline_windows": s1["windows"],
         "pipeline_p50_ms": s1["latency_ms_p50"], "pipeline_p99_ms": s1["latency_ms_p99"],
         "pipeline_encode_ms_p50": s1["encode_ms_p50"],
@@ -146,7 +150,8 @@ def auto_figures(run: dict) -> dict:
     `window_p99_ms` the newest frame of each window to its decision, which `keeps_up` judges."""
     return {"people": run["people"], "fps": run["fps"], "p99_ms": run["latency_ms_p99"],
             "window_p99_ms": run["window_latency_ms_p99"], "dropped": run["dropped"],
-            "stride_mean": run["stride_mean"], "max_stride": run["max_stride"], "keeps_up": run["keeps_up"]}
+            "stride_mean": run["stride_mean"], "max_stride": run["max_stride"], "keeps_up": run["keeps_up"],
+            "slowdown": run["slowdown"]}
 
 
 def summary(result: dict) -> str:
@@ -165,6 +170,10 @@ def summary(result: dict) -> str:
         lat = r["batch1_latency"]
         lines.append(f"  batch-1 latency: fast p50 {lat['ms_p50']} ms p99 {lat['ms_p99']} ms; reference "
                      f"p50 {lat['reference_ms_p50']} ms p99 {lat['reference_ms_p99']} ms; x{lat['p50_speedup']}")
+    slower = result.get("pipeline_slowdown", 1)
+    if slower > 1:
+        lines.append(f"pipeline runs below: every encoder batch computed {slower} times (an encoder {slower} times "
+                     "slower, emulated)")
     for name, run in result["pipeline"].items():
         lines.append(f"pipeline {name} ({run['encoder']}): {run['people']} people at {run['fps']:g} fps, "
                      f"{run['windows']} windows in {run['duration_s']} s; frame-to-decision p50 "

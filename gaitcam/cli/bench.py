@@ -38,6 +38,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--pipeline-seconds", type=float, default=20.0, metavar="S",
                    help="live pipeline run per encoder and stride (default: 20)")
+    p.add_argument("--slowdown", type=int, default=1, metavar="K",
+                   help="the pipeline runs compute every encoder batch K times: how the live pipeline would hold on "
+                   "a machine whose encoder is K times slower (compare its batch figures with these; default: 1)")
     p.add_argument("--soak", action="store_true", help="also replay accelerated for --soak-minutes at the live "
                    "stride (3) and report resident memory at the start, every minute and at the end")
     p.add_argument("--soak-minutes", type=float, default=10.0, metavar="M", help="soak length (default: 10)")
@@ -120,11 +123,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.view:
         return _bench_view(args)
-    if any(n < 1 for n in args.threads):
-        raise GaitcamError("--threads: thread counts must be at least 1")
+    if any(n < 1 for n in args.threads) or args.slowdown < 1:
+        raise GaitcamError("--threads, --slowdown: at least 1")
     result = run_benchmarks(
         args.weights, args.device, tuple(args.threads), args.pipeline_seconds,
-        soak_minutes=args.soak_minutes if args.soak else None, soak_speed=args.soak_speed,
+        soak_minutes=args.soak_minutes if args.soak else None, soak_speed=args.soak_speed, slowdown=args.slowdown,
         say=lambda text: print(text, file=sys.stderr, flush=True),
     )
     if args.json:

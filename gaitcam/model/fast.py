@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 # How close FastAGE must come to SGELA.age to be used: onnxruntime sums products in another
 # order (measured differences up to 2e-5 on AGEs of size ~1, at batch 256).
 TOLERANCE = {"rtol": 1e-4, "atol": 5e-5}
+NO_ONNXRUNTIME = "onnxruntime is missing; the small-batch kernel encodes every batch size"
 OPSET = 17
 # The kernel runs on one thread and takes batches up to this many windows: with more threads
 # onnxruntime uses them and overtakes it above it (measured at 2 threads, idle: kernel 1.17-1.25x
@@ -121,7 +122,7 @@ class FastAGE:
         except ImportError:  # a missing onnxruntime only loses this path
             if self.kernel is None:
                 raise
-            log.warning("onnxruntime is missing; the small-batch kernel encodes every batch size")
+            log.warning(NO_ONNXRUNTIME)
             self._large = "kernel"
         else:
             self._large = "onnxruntime"
@@ -154,7 +155,7 @@ class FastAGE:
         try:
             session = self._session(model)
         except ImportError:
-            log.warning("onnxruntime is missing; the small-batch kernel encodes every batch size")
+            log.warning(NO_ONNXRUNTIME)
             return "kernel"
         self.session = session
         if not _agrees(model, self.onnxruntime):

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -56,6 +56,14 @@ class EncodeStats:
         return self.encoded + self.errors
 
 
+class EncoderLoad(NamedTuple):
+    """The encoder's counters so far, every source's."""
+
+    busy: float  # seconds spent encoding, the batch being encoded included
+    submitted: int  # windows queued
+    done: int  # windows finished with (`EncodeStats.done`)
+
+
 _STOP = object()
 
 
@@ -67,9 +75,9 @@ class EncodeClient:
         self.worker, self.on_result = worker, on_result
         self.stats = EncodeStats()
 
-    def busy(self) -> float:
-        """The shared encoder's seconds spent encoding so far, every client's."""
-        return self.worker.busy()
+    def load(self) -> EncoderLoad:
+        """The shared encoder's load so far, every client's."""
+        return self.worker.load()
 
     @property
     def queued(self) -> int:
@@ -120,11 +128,12 @@ class EncodeWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def busy(self) -> float:
-        """Seconds spent encoding so far, the batch being encoded included (the stride control
-        reads how much of each interval the encoder was busy)."""
-        began = self._began
-        return self.stats.seconds + (0.0 if began is None else time.perf_counter() - began)
+    def load(self) -> EncoderLoad:
+        """How much work came in and how much was done so far (the stride control reads from it
+        how busy the encoder was in each interval, and how busy keeping up would have made it)."""
+        began, stats = self._began, self.stats
+        busy = stats.seconds + (0.0 if began is None else time.perf_counter() - began)
+        return EncoderLoad(busy, stats.submitted, stats.done)
 
     @property
     def queued(self) -> int:

@@ -402,7 +402,7 @@ class Pipeline:
         self.control.add(now - c for c in captured)
         capture, worker = self._capture.stats, self._worker.stats
         self.control.update(now, self._capture.depth + self._worker.queued, capture.dropped + worker.dropped,
-                            self._worker.busy())
+                            self._worker.load())
 
     def _publish(self, track: int, decision: Decision) -> None:
         before = self._decisions.get(track)

@@ -12,17 +12,29 @@ what a window holds (the same f consecutive frames). So the pipeline measures it
   when its AGE was back in the pipeline's loop (p95 over the interval);
 - the backlog: frames waiting in the capture queue plus frames' windows waiting for the
   encoder, at the end of the interval;
-- the encoder's busy share: how much of the interval it spent encoding.
+- the encoder's demand: the share of the interval it would have needed to encode every window
+  that came in, at the cost per window it had (its busy share x windows in / windows done). Busy
+  share alone stops at 1 however far behind the encoder is; the demand says how far, so one
+  decision can go as wide as the load needs.
 
-Overloaded (lag p95 over `target` with the encoder busy at least `BUSY` of the interval, or backlog
-over `max_backlog`): one step wider at once, because a backlog compounds. A lag over target while
-the encoder is idle most of the time is not the encoder's: a machine whose scheduler or other
-processes hold every thread back has a latency floor that a wider stride cannot lower, only thin
-each person's evidence (measured with the bench sharing one core with four busy loops: the lag
-alone widened to stride 5, at a higher p99 than stride 2 kept). Calm (lag p95 under target / 2,
-backlog at most 1) for `calm` intervals in a row: one step narrower (the lag does not count against
-calm when the encoder would stay under `BUSY` at the narrower stride: the floor is not its doing).
-A narrower step that overloads again within `calm` intervals doubles the calm intervals the next
+Overloaded (lag p95 over `target` with a demand of at least `SATURATED`, or backlog over
+`max_backlog`): wider at once, because a backlog compounds: to the stride at which the demand
+would come to `ROOM` (the demand falls as 1 / stride), at least one step and at most double. A
+quarter into an interval, windows back over target from a saturated encoder already count (not
+in the interval right after a widening, which drains what came before it): six people stepping
+into view at once otherwise pile up half a second of windows that take a second to drain.
+
+A lag over target while the encoder has time to spare is not cut by a wider stride, which only
+lengthens each frame's wait for its window to fill (1 / fps a step): below saturation the
+encoder's queue is stable and the lag is mostly the encode time itself, and a machine whose
+scheduler or other processes hold every thread back has a latency floor no stride lowers
+(measured with the bench, `--slowdown`: an encoder 5 and 6 times slower kept up at stride 2, p99
+83 and 87 ms, while widening at half busy went on to mean strides 2.5 and 3.8 and p99 115 and 217
+ms; sharing one core with four busy loops, the lag alone widened to stride 5).
+
+Calm (backlog at most 1, and a demand that would stay under `ROOM` one step narrower, or under
+`SATURATED` with the lag under target / 2) for `calm` intervals in a row: one step narrower. A
+narrower step that overloads again within `calm` intervals doubles the calm intervals the next
 narrowing needs (up to `MAX_CALM`), so a load between two strides settles on the wider one instead
 of flapping. Overloaded at the widest stride with the backlog still growing or windows dropped is
 `behind`: warned once per episode, which ends at the first interval that is not overloaded.
@@ -30,9 +42,12 @@ of flapping. Overloaded at the widest stride with the backlog still growing or w
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 
 import numpy as np
+
+from gaitcam.stream.encode import EncoderLoad
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +56,8 @@ INTERVAL = 0.5  # seconds between decisions: 15 frames at 30 fps, enough windows
 CALM = 3  # calm intervals before a step narrower
 MAX_CALM = 32  # the most calm intervals a narrower step can come to need (16 s)
 MAX_BACKLOG = 3  # frames waiting: more than one batch gathering behind the one being encoded
-BUSY = 0.5  # the encoder's share of an interval under which a lag is not its doing
+SATURATED = 0.85  # the encoder's demand from which a lag over target is its queue's
+ROOM = 0.7  # the demand a widening aims at, and under which a narrower stride has room whatever the lag
 DEFAULT_MAX_STRIDE = 6  # one window per person per 0.2 s at 30 fps, windows still overlapping (f = 6)
 
 
@@ -66,46 +82,70 @@ class StrideControl:
         self._probation = 0  # intervals left in which an overload undoes the last narrowing's trust
         self._backlog = 0  # at the end of the last interval
         self._dropped = 0
-        self._busy: float | None = None  # the encoder's seconds so far, at the interval's start
+        self._load: EncoderLoad | None = None  # the encoder's counters at the interval's start
+        self.demand = 0.0  # over the last interval (module docstring); 0 while unknown
+        self._settling = False  # widened at the last decision: no early decision in this interval
 
     def add(self, lags: Iterable[float]) -> None:
         """Lags (seconds) of windows just encoded."""
         self._lags.extend(lags)
 
-    def update(self, now: float, backlog: int, dropped: int, busy: float | None = None) -> bool:
+    def update(self, now: float, backlog: int, dropped: int, load: EncoderLoad | None = None) -> bool:
         """Once an interval has passed since the last decision, decide on it (True when the
         stride changed). `backlog`: frames waiting now; `dropped`: frames and windows dropped
-        by full queues so far; `busy`: the encoder's seconds spent encoding so far (None: unknown,
-        the lag alone decides)."""
+        by full queues so far; `load`: the encoder's counters so far (None: unknown, the lag and
+        the backlog alone decide, one step at a time)."""
         if self._start is None:
-            self._start, self._dropped, self._busy = now, dropped, busy
-        if now - self._start < self.interval:
+            self._start, self._dropped, self._load = now, dropped, load
+        demand = self._demand(load, now - self._start)
+        if now - self._start < self.interval and not self._urgent(now, demand):
             return False
-        share = 1.0 if busy is None or self._busy is None else (busy - self._busy) / (now - self._start)
-        lags, self._lags, self._start, self._busy = self._lags, [], now, busy
+        lags, self._lags, self._start, self._load = self._lags, [], now, load
+        self._settling = False
         # No window back in a whole interval: idle when nothing waits, stuck when something does.
         self.lag = float(np.percentile(lags, 95)) if lags else self.interval if backlog else 0.0
-        overloaded = (self.lag > self.target and share >= BUSY) or backlog > self.max_backlog
-        # Room for a narrower step: the lag well under target, or the encoder so idle that the
-        # narrower stride's extra work (stride / (stride - 1)) would still leave it under BUSY.
-        room = self.lag < self.target / 2 or (self.stride > 1 and share * self.stride / (self.stride - 1) < BUSY)
+        self.demand = 0.0 if demand is None else demand
+        overloaded = (self.lag > self.target and (demand is None or demand >= SATURATED)) or backlog > self.max_backlog
+        # Room for a narrower step: a demand that would stay under ROOM at the narrower stride
+        # (the demand grows as 1 / stride, a little less as batches grow), or under SATURATED with
+        # the lag well under target.
+        narrower = math.inf if self.stride == 1 else 0.0 if demand is None else demand * self.stride / (self.stride - 1)
+        room = narrower < ROOM or (narrower < SATURATED and self.lag < self.target / 2)
         growing = backlog > self._backlog or dropped > self._dropped
         self._backlog, self._dropped = backlog, dropped
         before = self.stride
         if overloaded:
-            self._overloaded(growing)
+            self._overloaded(growing, demand)
         else:
             self._relieved(calm=room and backlog <= 1)
         return self.stride != before
 
-    def _overloaded(self, growing: bool) -> None:
+    def _urgent(self, now: float, demand: float | None) -> bool:
+        """Past a quarter of the interval, windows back over the target lag from a saturated
+        encoder: an overload that would compound until the interval is out (not while the last
+        widening's first interval drains what came before it)."""
+        return (not self._settling and now - self._start >= self.interval / 4 and demand is not None
+                and demand >= SATURATED and len(self._lags) > 0 and float(np.percentile(self._lags, 95)) > self.target)
+
+    def _demand(self, load: EncoderLoad | None, seconds: float) -> float | None:
+        """The encoder's busy share over the interval, times windows in / windows done."""
+        if load is None or self._load is None or seconds <= 0:
+            return None
+        share = (load.busy - self._load.busy) / seconds
+        came, done = load.submitted - self._load.submitted, load.done - self._load.done
+        return share * came / done if done > 0 else share if came == 0 else math.inf
+
+    def _overloaded(self, growing: bool, demand: float | None) -> None:
         self._calm_run = 0
         if self._probation:  # the last narrower step did not hold: wait longer before the next
             self._calm_needed = min(2 * self._calm_needed, MAX_CALM)
             self._probation = 0
         if self.stride < self.maximum:
-            self.stride += 1
-            log.debug("encoder behind (lag p95 %.0f ms): stride %d", 1e3 * self.lag, self.stride)
+            wanted = self.stride + 1 if demand is None else math.ceil(min(self.stride * demand / ROOM, 2 * self.stride))
+            self.stride = min(max(wanted, self.stride + 1), self.maximum)
+            self._settling = True
+            log.debug("encoder behind (lag p95 %.0f ms, demand %.2f): stride %d", 1e3 * self.lag,
+                      self.demand, self.stride)
         elif growing and not self.behind:
             self.behind = True
             self.episodes += 1
