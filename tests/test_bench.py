@@ -150,6 +150,20 @@ def test_pipeline_run_with_the_stride_adapting(tiny):
     assert s["window_latency_ms_p99"] is not None and isinstance(s["keeps_up"], bool)
 
 
+def test_scaling_runs_every_number_of_people_at_every_stride_and_adapting(tiny, monkeypatch):
+    monkeypatch.setattr(report, "SCALING_PEOPLE", (1, 3))
+    monkeypatch.setattr(report, "SCALING_STRIDES", (1, 2))
+    rows = report.scaling(tiny, _Matcher(), seconds=0.4)
+    assert [(r["people"], r["stride"]) for r in rows] == [(1, 1), (1, 2), (1, "auto"), (3, 1), (3, 2), (3, "auto")]
+    assert all(r["windows_per_s"] > 0 and r["cpu_percent"] > 0 and isinstance(r["keeps_up"], bool) for r in rows)
+    # More people, more windows: at a fixed stride the windows asked for grow with the people in view.
+    assert rows[3]["windows_per_s"] > rows[0]["windows_per_s"]
+    assert [r["stride_mean"] for r in rows if r["stride"] != "auto"] == [1, 2, 1, 2]
+    text = report.summary({"machine": {"cpu": "x", "cores": 2, "torch": "t", "device": "cpu"}, "by_threads": {},
+                           "pipeline": {}, "scaling": rows})
+    assert text.count(" people, stride ") == 6
+
+
 def _halves(seq):
     n = len(seq) // 2
     return [SkeletonSequence(seq.joints[a:b], seq.timestamps[a:b], seq.layout, seq.states[a:b])

@@ -38,10 +38,14 @@ def test_batches_drops_and_results_keep_track_and_time():
     with EncodeWorker(encoder, results.extend, max_batch=4, queue_size=10) as worker:
         worker.submit([(0, 0.0, _window(0))])  # taken at once, held at the gate
         assert encoder.entered.wait(5)
+        held = worker.load()  # the batch in progress counts as busy, not yet as done
+        assert held.busy > 0 and (held.offered, held.done) == (1, 0)
         accepted = [worker.submit([(k % 3, k / 30, _window(k))]) for k in range(1, 16)]
         encoder.gate.set()
     assert accepted == [True] * 10 + [False] * 5  # full queue: refused, never waited on
     assert worker.stats.dropped == 5 and worker.stats.submitted == 11 and worker.stats.encoded == 11
+    load = worker.load()  # refused windows were offered too: the stride control's demand counts them
+    assert (load.offered, load.done) == (16, 11) and load.busy == worker.stats.seconds > 0
     assert encoder.batches == [1, 4, 4, 2]
     assert [(r.track, r.time) for r in results] == [(0, 0.0)] + [(k % 3, k / 30) for k in range(1, 11)]
     for r in results:
@@ -142,3 +146,4 @@ def test_sources_sharing_a_worker_share_batches_and_keep_their_own_results_and_c
     assert [(r.track, r.window.joints[0, 0, 0]) for r in b] == [(1, 11)]
     assert (ca.stats.submitted, ca.stats.encoded, cb.stats.encoded, cc.stats.errors) == (3, 3, 1, 1)
     assert worker.stats.submitted == 5 and worker.stats.encoded == 4 and worker.stats.errors == 1
+    assert ca.load() == cb.load() == worker.load() and worker.load()[1:] == (5, 5)  # every client's, together

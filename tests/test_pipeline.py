@@ -272,8 +272,8 @@ def test_a_lag_the_encoder_did_not_cause_does_not_widen_the_stride():
     def interval(share: float, came: int = 30, done: int = 30, backlog: int = 0) -> int:
         control.add([0.12] * 10)  # well over the 50 ms target
         now[0] += 0.5
-        busy, submitted, finished = load[0]
-        load[0] = EncoderLoad(busy + share * 0.5, submitted + came, finished + done)
+        busy, offered, finished = load[0]
+        load[0] = EncoderLoad(busy + share * 0.5, offered + came, finished + done)
         control.update(now[0], backlog, 0, load[0])
         return control.stride
 
@@ -290,14 +290,16 @@ def test_a_lag_the_encoder_did_not_cause_does_not_widen_the_stride():
 
 
 def test_an_overload_far_over_target_widens_before_the_interval_is_out():
-    """Windows back over target from a saturated encoder, a quarter into the interval: wider now,
-    then no second early step while the widening drains what came before it."""
-    control = StrideControl(1, 6)
-    control.update(0.0, 0, 0, EncoderLoad(0.0, 0, 0))
-    calm = StrideControl(1, 6)
-    calm.update(0.0, 0, 0, EncoderLoad(0.0, 0, 0))
+    """Windows back over target from an encoder that cannot keep up, a quarter into the interval:
+    wider now, then no second early step while the widening drains what came before it."""
+
+    control, calm, widest = StrideControl(1, 6), StrideControl(1, 6), StrideControl(1, 1)
+    for c in (control, calm, widest):
+        c.update(0.0, 0, 0, EncoderLoad(0.0, 0, 0))
     calm.add([0.02] * 5)
     assert not calm.update(0.2, 0, 0, EncoderLoad(0.2, 36, 18))  # in target: wait for the interval
+    widest.add([0.09] * 30)
+    assert not widest.update(0.2, 0, 0, EncoderLoad(0.2, 36, 18)) and widest.lag == 0.0  # nothing to do early
     control.add([0.09] * 30)
     assert not control.update(0.1, 0, 0, EncoderLoad(0.1, 18, 9)) and control.stride == 1  # not 1/4 in yet
     assert control.update(0.2, 0, 0, EncoderLoad(0.2, 36, 18)) and control.stride == 2  # demand 2.0: at most double
@@ -305,6 +307,21 @@ def test_an_overload_far_over_target_widens_before_the_interval_is_out():
     assert not control.update(0.5, 0, 0, EncoderLoad(0.5, 80, 60))  # settling: no second early step
     assert not control.update(0.8, 0, 0, EncoderLoad(0.8, 100, 100))  # an interval on: decided, no longer saturated
     assert control.stride == 2 and control.lag == pytest.approx(0.2) and control.demand < 0.85
+
+
+def test_without_the_encoder_s_load_the_lag_alone_decides():
+    control, now = StrideControl(1, 4, calm=2), [0.0]
+    control.update(0.0, 0, 0)
+
+    def interval(lag: float) -> int:
+        control.add([lag] * 10)
+        now[0] += 0.5
+        control.update(now[0], 0, 0)
+        return control.stride
+
+    assert [interval(0.2), interval(0.2)] == [2, 3]  # one step at a time
+    assert [interval(0.04) for _ in range(4)] == [3] * 4  # under target but not under half of it
+    assert [interval(0.01), interval(0.01)] == [3, 2]
 
 
 class PacedEncoder:

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 PIPELINE_PEOPLE = 6
 PIPELINE_FPS = 30.0
 PIPELINE_ROUNDS = 3  # reference and fast pipeline runs alternate this many times
+SCALING_PEOPLE = (1, 6, 12, 30)
+SCALING_STRIDES = (1, 2, 3, 6)
 
 
 def machine(device: torch.device) -> dict:
@@ -71,11 +73,13 @@ def run_benchmarks(
     soak_speed: float = 4.0,
     soak_stride: int = LIVE_STRIDE,
     slowdown: int = 1,
+    scaling_seconds: float | None = None,
     say: Callable[[str], None] = log.info,
 ) -> dict:
     """Encoder at each thread count, then the live pipeline (and the soak) at the first, its
     encoder computing every batch `slowdown` times: the pipeline of a machine whose encoder is
-    that much slower (`benchmarks.pipeline.CountingEncoder`)."""
+    that much slower (`benchmarks.pipeline.CountingEncoder`). With `scaling_seconds`, also how the
+    pipeline's cost grows with people and stride (`scaling`)."""
     dev = pick_device(device)
     model, meta = load_weights(weights, dev)
     windows = demo_windows(max(*BATCHES, TRAIN_BATCH), model.cfg.f, meta["normalization"])
@@ -132,6 +136,8 @@ def run_benchmarks(
     pipeline["auto"] = run_pipeline(fast, encoders["fast"][1], stride=1, max_stride=DEFAULT_MAX_STRIDE,
                                     seconds=pipeline_seconds, **setting).summary()
     result["pipeline_auto"] = auto_figures(pipeline["auto"])
+    if scaling_seconds:
+        result["scaling"] = scaling(fast, encoders["fast"][1], scaling_seconds, slowdown, say)
     if soak_minutes:
         say(f"soak: {soak_minutes:g} min at {soak_speed:g}x, stride {soak_stride} ...")
         soak = run_pipeline(fast, encoders["fast"][1], stride=soak_stride, speed=soak_speed,
@@ -142,6 +148,25 @@ def run_benchmarks(
     if hasattr(os, "getloadavg"):
         result["machine"]["load_average_end"] = round(os.getloadavg()[0], 2)
     return result
+
+
+def scaling(encoder: GaitEncoder, matcher: object, seconds: float, slowdown: int = 1,
+            say: Callable[[str], None] = log.info) -> list[dict]:
+    """The pipeline at 30 fps for each number of people in SCALING_PEOPLE, at each stride in
+    SCALING_STRIDES and with the stride adapting from 1: what the encoder is asked for (windows/s),
+    what it costs (the process's CPU, encode time, batch size) and whether it keeps up."""
+    rows = []
+    for people in SCALING_PEOPLE:
+        for stride in (*SCALING_STRIDES, None):
+            say(f"scaling: {people} people, {'stride adapting from 1' if stride is None else f'stride {stride}'} ...")
+            run = run_pipeline(encoder, matcher, people=people, fps=PIPELINE_FPS, stride=stride or 1,
+                               max_stride=DEFAULT_MAX_STRIDE if stride is None else None, seconds=seconds,
+                               slowdown=slowdown).summary()
+            rows.append({"people": people, "stride": "auto" if stride is None else stride,
+                         **{key: run[key] for key in ("windows_per_s", "cpu_percent", "encode_ms_p50", "mean_batch",
+                                                      "latency_ms_p99", "window_latency_ms_p99", "dropped",
+                                                      "stride_mean", "keeps_up")}})
+    return rows
 
 
 def auto_figures(run: dict) -> dict:
@@ -186,6 +211,13 @@ def summary(result: dict) -> str:
         lines.append(f"pipeline auto: stride adapting 1..{a['max_stride']}, mean {a['stride_mean']}; frame-to-decision "
                      f"p99 {a['p99_ms']} ms (window: p99 {a['window_p99_ms']} ms); dropped {a['dropped']}; "
                      f"keeps up: {a['keeps_up']}")
+    if "scaling" in result:
+        lines.append("scaling (30 fps; CPU: the whole process, 100 % = one core):")
+        for r in result["scaling"]:
+            lines.append(f"  {r['people']:>2} people, stride {r['stride']!s:>4}: {r['windows_per_s']:>6} windows/s, CPU "
+                         f"{r['cpu_percent']:>5} %, encode p50 {r['encode_ms_p50']} ms (mean batch {r['mean_batch']}); "
+                         f"frame-to-decision p99 {r['latency_ms_p99']} ms (window {r['window_latency_ms_p99']} ms); "
+                         f"mean stride {r['stride_mean']}; dropped {r['dropped']}; keeps up: {r['keeps_up']}")
     if "startup" in result:
         st = result["startup"]
         lines.append(f"start-up (fresh process, median of {len(st['help_runs'])}): --help {st['help_seconds']:.2f} s; "

@@ -41,6 +41,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slowdown", type=int, default=1, metavar="K",
                    help="the pipeline runs compute every encoder batch K times: how the live pipeline would hold on "
                    "a machine whose encoder is K times slower (compare its batch figures with these; default: 1)")
+    p.add_argument("--scaling", action="store_true",
+                   help="also how the pipeline's cost grows with people (1, 6, 12, 30) and stride (1, 2, 3, 6, "
+                   "adapting): --scaling-seconds per setting")
+    p.add_argument("--scaling-seconds", type=float, default=10.0, metavar="S",
+                   help="length of each --scaling run (default: 10)")
     p.add_argument("--soak", action="store_true", help="also replay accelerated for --soak-minutes at the live "
                    "stride (3) and report resident memory at the start, every minute and at the end")
     p.add_argument("--soak-minutes", type=float, default=10.0, metavar="M", help="soak length (default: 10)")
@@ -128,6 +133,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_benchmarks(
         args.weights, args.device, tuple(args.threads), args.pipeline_seconds,
         soak_minutes=args.soak_minutes if args.soak else None, soak_speed=args.soak_speed, slowdown=args.slowdown,
+        scaling_seconds=args.scaling_seconds if args.scaling else None,
         say=lambda text: print(text, file=sys.stderr, flush=True),
     )
     if args.json:

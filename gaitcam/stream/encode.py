@@ -60,7 +60,7 @@ class EncoderLoad(NamedTuple):
     """The encoder's counters so far, every source's."""
 
     busy: float  # seconds spent encoding, the batch being encoded included
-    submitted: int  # windows queued
+    offered: int  # windows handed to the worker: queued, or refused by a full queue
     done: int  # windows finished with (`EncodeStats.done`)
 
 
@@ -119,7 +119,10 @@ class EncodeWorker:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._finished = threading.Condition()  # notified after every batch: `EncodeClient.drain`
         self._thread = threading.Thread(target=self._run, name="gaitcam-encode", daemon=True)
-        self._began: float | None = None  # perf_counter when the batch being encoded began
+        # (seconds, done, began) of `stats` as one value, replaced whole so that `load` reads a
+        # consistent triple from another thread; began: perf_counter when the batch now being
+        # encoded began, None between batches
+        self._progress: tuple[float, int, float | None] = (0.0, 0, None)
 
     def client(self, on_result: Callable[[list[EncodedWindow]], None]) -> EncodeClient:
         """Another source on this worker."""
@@ -131,9 +134,9 @@ class EncodeWorker:
     def load(self) -> EncoderLoad:
         """How much work came in and how much was done so far (the stride control reads from it
         how busy the encoder was in each interval, and how busy keeping up would have made it)."""
-        began, stats = self._began, self.stats
-        busy = stats.seconds + (0.0 if began is None else time.perf_counter() - began)
-        return EncoderLoad(busy, stats.submitted, stats.done)
+        seconds, done, began = self._progress
+        busy = seconds + (0.0 if began is None else time.perf_counter() - began)
+        return EncoderLoad(busy, self.stats.submitted + self.stats.dropped, done)
 
     @property
     def queued(self) -> int:
@@ -197,7 +200,8 @@ class EncodeWorker:
         A failed call loses the batch (counted, logged); a failing consumer loses its own share."""
         windows = np.stack([w.joints for _, _, _, w, _ in batch])
         try:
-            began = self._began = time.perf_counter()
+            began = time.perf_counter()
+            self._progress = (self.stats.seconds, self.stats.done, began)
             ages = self.encoder.encode(windows, level="window", mirror=True)  # as enrolment encodes
             seconds = time.perf_counter() - began
         except Exception:  # one bad batch must not stop the live loop
@@ -225,6 +229,6 @@ class EncodeWorker:
         if ages is not None:
             self.stats.batches += 1
             self.stats.seconds += seconds
-        self._began = None
+        self._progress = (self.stats.seconds, self.stats.done, None)
         with self._finished:
             self._finished.notify_all()

@@ -13,24 +13,28 @@ what a window holds (the same f consecutive frames). So the pipeline measures it
 - the backlog: frames waiting in the capture queue plus frames' windows waiting for the
   encoder, at the end of the interval;
 - the encoder's demand: the share of the interval it would have needed to encode every window
-  that came in, at the cost per window it had (its busy share x windows in / windows done). Busy
-  share alone stops at 1 however far behind the encoder is; the demand says how far, so one
-  decision can go as wide as the load needs.
+  offered to it, at the cost per window it had (busy share x windows offered / windows done;
+  with none done, the busy share). A busy share stops at 1 however far behind the
+  encoder is; the demand says how far, so one decision can go as wide as the load needs. Sources
+  that share one encoder (`EncodeWorker.client`) each read the shared demand and scale their own
+  stride by it: every source widening by the same factor cuts the shared demand by that factor,
+  whichever source brought the load.
 
 Overloaded (lag p95 over `target` with a demand of at least `SATURATED`, or backlog over
 `max_backlog`): wider at once, because a backlog compounds: to the stride at which the demand
 would come to `ROOM` (the demand falls as 1 / stride), at least one step and at most double. A
-quarter into an interval, windows back over target from a saturated encoder already count (not
-in the interval right after a widening, which drains what came before it): six people stepping
-into view at once otherwise pile up half a second of windows that take a second to drain.
+quarter into an interval, windows back over target from a saturated encoder already count (not in the interval right after a widening, which drains what came before
+it, nor at the widest stride): six people stepping into view at once otherwise pile up half a
+second of windows that take a second to drain.
 
 A lag over target while the encoder has time to spare is not cut by a wider stride, which only
 lengthens each frame's wait for its window to fill (1 / fps a step): below saturation the
 encoder's queue is stable and the lag is mostly the encode time itself, and a machine whose
 scheduler or other processes hold every thread back has a latency floor no stride lowers
-(measured with the bench, `--slowdown`: an encoder 5 and 6 times slower kept up at stride 2, p99
-83 and 87 ms, while widening at half busy went on to mean strides 2.5 and 3.8 and p99 115 and 217
-ms; sharing one core with four busy loops, the lag alone widened to stride 5).
+(measured with the bench's pipeline runs, `run_pipeline(..., slowdown=K)`: an encoder 5 and 6
+times slower kept up at stride 2, p99 83 and 87 ms, while widening at half busy went on to mean
+strides 2.5 and 3.8 and p99 115 and 217 ms; sharing one core with four busy loops, the lag alone
+widened to stride 5).
 
 Calm (backlog at most 1, and a demand that would stay under `ROOM` one step narrower, or under
 `SATURATED` with the lag under target / 2) for `calm` intervals in a row: one step narrower. A
@@ -109,8 +113,11 @@ class StrideControl:
         # Room for a narrower step: a demand that would stay under ROOM at the narrower stride
         # (the demand grows as 1 / stride, a little less as batches grow), or under SATURATED with
         # the lag well under target.
-        narrower = math.inf if self.stride == 1 else 0.0 if demand is None else demand * self.stride / (self.stride - 1)
-        room = narrower < ROOM or (narrower < SATURATED and self.lag < self.target / 2)
+        if demand is None:
+            room = self.lag < self.target / 2
+        else:
+            narrower = math.inf if self.stride == 1 else demand * self.stride / (self.stride - 1)
+            room = narrower < ROOM or (narrower < SATURATED and self.lag < self.target / 2)
         growing = backlog > self._backlog or dropped > self._dropped
         self._backlog, self._dropped = backlog, dropped
         before = self.stride
@@ -122,18 +129,20 @@ class StrideControl:
 
     def _urgent(self, now: float, demand: float | None) -> bool:
         """Past a quarter of the interval, windows back over the target lag from a saturated
-        encoder: an overload that would compound until the interval is out (not while the last
-        widening's first interval drains what came before it)."""
-        return (not self._settling and now - self._start >= self.interval / 4 and demand is not None
-                and demand >= SATURATED and len(self._lags) > 0 and float(np.percentile(self._lags, 95)) > self.target)
+        encoder: an overload that would compound until the interval is out. Not while the last widening's first interval drains what came before it, nor at the
+        widest stride, where nothing is left to do before the interval is out."""
+        return (not self._settling and self.stride < self.maximum and now - self._start >= self.interval / 4
+                and demand is not None and demand >= SATURATED and len(self._lags) > 0
+                and float(np.percentile(self._lags, 95)) > self.target)
 
     def _demand(self, load: EncoderLoad | None, seconds: float) -> float | None:
-        """The encoder's busy share over the interval, times windows in / windows done."""
+        """The encoder's busy share over the last `seconds` (the batch in progress included),
+        times windows offered / windows done; with none done, the busy share alone."""
         if load is None or self._load is None or seconds <= 0:
             return None
         share = (load.busy - self._load.busy) / seconds
-        came, done = load.submitted - self._load.submitted, load.done - self._load.done
-        return share * came / done if done > 0 else share if came == 0 else math.inf
+        done = load.done - self._load.done
+        return share * (load.offered - self._load.offered) / done if done > 0 else share
 
     def _overloaded(self, growing: bool, demand: float | None) -> None:
         self._calm_run = 0
@@ -141,7 +150,8 @@ class StrideControl:
             self._calm_needed = min(2 * self._calm_needed, MAX_CALM)
             self._probation = 0
         if self.stride < self.maximum:
-            wanted = self.stride + 1 if demand is None else math.ceil(min(self.stride * demand / ROOM, 2 * self.stride))
+            # (less a hair: 2 x 1.05 / 0.7 is 3.0000000000000004 in floats)
+            wanted = self.stride + 1 if demand is None else math.ceil(min(self.stride * demand / ROOM, 2 * self.stride) - 1e-9)
             self.stride = min(max(wanted, self.stride + 1), self.maximum)
             self._settling = True
             log.debug("encoder behind (lag p95 %.0f ms, demand %.2f): stride %d", 1e3 * self.lag,
