@@ -60,6 +60,7 @@ class Config:
     max_stride: int = DEFAULT_MAX_STRIDE  # live: the widest the stride goes under load (<= stride: fixed)
     threads: int = 1  # torch CPU threads
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
+    precision: str = "float32"  # the CPU encoder's arithmetic: float32, or int8 (AVX-512 VNNI)
     weights: Path = WEIGHTS_DIR / "sgela"
     gallery: Path | str = field(default_factory=default_gallery)  # a SQLite file or a postgresql:// URL
     recordings: Path = Path("recordings")
@@ -123,6 +124,12 @@ def _log_level(v: Any) -> str:
     return v.upper()
 
 
+def _precision(v: Any) -> str:
+    if v not in ("float32", "int8"):
+        raise _Invalid(f"expected float32 or int8, got {v!r}")
+    return v
+
+
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "threshold": _threshold,
     "fpir": _rate,
@@ -131,6 +138,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_stride": _int_at_least(1),
     "threads": _int_at_least(1),
     "device": _device,
+    "precision": _precision,
     "weights": _path,
     "gallery": _gallery,
     "recordings": _path,

@@ -53,9 +53,10 @@ class Models:
 
 
 def load_encoder(weights: str | Path | None = None, device: str = "auto", threads: int | None = None,
-                 f: int | None = None) -> GaitEncoder:
+                 f: int | None = None, precision: str = "float32") -> GaitEncoder:
     """The encoder of `weights` (default: the shipped SGE-LA) on `device` ("auto": CUDA when
-    present). `threads` sets torch's CPU threads; `f` checks the window length the weights use."""
+    present). `threads` sets torch's CPU threads; `f` checks the window length the weights use;
+    `precision` "int8" asks for the int8 CPU path (`GaitEncoder`)."""
     import torch
 
     from gaitcam.model.encoder import GaitEncoder
@@ -65,19 +66,20 @@ def load_encoder(weights: str | Path | None = None, device: str = "auto", thread
         torch.set_num_threads(threads)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise GaitcamError(f"device {device}: no CUDA device here (torch {torch.__version__}); use auto or cpu")
-    encoder = GaitEncoder.from_weights(weights, device=device)
+    encoder = GaitEncoder.from_weights(weights, device=device, precision=precision)
     if f is not None and encoder.f != f:
         raise GaitcamError(f"{weights}: the weights use {encoder.f}-frame windows, the config says f = {f}")
     return encoder
 
 
 def load_models(weights: str | Path | None = None, device: str = "auto", threads: int | None = None,
-                f: int | None = None, threshold: float | None = None, fpir: float | None = None) -> Models:
+                f: int | None = None, threshold: float | None = None, fpir: float | None = None,
+                precision: str = "float32") -> Models:
     """`load_encoder`, and the matcher parameters fitted for exactly that encoder
     (`WEIGHTS.matcher.json`, refused for any other). `threshold` (the score that names someone,
     0.5 = calibrated) and `fpir` (the share of strangers allowed a name) override the defaults."""
     weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-    encoder = load_encoder(weights, device, threads, f)
+    encoder = load_encoder(weights, device, threads, f, precision)
     params = matcher_params_for(encoder, weights)
     if threshold is not None:
         params.min_score = threshold

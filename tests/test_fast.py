@@ -6,6 +6,7 @@ kernel; larger ones to onnxruntime on more threads and to the path timed faster 
 GaitEncoder uses the fast path only when it matches, and falls back to the model when neither
 engine can be built."""
 import sys
+import threading
 import time
 
 import numpy as np
@@ -118,8 +119,17 @@ def test_at_one_thread_large_batches_go_to_the_path_timed_faster(shipped, window
 
     slow = "onnxruntime" if faster == "kernel" else "kernel"
     real = getattr(fast, slow)
-    setattr(fast, slow, slowed(real))  # this FastAGE only
+    timing = threading.Event()
+
+    def held(x):  # the timing's first call waits until the caller has seen it not wait
+        assert timing.wait(5)
+        return slowed(real)(x)
+
+    setattr(fast, slow, held)  # this FastAGE only
     monkeypatch.setattr(fast_module, "TRIAL_AFTER_S", 0.0)
+    assert fast.path(len(big)) == "kernel"  # the timing starts on its own thread; the kernel goes on
+    timing.set()
+    assert fast.large_batches_path() == faster  # waited for
     assert fast.path(len(big)) == faster and fast.path(1) == "kernel"
     assert (fast.session is not None) == (faster == "onnxruntime")
     setattr(fast, slow, real)

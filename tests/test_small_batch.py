@@ -164,3 +164,58 @@ def test_no_compiler_means_no_kernel(monkeypatch, caplog):
     assert "no C compiler" in caplog.text
     with pytest.raises(RuntimeError):
         SmallBatchAGE(SGELA(SGELAConfig(hidden=16)))
+
+
+int8 = pytest.mark.skipif(kernel_library() is None or not kernel_library().sb_int8(),
+                          reason="no AVX-512 VNNI here: no int8 kernel")
+
+
+def _cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1))
+
+
+@int8
+@pytest.mark.parametrize("cfg", [None, SGELAConfig(hidden=48, layers=3, decoder_input="teacher")])
+def test_int8_kernel_follows_the_model_and_gives_every_batch_the_same_ages(cfg, shipped, windows, one_thread):
+    """Weights per column and activations per row in int8: every window's AGEs within a cosine of
+    1e-4 of the float model's (a wrong scale, zero point or packing falls far below), and a
+    window's AGEs the same whatever batch it comes in (each row is quantised on its own)."""
+    model = shipped[0] if cfg is None else _perturbed(cfg)
+    kernel = SmallBatchAGE(model, precision="int8")
+    assert kernel.weights == "int8"
+    with torch.inference_mode():
+        every = kernel(windows)
+        assert _cosines(every, model.age(windows)).min() > 0.9999
+        assert (every - model.age(windows)).abs().max() > 1e-5  # not the float path by mistake
+        for b in (1, 3, 8, 13):
+            torch.testing.assert_close(kernel(windows[:b]), every[:b], rtol=0, atol=0)
+
+
+def test_quantize_columns_rounds_each_column_to_its_own_scale():
+    w = np.array([[0.5, -2.0, 0.0], [-0.25, 1.0, 0.0], [0.1, 0.0, 0.0]], np.float32)
+    q, scale = small_batch.quantize_columns(w)
+    np.testing.assert_allclose(scale, [0.5 / 127, 2.0 / 127, 1.0], rtol=1e-6)  # an all-zero column: scale 1
+    assert q.dtype == np.int8 and q[0, 0] == 127 and q[0, 1] == -127 and not q[:, 2].any()
+    assert np.abs(q * scale - w).max() <= scale.max() / 2 + 1e-7
+
+
+def test_int8_where_the_cpu_cannot_is_refused_and_the_encoder_stays_float32(shipped, monkeypatch, caplog,
+                                                                             one_thread):
+    class NoVNNI:
+        def __getattr__(self, name):
+            return (lambda: 0) if name == "sb_int8" else getattr(kernel_library(), name)
+
+    with pytest.raises(RuntimeError, match="VNNI"):
+        SmallBatchAGE(shipped[0], library=NoVNNI(), precision="int8")
+    with pytest.raises(ValueError):
+        SmallBatchAGE(shipped[0], precision="int4")
+    monkeypatch.setattr(small_batch, "kernel_library", lambda *a: NoVNNI())
+    encoder = GaitEncoder(shipped[0], shipped[1]["normalization"], device="cpu", precision="int8")
+    assert encoder.precision == "float32" and encoder.fast is not None and "no int8 encoder" in caplog.text
+
+
+@int8
+def test_int8_encoder_runs_every_batch_on_the_kernel(shipped, windows, one_thread):
+    encoder = GaitEncoder(shipped[0], shipped[1]["normalization"], device="cpu", precision="int8")
+    assert encoder.precision == "int8" and {encoder.fast.path(b) for b in (1, 12, 13, 300)} == {"kernel"}
+    assert encoder.fast.session is None  # no float32 onnxruntime beside it

@@ -5,7 +5,8 @@ numpy round trip (the same for all) are left to the pipeline benchmark. "fast" i
 `GaitEncoder` builds it, so at each batch size it runs the path it would choose (`path`: the
 small-batch kernel or onnxruntime). Beside it run the exported graph on onnxruntime alone (the
 fast path before the kernel) and that graph without onnxruntime's graph optimisations, so each
-step of the fast path (export, graph optimisation, kernel) has its own before and after. Work is
+step of the fast path (export, graph optimisation, kernel) has its own before and after; and, where
+the CPU has AVX-512 VNNI, the kernel in int8 (`FastAGE(precision="int8")`). Work is
 counted as the model's multiply-adds (`count_macs`, 37.45 M per window for the default model) x 2
 FLOP for every path, whatever it computes.
 """
@@ -32,7 +33,7 @@ def _throughput(calls: dict, b: int, device: torch.device, seconds: float) -> di
     rates = {name: b / float(np.median(t)) for name, t in interleaved(calls, rounds, device).items()}
     out = {"windows_per_s": round(rates["fast"], 1), "reference_windows_per_s": round(rates["reference"], 1),
            "speedup": round(rates["fast"] / rates["reference"], 3), "rounds": rounds}
-    for name in ("onnxruntime", "unoptimized"):
+    for name in ("onnxruntime", "unoptimized", "int8"):
         if name in rates:
             out[f"{name}_windows_per_s"] = round(rates[name], 1)
     return out
@@ -41,7 +42,7 @@ def _throughput(calls: dict, b: int, device: torch.device, seconds: float) -> di
 def _latency(calls: dict, device: torch.device, n: int, seconds: float) -> dict:
     """Batch-1 latency percentiles of the fast, reference (and onnxruntime-only) calls over `n`
     interleaved calls each, fewer (but at least 10) if that would take longer than about `seconds`."""
-    names = [k for k in ("reference", "fast", "onnxruntime") if k in calls]
+    names = [k for k in ("reference", "fast", "onnxruntime", "int8") if k in calls]
     first = sum(timed(calls[k], device) for k in names)
     n = int(min(n, max(10, seconds / max(first, 1e-6))))
     times = interleaved({k: calls[k] for k in names}, n, device)
@@ -99,13 +100,18 @@ def bench_encoder(
         fast.large_batches_path()  # at 1 thread timed once: decided before anything is measured
         paths["onnxruntime"] = FastAGE(model, threads, kernel=False)
         paths["unoptimized"] = FastAGE(model, threads, optimize=False, kernel=False)
+        try:
+            paths["int8"] = FastAGE(model, threads, precision="int8")
+        except RuntimeError:  # no AVX-512 VNNI here
+            pass
     flop = 2 * count_macs(model.cfg)
     result: dict = {"peak_gflops": round(peak_gflops(device), 1), "fast_path": "onnxruntime" if "unoptimized" in paths
                     else "none (the reference model)", "batches": {}}
     if fast is not None:
         result["kernel"] = None if fast.kernel is None else {
             "weights": fast.kernel.weights, "vector_floats": fast.kernel.vector,
-            "max_batch": None if fast.large_batches_path() == "kernel" else KERNEL_MAX_BATCH}
+            "max_batch": None if fast.large_batches_path() == "kernel" else KERNEL_MAX_BATCH,
+            "int8": "int8" in paths}
     with torch.inference_mode():
         for b in batches:
             x = torch.from_numpy(windows[:b]).to(device)
@@ -117,8 +123,10 @@ def bench_encoder(
             row["reference_peak_fraction"] = round(row["reference_gflops"] / result["peak_gflops"], 3)
             if fast is not None:
                 row["path"] = fast.path(b)
-                row["onnxruntime_peak_fraction"] = round(
-                    row["onnxruntime_windows_per_s"] * flop / 1e9 / result["peak_gflops"], 3)
+                for name in ("onnxruntime", "int8"):
+                    if f"{name}_windows_per_s" in row:
+                        row[f"{name}_peak_fraction"] = round(
+                            row[f"{name}_windows_per_s"] * flop / 1e9 / result["peak_gflops"], 3)
             result["batches"][str(b)] = row
         x1 = torch.from_numpy(windows[:1]).to(device)
         calls = {name: (lambda fn=fn: fn(x1)) for name, fn in paths.items()}

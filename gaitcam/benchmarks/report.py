@@ -189,12 +189,15 @@ def summary(result: dict) -> str:
         for b, row in r["batches"].items():
             unoptimized = f", unoptimized graph {row['unoptimized_windows_per_s']}" if "unoptimized_windows_per_s" in row \
                 else ""
+            if "int8_windows_per_s" in row:
+                unoptimized += f"; int8 {row['int8_windows_per_s']} w/s, {100 * row['int8_peak_fraction']:.0f} %"
             lines.append(f"  batch {b:>3}: fast {row['windows_per_s']:>8} w/s ({row['gflops']} GFLOP/s, "
                          f"{100 * row['peak_fraction']:.0f} % of peak{unoptimized})  reference "
                          f"{row['reference_windows_per_s']:>8} w/s  x{row['speedup']}")
         lat = r["batch1_latency"]
+        int8 = f"; int8 p50 {lat['int8_ms_p50']} ms p99 {lat['int8_ms_p99']} ms" if "int8_ms_p50" in lat else ""
         lines.append(f"  batch-1 latency: fast p50 {lat['ms_p50']} ms p99 {lat['ms_p99']} ms; reference "
-                     f"p50 {lat['reference_ms_p50']} ms p99 {lat['reference_ms_p99']} ms; x{lat['p50_speedup']}")
+                     f"p50 {lat['reference_ms_p50']} ms p99 {lat['reference_ms_p99']} ms; x{lat['p50_speedup']}{int8}")
     slower = result.get("pipeline_slowdown", 1)
     if slower > 1:
         lines.append(f"pipeline runs below: every encoder batch computed {slower} times (an encoder {slower} times "

@@ -31,6 +31,8 @@ def add_runtime_options(p: argparse.ArgumentParser, gallery: bool = True, fpir: 
     else:
         p.add_argument("--threads", type=int, help="torch CPU threads (default: the config's, 1)")
     p.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--precision", choices=("float32", "int8"),
+                   help="the CPU encoder's arithmetic: float32, or int8 (AVX-512 VNNI; default: the config's, float32)")
     if fpir:
         p.add_argument("--fpir", type=float, metavar="RATE",
                        help="share of strangers allowed a name; the gallery calibrates its threshold for it "
@@ -38,7 +40,8 @@ def add_runtime_options(p: argparse.ArgumentParser, gallery: bool = True, fpir: 
 
 def config_from(args: argparse.Namespace, **extra: object) -> Config:
     """The config file updated by whatever of its keys the command line gave."""
-    keys = ("gallery", "weights", "threads", "device", "threshold", "fpir", "stride", "log_level", "queue_size")
+    keys = ("gallery", "weights", "threads", "device", "precision", "threshold", "fpir", "stride", "log_level",
+            "queue_size")
     overrides = {k: getattr(args, k) for k in keys if hasattr(args, k)}
     cfg = load_config(args.config, {**overrides, **extra})
     if args.log_level is None:
@@ -49,13 +52,13 @@ def load_encoder(cfg: Config):
     """The encoder of the configured weights, on the configured device and thread count."""
     from gaitcam.session import load_encoder as load
 
-    return load(cfg.weights, cfg.device, cfg.threads, cfg.f)
+    return load(cfg.weights, cfg.device, cfg.threads, cfg.f, cfg.precision)
 
 def load_models(cfg: Config):
     """The configured encoder and its matcher parameters, with the configured threshold and FPIR."""
     from gaitcam.session import load_models as load
 
-    return load(cfg.weights, cfg.device, cfg.threads, cfg.f, cfg.threshold, cfg.fpir)
+    return load(cfg.weights, cfg.device, cfg.threads, cfg.f, cfg.threshold, cfg.fpir, cfg.precision)
 
 def matcher_params_path(weights: Path) -> Path:
     return Path(f"{weights}.matcher.json")

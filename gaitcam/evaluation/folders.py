@@ -170,7 +170,8 @@ def encode_folders(gallery_dir: str | Path, probe_dir: str | Path, encoder: Gait
     bar = {"desc": "encoding", "unit": "walk", "disable": None if progress else True, "leave": False, "total": len(walks)}
     if workers > 1 and encoder.device.type == "cpu" and len(walks) > 1:
         setup = (encoder.model, None if untrained is None else untrained.model, encoder.normalization,
-                 encoder.version, params, augment, seed, sealed.current_config(), logging.getLogger().level)
+                 encoder.version, encoder.precision, params, augment, seed, sealed.current_config(),
+                 logging.getLogger().level)
         with ProcessPoolExecutor(min(workers, len(walks)), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_start_worker, initargs=setup) as pool:
             encoded = list(tqdm(pool.map(_encode_in_worker, walks, chunksize=4), **bar))
@@ -192,15 +193,15 @@ def _encode_one(walk: Walk, encoder: GaitEncoder, untrained: GaitEncoder | None,
 _worker: tuple = ()  # an encoding process's encoders and settings (`_start_worker`)
 
 
-def _start_worker(model: SGELA, untrained: SGELA | None, normalization: str, version: str, params: MatcherParams,
-                  augment: bool, seed: int, config: Config, log_level: int) -> None:
+def _start_worker(model: SGELA, untrained: SGELA | None, normalization: str, version: str, precision: str,
+                  params: MatcherParams, augment: bool, seed: int, config: Config, log_level: int) -> None:
     """A new process knows nothing of its parent: it gets the encoders, the logging and the
     config that finds the key of encrypted recordings."""
     global _worker
     logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
     sealed.use_config(lambda: config)
     torch.set_num_threads(1)
-    encoder = GaitEncoder(model, normalization, version, device="cpu")
+    encoder = GaitEncoder(model, normalization, version, device="cpu", precision=precision)
     control = None if untrained is None else GaitEncoder(untrained, normalization, "untrained", device="cpu")
     _worker = (encoder, control, params, augment, seed)
 

@@ -32,18 +32,28 @@ class GaitEncoder:
     """Canonical-layout windows [N, f, 20, 3] (metres, camera or floor frame) -> AGEs.
 
     The fast path copies the model's weights here: change `model` afterwards and build a new
-    encoder.
+    encoder. `precision="int8"` asks the CPU fast path for int8 arithmetic (`FastAGE`); where the
+    CPU cannot, it says so and stays float32 (`precision` tells which runs).
     """
 
     def __init__(
         self, model: SGELA, normalization: str, version: str = "", device: str = "auto", fast: bool = True,
+        precision: str = "float32",
     ) -> None:
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.normalization = normalization
         self.version = version
         self.fast: FastAGE | None = None
-        if fast and self.device.type == "cpu":
+        self.precision = "float32"
+        if precision == "int8" and fast and self.device.type == "cpu":
+            try:
+                self.fast, self.precision = FastAGE(self.model, torch.get_num_threads(), precision="int8"), "int8"
+            except RuntimeError as e:
+                log.warning("no int8 encoder (%s); encoding in float32", e)
+        elif precision not in ("float32", "int8"):
+            raise ValueError(f"precision must be float32 or int8, not {precision!r}")
+        if fast and self.device.type == "cpu" and self.fast is None:
             try:
                 candidate = FastAGE(self.model, threads=torch.get_num_threads())
             except Exception as e:  # no onnxruntime, or a graph it cannot run (its errors are bare Exceptions)
@@ -55,9 +65,10 @@ class GaitEncoder:
                     log.warning("the fast encoder path differs from the model here; using the model itself")
 
     @classmethod
-    def from_weights(cls, path: str | Path, device: str = "auto", fast: bool = True) -> GaitEncoder:
+    def from_weights(cls, path: str | Path, device: str = "auto", fast: bool = True,
+                     precision: str = "float32") -> GaitEncoder:
         model, meta = load_weights(path)
-        return cls(model, meta["normalization"], meta["version"], device, fast)
+        return cls(model, meta["normalization"], meta["version"], device, fast, precision)
 
     @property
     def f(self) -> int:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from gaitcam.model.sgela import AXES, SGELA
-from gaitcam.model.small_batch import SmallBatchAGE
+from gaitcam.model.small_batch import PRECISIONS, SmallBatchAGE
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 # order (measured differences up to 2e-5 on AGEs of size ~1, at batch 256).
 TOLERANCE = {"rtol": 1e-4, "atol": 5e-5}
 NO_ONNXRUNTIME = "onnxruntime is missing; the small-batch kernel encodes every batch size"
+# How close the int8 kernel must come to SGELA.age: every window's AGEs at this cosine or above
+# (measured on 300 demo windows with the shipped weights: 0.99993 at the lowest).
+INT8_MIN_COSINE = 0.999
 OPSET = 17
 # The kernel runs on one thread and takes batches up to this many windows: with more threads
 # onnxruntime uses them and overtakes it above it (measured at 2 threads, idle: kernel 1.17-1.25x
@@ -89,22 +92,38 @@ class FastAGE:
     where it is faster (`uses_kernel`), else from an onnxruntime session on `threads` CPU threads.
     The kernel is checked against the model here and dropped if it differs, and so is the
     session. At 1 thread the session is built only when the kernel has spent TRIAL_AFTER_S on
-    batches above KERNEL_MAX_BATCH, and then timed against it (`large_batches_path`).
+    batches above KERNEL_MAX_BATCH, and then timed against it on a thread of its own, the kernel
+    taking the large batches meanwhile (`large_batches_path`).
 
     `kernel=False` runs every batch on onnxruntime (the benchmark's "before" of the kernel);
     `optimize=False` runs the graph as exported, without onnxruntime's graph optimisations: the
     benchmark's "before" of that optimisation. Raises when neither path can be built.
+
+    `precision="int8"`: every batch on the kernel with int8 weights and activations (AVX-512
+    VNNI), within INT8_MIN_COSINE of `SGELA.age`, not TOLERANCE; raises RuntimeError where the CPU
+    or the model does not allow it.
     """
 
-    def __init__(self, model: SGELA, threads: int = 1, optimize: bool = True, kernel: bool = True) -> None:
+    def __init__(self, model: SGELA, threads: int = 1, optimize: bool = True, kernel: bool = True,
+                 precision: str = "float32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.threads = threads
+        self.precision = precision
         self.optimize = optimize
         self.kernel: SmallBatchAGE | None = None
         self.session = None
         self._large: str | None = None  # what takes batches above KERNEL_MAX_BATCH; None: not timed yet
         self._large_seconds = 0.0  # the kernel's time on large batches before that
         self._lock = threading.Lock()
+        self._timer: threading.Thread | None = None  # the timing of the paths, once started
         self._model: SGELA | None = None  # kept (a copy) only to build the session later
+        if precision == "int8":
+            self.kernel = SmallBatchAGE(model, precision="int8")
+            if not int8_agrees(model, self.kernel):
+                raise RuntimeError(f"the int8 kernel's AGEs fall below cosine {INT8_MIN_COSINE} of the model's")
+            self._large = "kernel"
+            return
         if kernel:
             try:
                 self.kernel = SmallBatchAGE(model)
@@ -142,13 +161,23 @@ class FastAGE:
     def large_batches_path(self) -> str:
         """What encodes batches above KERNEL_MAX_BATCH: with more threads onnxruntime; at 1 thread
         the faster of the two on TRIAL_BATCH windows (median of 3 alternating calls each, after a
-        warm-up), timed once, the session built for it (about a second)."""
-        if self._large is not None:
-            return self._large
-        with self._lock:
-            if self._large is None:
-                self._large = self._time_paths()
+        warm-up), timed once, the session built for it (about 1.5 s), waited for here."""
+        if self._large is None:
+            self._time_in_background().join()
         return self._large
+
+    def _time_in_background(self) -> threading.Thread:
+        """The timing, on a thread of its own: the caller's large batches keep going to the kernel
+        meanwhile (a live encoder that first meets large batches when it is already behind would
+        otherwise stop for the 1.5 s the timing takes)."""
+        with self._lock:
+            if self._timer is None:
+                self._timer = threading.Thread(target=self._decide, name="gaitcam-path-timing", daemon=True)
+                self._timer.start()
+        return self._timer
+
+    def _decide(self) -> None:
+        self._large = self._time_paths()  # the session, when kept, is in place before this
 
     def _time_paths(self) -> str:
         model, self._model = self._model, None
@@ -185,12 +214,13 @@ class FastAGE:
         large batch goes to it until the paths are timed)."""
         if self.kernel is None:
             return False
-        if batch <= KERNEL_MAX_BATCH or self._untimed():
+        if batch <= KERNEL_MAX_BATCH:
             return True
-        return self.large_batches_path() == "kernel"
-
-    def _untimed(self) -> bool:
-        return self._large is None and self._large_seconds < TRIAL_AFTER_S
+        if self._large is None:
+            if self._large_seconds >= TRIAL_AFTER_S:
+                self._time_in_background()
+            return True
+        return self._large == "kernel"
 
     def path(self, batch: int) -> str:
         """What encodes a batch of this many windows: "kernel" or "onnxruntime"."""
@@ -203,7 +233,7 @@ class FastAGE:
     def __call__(self, windows: torch.Tensor) -> torch.Tensor:
         if not self.uses_kernel(len(windows)):
             return self.onnxruntime(windows)
-        if len(windows) <= KERNEL_MAX_BATCH or not self._untimed():
+        if len(windows) <= KERNEL_MAX_BATCH or self._large is not None:
             return self.kernel(windows)
         start = time.perf_counter()
         out = self.kernel(windows)
@@ -222,8 +252,21 @@ def _agrees(model: SGELA, path, seed: int = 0) -> bool:
         return all(torch.allclose(path(windows[:b]), reference[:b], **TOLERANCE) for b in (1, 5))
 
 
+def int8_agrees(model: SGELA, path, seed: int = 0) -> bool:
+    """Whether every window's AGEs from `path` are within INT8_MIN_COSINE of `model.age`'s, on
+    random windows at batch sizes 1 and 5."""
+    cfg = model.cfg
+    windows = torch.randn(5, cfg.f, cfg.n_joints, len(AXES), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        reference = model.age(windows.to(next(model.parameters()).device)).cpu().reshape(5, -1)
+        return all(bool(torch.nn.functional.cosine_similarity(path(windows[:b]).reshape(b, -1), reference[:b]).min()
+                        >= INT8_MIN_COSINE) for b in (1, 5))
+
+
 def matches_reference(model: SGELA, fast: FastAGE, seed: int = 0) -> bool:
     """Whether each of `fast`'s paths (kernel, onnxruntime) gives `model.age`'s AGEs within
-    TOLERANCE on random windows."""
+    TOLERANCE on random windows (an int8 kernel: within INT8_MIN_COSINE)."""
+    if fast.precision == "int8":
+        return int8_agrees(model, fast.kernel, seed)
     paths = [p for p in (fast.kernel, fast.onnxruntime if fast.session is not None else None) if p is not None]
     return all(_agrees(model, path, seed) for path in paths)
