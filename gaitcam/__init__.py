@@ -6,7 +6,14 @@
 `open_session` (gaitcam.session) is the library's entry point; `gaitcam.events` holds the
 events' JSON Schema. Importing gaitcam itself loads nothing heavy: torch comes with the session.
 """
+import os
 from typing import TYPE_CHECKING, Any
+
+# numpy's OpenBLAS keeps a thread per extra core spinning after every product, and the live loop
+# makes many small ones (the matcher's): on 2 cores that thread burned most of one (the pipeline,
+# 6 people at stride 2: 104 % of a core, 23 % with one BLAS thread, the same latency). One BLAS
+# thread unless the environment says otherwise; it only counts before numpy is first imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.1.0"
 __all__ = ["open_session", "Session", "__version__"]

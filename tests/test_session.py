@@ -83,3 +83,19 @@ def test_a_live_run_tells_when_its_sensor_is_lost_and_back(tmp_path):
     status = [e["status"] for e in events if e["event"] == "sensor_status"]
     assert status == ["started", "lost", "restarted", "ended"] and events[-1]["event"] == "summary"
     assert events[-1]["summary"]["frames"] == 30
+
+
+def test_importing_gaitcam_first_keeps_numpy_to_one_blas_thread():
+    """OpenBLAS's spinning threads burned most of a core in the live loop; one thread unless the
+    environment asks for more (it counts only before numpy loads)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, gaitcam, numpy; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    for given, expected in ((None, "1"), ("3", "3")):
+        run_env = env if given is None else {**env, "OPENBLAS_NUM_THREADS": given}
+        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, timeout=60,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        assert out.returncode == 0 and out.stdout.strip() == expected, out.stderr

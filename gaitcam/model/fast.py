@@ -172,7 +172,9 @@ class FastAGE:
         otherwise stop for the 1.5 s the timing takes)."""
         with self._lock:
             if self._timer is None:
-                self._timer = threading.Thread(target=self._decide, name="gaitcam-path-timing", daemon=True)
+                # not a daemon: the interpreter waits for it at exit, instead of killing it inside
+                # onnxruntime (which aborts the process: "terminate called without an active exception")
+                self._timer = threading.Thread(target=self._decide, name="gaitcam-path-timing")
                 self._timer.start()
         return self._timer
 
