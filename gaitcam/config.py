@@ -30,6 +30,7 @@ INSTALLED = (_ASSETS / "weights").is_dir()
 WEIGHTS_DIR = _ASSETS / "weights" if INSTALLED else APP_ROOT / "weights"  # the shipped weights
 DEMO_DIR = _ASSETS / "demo" if INSTALLED else APP_ROOT / "recordings" / "demo"  # the demo gallery's walks
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PRECISIONS = ("float32", "int8")  # the CPU encoder's arithmetic (gaitcam.model.small_batch)
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
@@ -125,7 +126,7 @@ def _log_level(v: Any) -> str:
 
 
 def _precision(v: Any) -> str:
-    if v not in ("float32", "int8"):
+    if v not in PRECISIONS:
         raise _Invalid(f"expected float32 or int8, got {v!r}")
     return v
 

@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from gaitcam.config import Config, load_config
+from gaitcam.config import PRECISIONS, Config, load_config
 
 
 def available_cores() -> int:
@@ -31,7 +31,7 @@ def add_runtime_options(p: argparse.ArgumentParser, gallery: bool = True, fpir: 
     else:
         p.add_argument("--threads", type=int, help="torch CPU threads (default: the config's, 1)")
     p.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--precision", choices=("float32", "int8"),
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="the CPU encoder's arithmetic: float32, or int8 (AVX-512 VNNI; default: the config's, float32)")
     if fpir:
         p.add_argument("--fpir", type=float, metavar="RATE",

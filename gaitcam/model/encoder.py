@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from gaitcam.config import PRECISIONS
 from gaitcam.model.fast import FastAGE, matches_reference
 from gaitcam.model.sgela import SGELA, pick_device
 from gaitcam.model.weights import load_weights
@@ -44,6 +45,8 @@ class GaitEncoder:
         self.model = model.to(self.device).eval()
         self.normalization = normalization
         self.version = version
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.fast: FastAGE | None = None
         self.precision = "float32"
         if precision == "int8" and fast and self.device.type == "cpu":
@@ -51,8 +54,6 @@ class GaitEncoder:
                 self.fast, self.precision = FastAGE(self.model, torch.get_num_threads(), precision="int8"), "int8"
             except RuntimeError as e:
                 log.warning("no int8 encoder (%s); encoding in float32", e)
-        elif precision not in ("float32", "int8"):
-            raise ValueError(f"precision must be float32 or int8, not {precision!r}")
         if fast and self.device.type == "cpu" and self.fast is None:
             try:
                 candidate = FastAGE(self.model, threads=torch.get_num_threads())

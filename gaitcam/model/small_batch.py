@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gaitcam.config import PRECISIONS
 from gaitcam.model.sgela import AXES, SGELA
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,6 @@ ABI = 2  # sb_abi() of the source below
 MAX_LAYERS = 8
 FLAGS = ("-O3", "-march=native", "-std=gnu11", "-fPIC", "-shared")
 W_F32, W_F16, W_Q8 = 0, 1, 2  # Mat.type
-PRECISIONS = ("float32", "int8")  # int8: weights per column, activations per row, quantised (AVX-512 VNNI)
 CHUNK = 256  # windows per C call, which bounds the per-thread buffers (about 11 MB for the shipped model)
 
 SOURCE = r"""/* SGE-LA inference (SGELA.age, frame level) for small batches as one C function; see

@@ -23,9 +23,10 @@ what a window holds (the same f consecutive frames). So the pipeline measures it
 Overloaded (lag p95 over `target` with a demand of at least `SATURATED`, or backlog over
 `max_backlog`): wider at once, because a backlog compounds: to the stride at which the demand
 would come to `ROOM` (the demand falls as 1 / stride), at least one step and at most double. A
-quarter into an interval, windows back over target from a saturated encoder already count (not in the interval right after a widening, which drains what came before
-it, nor at the widest stride): six people stepping into view at once otherwise pile up half a
-second of windows that take a second to drain.
+quarter into an interval, windows back over target from a saturated encoder already count (not
+in the interval right after a widening, which drains what came before it, nor at the widest
+stride): six people stepping into view at once otherwise pile up half a second of windows that
+take a second to drain.
 
 A lag over target while the encoder has time to spare is not cut by a wider stride, which only
 lengthens each frame's wait for its window to fill (1 / fps a step): below saturation the
@@ -101,8 +102,10 @@ class StrideControl:
         the backlog alone decide, one step at a time)."""
         if self._start is None:
             self._start, self._dropped, self._load = now, dropped, load
+        if now - self._start < self.interval / 4:  # the loop calls this after every frame: nothing to do yet
+            return False
         demand = self._demand(load, now - self._start)
-        if now - self._start < self.interval and not self._urgent(now, demand):
+        if now - self._start < self.interval and not self._urgent(demand):
             return False
         lags, self._lags, self._start, self._load = self._lags, [], now, load
         self._settling = False
@@ -127,13 +130,12 @@ class StrideControl:
             self._relieved(calm=room and backlog <= 1)
         return self.stride != before
 
-    def _urgent(self, now: float, demand: float | None) -> bool:
-        """Past a quarter of the interval, windows back over the target lag from a saturated
-        encoder: an overload that would compound until the interval is out. Not while the last widening's first interval drains what came before it, nor at the
-        widest stride, where nothing is left to do before the interval is out."""
-        return (not self._settling and self.stride < self.maximum and now - self._start >= self.interval / 4
-                and demand is not None and demand >= SATURATED and len(self._lags) > 0
-                and float(np.percentile(self._lags, 95)) > self.target)
+    def _urgent(self, demand: float | None) -> bool:
+        """(Past a quarter of the interval) windows back over the target lag from a saturated
+        encoder: an overload that would compound until the interval is out. Not while the last
+        widening's first interval drains what came before it, nor at the widest stride."""
+        return (not self._settling and self.stride < self.maximum and demand is not None and demand >= SATURATED
+                and len(self._lags) > 0 and float(np.percentile(self._lags, 95)) > self.target)
 
     def _demand(self, load: EncoderLoad | None, seconds: float) -> float | None:
         """The encoder's busy share over the last `seconds` (the batch in progress included),
