@@ -30,7 +30,10 @@ INSTALLED = (_ASSETS / "weights").is_dir()
 WEIGHTS_DIR = _ASSETS / "weights" if INSTALLED else APP_ROOT / "weights"  # the shipped weights
 DEMO_DIR = _ASSETS / "demo" if INSTALLED else APP_ROOT / "recordings" / "demo"  # the demo gallery's walks
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-PRECISIONS = ("float32", "int8")  # the CPU encoder's arithmetic (gaitcam.model.small_batch)
+# The encoder's arithmetic: int8 on the CPU (gaitcam.model.small_batch), float16 and bfloat16 mainly
+# on a GPU (gaitcam.model.stacked).
+PRECISIONS = ("float32", "int8", "float16", "bfloat16")
+KERNEL_PRECISIONS = ("float32", "int8")  # what the CPU fast path (FastAGE, its kernel) computes in
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
@@ -61,7 +64,7 @@ class Config:
     max_stride: int = DEFAULT_MAX_STRIDE  # live: the widest the stride goes under load (<= stride: fixed)
     threads: int = 1  # torch CPU threads
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
-    precision: str = "float32"  # the CPU encoder's arithmetic: float32, or int8 (AVX-512 VNNI)
+    precision: str = "float32"  # the encoder's arithmetic: float32, int8 (CPU, AVX-512 VNNI), float16, bfloat16
     weights: Path = WEIGHTS_DIR / "sgela"
     gallery: Path | str = field(default_factory=default_gallery)  # a SQLite file or a postgresql:// URL
     recordings: Path = Path("recordings")
@@ -127,7 +130,7 @@ def _log_level(v: Any) -> str:
 
 def _precision(v: Any) -> str:
     if v not in PRECISIONS:
-        raise _Invalid(f"expected float32 or int8, got {v!r}")
+        raise _Invalid(f"expected one of {', '.join(PRECISIONS)}, got {v!r}")
     return v
 
 

@@ -6,12 +6,16 @@ numpy round trip (the same for all) are left to the pipeline benchmark. "fast" i
 small-batch kernel or onnxruntime). Beside it run the exported graph on onnxruntime alone (the
 fast path before the kernel) and that graph without onnxruntime's graph optimisations, so each
 step of the fast path (export, graph optimisation, kernel) has its own before and after; and, where
-the CPU has AVX-512 VNNI, the kernel in int8 (`FastAGE(precision="int8")`). Work is
-counted as the model's multiply-adds (`count_macs`, 37.45 M per window for the default model) x 2
-FLOP for every path, whatever it computes.
+the CPU has AVX-512 VNNI, the kernel in int8 (`FastAGE(precision="int8")`). On a GPU "fast" is
+`gaitcam.model.stacked` as `GaitEncoder` builds it (the axes stacked, replayed from CUDA graphs), with
+its steps beside it: the stacked computation launched eagerly, the model itself replayed from CUDA
+graphs, and the stacked graphs in float16 and bfloat16. Work is counted as the model's multiply-adds
+(`count_macs`, 37.45 M per window for the default model) x 2 FLOP for every path, whatever it
+computes, over the float32 peak.
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -19,9 +23,15 @@ import torch
 
 from gaitcam.benchmarks.timing import interleaved, ms, peak_gflops, timed
 from gaitcam.model.fast import KERNEL_MAX_BATCH, FastAGE
-from gaitcam.model.sgela import SGELA, count_macs
+from gaitcam.model.sgela import AXES, SGELA, count_macs
+from gaitcam.model.stacked import CudaGraphs, StackedAGE, stacked_path
+
+log = logging.getLogger(__name__)
 
 BATCHES = (1, 2, 3, 8, 64, 256)
+GPU_BATCHES = (1, 2, 3, 8, 16, 32, 64, 128, 256, 1024)  # 1024: above the captured sizes
+# The paths measured beside "fast" and "reference", where they exist (CPU: the first three).
+OTHER_PATHS = ("onnxruntime", "unoptimized", "int8", "stacked_eager", "graphed_reference", "float16", "bfloat16")
 TRAIN_BATCH = 128  # the trainer's batch size
 
 
@@ -33,7 +43,7 @@ def _throughput(calls: dict, b: int, device: torch.device, seconds: float) -> di
     rates = {name: b / float(np.median(t)) for name, t in interleaved(calls, rounds, device).items()}
     out = {"windows_per_s": round(rates["fast"], 1), "reference_windows_per_s": round(rates["reference"], 1),
            "speedup": round(rates["fast"] / rates["reference"], 3), "rounds": rounds}
-    for name in ("onnxruntime", "unoptimized", "int8"):
+    for name in OTHER_PATHS:
         if name in rates:
             out[f"{name}_windows_per_s"] = round(rates[name], 1)
     return out
@@ -42,7 +52,7 @@ def _throughput(calls: dict, b: int, device: torch.device, seconds: float) -> di
 def _latency(calls: dict, device: torch.device, n: int, seconds: float) -> dict:
     """Batch-1 latency percentiles of the fast, reference (and onnxruntime-only) calls over `n`
     interleaved calls each, fewer (but at least 10) if that would take longer than about `seconds`."""
-    names = [k for k in ("reference", "fast", "onnxruntime", "int8") if k in calls]
+    names = [k for k in ("reference", "fast", *OTHER_PATHS) if k in calls and k != "unoptimized"]
     first = sum(timed(calls[k], device) for k in names)
     n = int(min(n, max(10, seconds / max(first, 1e-6))))
     times = interleaved({k: calls[k] for k in names}, n, device)
@@ -53,6 +63,22 @@ def _latency(calls: dict, device: torch.device, n: int, seconds: float) -> dict:
         out[f"{prefix}ms_p99"] = ms(float(np.percentile(t, 99)), 3)
     out["p50_speedup"] = round(out["reference_ms_p50"] / out["ms_p50"], 3)
     return out
+
+
+def _gpu_paths(model: SGELA, device: torch.device) -> dict:
+    """"fast" as `GaitEncoder` builds it on a GPU, and its steps and reduced precisions beside it
+    (those that cannot be built or captured here are left out, and said so in the log)."""
+    fast, _ = stacked_path(model, "float32")
+    paths = {"fast": fast or model.age, "stacked_eager": StackedAGE(model)}
+    for precision in ("float16", "bfloat16"):
+        path, runs = stacked_path(model, precision)
+        if runs == precision:
+            paths[precision] = path
+    try:  # the model's cuDNN LSTM may refuse to be captured: then it is left out
+        paths["graphed_reference"] = CudaGraphs(model.age, (model.cfg.f, model.cfg.n_joints, len(AXES)), device)
+    except Exception as e:  # cuDNN's errors, or capture's, are RuntimeErrors of several kinds
+        log.warning("the model itself cannot be captured in CUDA graphs here: %s", e)
+    return paths
 
 
 def training_windows_per_s(model: SGELA, windows: np.ndarray, device: torch.device, steps: int = 3,
@@ -88,12 +114,10 @@ def bench_encoder(
     train_steps: int = 3,
 ) -> dict:
     """Everything at the thread count currently set: peak, throughput per batch size, batch-1
-    latency, training speed; `windows` [>= max(batches, TRAIN_BATCH), f, J, 3], normalised.
-    On CUDA there is no fast path (onnxruntime is the CPU build): "fast" is the reference model
-    again, so both report the GPU's figures."""
+    latency, training speed; `windows` [>= max(batches, TRAIN_BATCH), f, J, 3], normalised."""
     model = model.to(device).eval()
     threads = torch.get_num_threads()
-    paths = {"reference": model.age, "fast": model.age}
+    paths = {"reference": model.age}
     fast = None
     if device.type == "cpu":
         paths["fast"] = fast = FastAGE(model, threads)
@@ -104,9 +128,18 @@ def bench_encoder(
             paths["int8"] = FastAGE(model, threads, precision="int8")
         except RuntimeError:  # no AVX-512 VNNI here
             pass
+    else:
+        paths.update(_gpu_paths(model, device))
     flop = 2 * count_macs(model.cfg)
     result: dict = {"peak_gflops": round(peak_gflops(device), 1), "fast_path": "onnxruntime" if "unoptimized" in paths
-                    else "none (the reference model)", "batches": {}}
+                    else "stacked, CUDA graphs" if isinstance(paths["fast"], CudaGraphs)
+                    else "stacked" if isinstance(paths["fast"], StackedAGE) else "none (the reference model)",
+                    "batches": {}}
+    if device.type != "cpu":
+        graphs = paths["fast"] if isinstance(paths["fast"], CudaGraphs) else None
+        stacked = graphs.fn if graphs else paths["fast"]
+        result["stacked"] = {"graph_batches": list(graphs.batches) if graphs else None,
+                             "fused_lstm_cell": getattr(stacked, "fused", None)}
     if fast is not None:
         result["kernel"] = None if fast.kernel is None else {
             "weights": fast.kernel.weights, "vector_floats": fast.kernel.vector,
@@ -123,10 +156,10 @@ def bench_encoder(
             row["reference_peak_fraction"] = round(row["reference_gflops"] / result["peak_gflops"], 3)
             if fast is not None:
                 row["path"] = fast.path(b)
-                for name in ("onnxruntime", "int8"):
-                    if f"{name}_windows_per_s" in row:
-                        row[f"{name}_peak_fraction"] = round(
-                            row[f"{name}_windows_per_s"] * flop / 1e9 / result["peak_gflops"], 3)
+            for name in OTHER_PATHS:
+                if f"{name}_windows_per_s" in row and name != "unoptimized":
+                    row[f"{name}_peak_fraction"] = round(
+                        row[f"{name}_windows_per_s"] * flop / 1e9 / result["peak_gflops"], 3)
             result["batches"][str(b)] = row
         x1 = torch.from_numpy(windows[:1]).to(device)
         calls = {name: (lambda fn=fn: fn(x1)) for name, fn in paths.items()}

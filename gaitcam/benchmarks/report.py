@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from gaitcam.benchmarks.encoder import BATCHES, TRAIN_BATCH, bench_encoder
+from gaitcam.benchmarks.encoder import BATCHES, GPU_BATCHES, OTHER_PATHS, TRAIN_BATCH, bench_encoder
 from gaitcam.benchmarks.pipeline import PipelineRun, demo_matcher, run_pipeline
 from gaitcam.benchmarks.startup import bench_startup
 from gaitcam.benchmarks.scene import demo_windows
@@ -82,14 +82,15 @@ def run_benchmarks(
     pipeline's cost grows with people and stride (`scaling`)."""
     dev = pick_device(device)
     model, meta = load_weights(weights, dev)
-    windows = demo_windows(max(*BATCHES, TRAIN_BATCH), model.cfg.f, meta["normalization"])
+    batches = BATCHES if dev.type == "cpu" else GPU_BATCHES
+    windows = demo_windows(max(*batches, TRAIN_BATCH), model.cfg.f, meta["normalization"])
     counts = tuple(threads) if dev.type == "cpu" else (torch.get_num_threads(),)
     result: dict = {"machine": machine(dev), "weights": str(weights), "encoder_version": meta["version"],
                     "macs_per_window": count_macs(model.cfg), "by_threads": {}}
     for n in counts:
         torch.set_num_threads(n)
         say(f"encoder, {n} thread(s) ...")
-        result["by_threads"][str(n)] = bench_encoder(model, windows, dev)
+        result["by_threads"][str(n)] = bench_encoder(model, windows, dev, batches)
     torch.set_num_threads(counts[0])
     top = result["by_threads"][str(counts[0])]
     b256, b1 = top["batches"]["256"], top["batch1_latency"]
@@ -187,17 +188,17 @@ def summary(result: dict) -> str:
         lines.append(f"threads {n}: peak {r['peak_gflops']} GFLOP/s; training (reference) "
                      f"{r.get('training_windows_per_s')} windows/s")
         for b, row in r["batches"].items():
-            unoptimized = f", unoptimized graph {row['unoptimized_windows_per_s']}" if "unoptimized_windows_per_s" in row \
-                else ""
-            if "int8_windows_per_s" in row:
-                unoptimized += f"; int8 {row['int8_windows_per_s']} w/s, {100 * row['int8_peak_fraction']:.0f} %"
-            lines.append(f"  batch {b:>3}: fast {row['windows_per_s']:>8} w/s ({row['gflops']} GFLOP/s, "
-                         f"{100 * row['peak_fraction']:.0f} % of peak{unoptimized})  reference "
-                         f"{row['reference_windows_per_s']:>8} w/s  x{row['speedup']}")
+            others = "".join(f"; {name} {row[f'{name}_windows_per_s']} w/s"
+                             + (f" ({100 * row[f'{name}_peak_fraction']:.0f} %)" if f"{name}_peak_fraction" in row else "")
+                             for name in OTHER_PATHS if f"{name}_windows_per_s" in row)
+            lines.append(f"  batch {b:>4}: fast {row['windows_per_s']:>8} w/s ({row['gflops']} GFLOP/s, "
+                         f"{100 * row['peak_fraction']:.0f} % of peak)  reference "
+                         f"{row['reference_windows_per_s']:>8} w/s  x{row['speedup']}{others}")
         lat = r["batch1_latency"]
-        int8 = f"; int8 p50 {lat['int8_ms_p50']} ms p99 {lat['int8_ms_p99']} ms" if "int8_ms_p50" in lat else ""
+        others = "".join(f"; {name} p50 {lat[f'{name}_ms_p50']} ms p99 {lat[f'{name}_ms_p99']} ms"
+                         for name in OTHER_PATHS if f"{name}_ms_p50" in lat)
         lines.append(f"  batch-1 latency: fast p50 {lat['ms_p50']} ms p99 {lat['ms_p99']} ms; reference "
-                     f"p50 {lat['reference_ms_p50']} ms p99 {lat['reference_ms_p99']} ms; x{lat['p50_speedup']}{int8}")
+                     f"p50 {lat['reference_ms_p50']} ms p99 {lat['reference_ms_p99']} ms; x{lat['p50_speedup']}{others}")
     slower = result.get("pipeline_slowdown", 1)
     if slower > 1:
         lines.append(f"pipeline runs below: every encoder batch computed {slower} times (an encoder {slower} times "

@@ -5,13 +5,14 @@ or the normalisation directly, so all of them encode exactly the same way.
 
 On the CPU, AGEs come from `gaitcam.model.fast.FastAGE` (a fused C kernel for the batch sizes where
 it is faster, the model exported to onnxruntime for the others: the same numbers, faster:
-BENCHMARKS.md) whenever it reproduces the model's own `SGELA.age` on probe windows, checked at
-every construction; otherwise (neither path available, CUDA, or `fast=False`) from `SGELA.age`
-itself.
+BENCHMARKS.md); on a GPU from `gaitcam.model.stacked` (the three axes in one computation,
+replayed from CUDA graphs). Each is used when it reproduces the model's own `SGELA.age` on probe
+windows, checked at every construction; otherwise (or with `fast=False`) `SGELA.age` itself runs.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +22,7 @@ import torch
 from gaitcam.config import PRECISIONS
 from gaitcam.model.fast import FastAGE, matches_reference
 from gaitcam.model.sgela import SGELA, pick_device
+from gaitcam.model.stacked import stacked_path
 from gaitcam.model.weights import load_weights
 from gaitcam.skeleton.layouts import CANONICAL
 from gaitcam.skeleton.normalize import normalize_windows
@@ -33,8 +35,10 @@ class GaitEncoder:
     """Canonical-layout windows [N, f, 20, 3] (metres, camera or floor frame) -> AGEs.
 
     The fast path copies the model's weights here: change `model` afterwards and build a new
-    encoder. `precision="int8"` asks the CPU fast path for int8 arithmetic (`FastAGE`); where the
-    CPU cannot, it says so and stays float32 (`precision` tells which runs).
+    encoder. `precision="int8"` asks the CPU fast path for int8 arithmetic (`FastAGE`),
+    "float16" and "bfloat16" the stacked path for that type (on a GPU, or slowly on a CPU); where
+    that cannot run or its AGEs stray from the model's, it says so and stays float32 (`precision`
+    tells which runs).
     """
 
     def __init__(
@@ -47,23 +51,28 @@ class GaitEncoder:
         self.version = version
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-        self.fast: FastAGE | None = None
+        self.fast: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.precision = "float32"
-        if precision == "int8" and fast and self.device.type == "cpu":
+        if not fast:
+            return
+        if self.device.type != "cpu" or precision in ("float16", "bfloat16"):
+            self.fast, self.precision = stacked_path(self.model, precision)
+            return
+        if precision == "int8":
             try:
                 self.fast, self.precision = FastAGE(self.model, torch.get_num_threads(), precision="int8"), "int8"
+                return
             except RuntimeError as e:
                 log.warning("no int8 encoder (%s); encoding in float32", e)
-        if fast and self.device.type == "cpu" and self.fast is None:
-            try:
-                candidate = FastAGE(self.model, threads=torch.get_num_threads())
-            except Exception as e:  # no onnxruntime, or a graph it cannot run (its errors are bare Exceptions)
-                log.warning("no fast encoder path (%s); using the model itself", e)
-            else:
-                if matches_reference(self.model, candidate):
-                    self.fast = candidate
-                else:
-                    log.warning("the fast encoder path differs from the model here; using the model itself")
+        try:
+            candidate = FastAGE(self.model, threads=torch.get_num_threads())
+        except Exception as e:  # no onnxruntime, or a graph it cannot run (its errors are bare Exceptions)
+            log.warning("no fast encoder path (%s); using the model itself", e)
+            return
+        if matches_reference(self.model, candidate):
+            self.fast = candidate
+        else:
+            log.warning("the fast encoder path differs from the model here; using the model itself")
 
     @classmethod
     def from_weights(cls, path: str | Path, device: str = "auto", fast: bool = True,

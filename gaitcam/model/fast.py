@@ -22,7 +22,7 @@ is no second copy of the network to keep in step: `matches_reference` checks eac
 `SGELA.age` whenever one is built (tests/test_fast.py and tests/test_small_batch.py too), and
 `GaitEncoder` falls back to the model when they differ or neither can be built.
 
-CPU only (the pinned onnxruntime is the CPU build); on CUDA the encoder runs the model itself.
+CPU only (the pinned onnxruntime is the CPU build); on a GPU `gaitcam.model.stacked` is the fast path.
 It is inference only: both hold copies of the weights, so build a new one after training.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from gaitcam.model.sgela import AXES, SGELA
-from gaitcam.config import PRECISIONS
+from gaitcam.config import KERNEL_PRECISIONS
 from gaitcam.model.small_batch import SmallBatchAGE
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,8 @@ class FastAGE:
 
     def __init__(self, model: SGELA, threads: int = 1, optimize: bool = True, kernel: bool = True,
                  precision: str = "float32") -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        if precision not in KERNEL_PRECISIONS:
+            raise ValueError(f"precision must be one of {KERNEL_PRECISIONS}, not {precision!r}")
         self.threads = threads
         self.precision = precision
         self.optimize = optimize
@@ -121,7 +121,7 @@ class FastAGE:
         self._model: SGELA | None = None  # kept (a copy) only to build the session later
         if precision == "int8":
             self.kernel = SmallBatchAGE(model, precision="int8")
-            if not int8_agrees(model, self.kernel):
+            if not cosine_agrees(model, self.kernel, INT8_MIN_COSINE):
                 raise RuntimeError(f"the int8 kernel's AGEs fall below cosine {INT8_MIN_COSINE} of the model's")
             self._large = "kernel"
             return
@@ -131,7 +131,7 @@ class FastAGE:
             except RuntimeError as e:  # no compiler or CPU for it (logged once by kernel_library)
                 log.debug("no small-batch kernel: %s", e)
             else:  # a model the kernel does not follow (e.g. a changed architecture) gets onnxruntime
-                if not _agrees(model, self.kernel):
+                if not agrees(model, self.kernel):
                     log.warning("the small-batch kernel differs from the model here; using onnxruntime")
                     self.kernel = None
         if self.kernel is not None and threads == 1:
@@ -190,7 +190,7 @@ class FastAGE:
             log.warning(NO_ONNXRUNTIME)
             return "kernel"
         self.session = session
-        if not _agrees(model, self.onnxruntime):
+        if not agrees(model, self.onnxruntime):
             log.warning("onnxruntime differs from the model here; the small-batch kernel encodes every batch")
             self.session = None
             return "kernel"
@@ -244,7 +244,7 @@ class FastAGE:
         return out
 
 
-def _agrees(model: SGELA, path, seed: int = 0, close=lambda a, b: torch.allclose(a, b, **TOLERANCE)) -> bool:
+def agrees(model: SGELA, path, seed: int = 0, close=lambda a, b: torch.allclose(a, b, **TOLERANCE)) -> bool:
     """Whether `path` gives `model.age`'s AGEs (`close` to them: by default within TOLERANCE) on
     random windows, at batch sizes other than the one the graph is traced at."""
     gen = torch.Generator().manual_seed(seed)
@@ -252,21 +252,22 @@ def _agrees(model: SGELA, path, seed: int = 0, close=lambda a, b: torch.allclose
     with torch.inference_mode():
         windows = torch.randn(5, cfg.f, cfg.n_joints, len(AXES), generator=gen)
         reference = model.age(windows.to(next(model.parameters()).device)).cpu()
-        return all(close(path(windows[:b]), reference[:b]) for b in (1, 5))
+        return all(close(path(windows[:b]).cpu(), reference[:b]) for b in (1, 5))
 
 
-def int8_agrees(model: SGELA, path, seed: int = 0) -> bool:
-    """`_agrees` with every window's AGEs within INT8_MIN_COSINE of the model's."""
+def cosine_agrees(model: SGELA, path, minimum: float, seed: int = 0) -> bool:
+    """`agrees` with every window's AGEs at cosine `minimum` or above to the model's: the test
+    for arithmetic that rounds more than float32's (int8, float16, bfloat16)."""
     def close(a: torch.Tensor, b: torch.Tensor) -> bool:
-        return bool(torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1)).min() >= INT8_MIN_COSINE)
+        return bool(torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1)).min() >= minimum)
 
-    return _agrees(model, path, seed, close)
+    return agrees(model, path, seed, close)
 
 
 def matches_reference(model: SGELA, fast: FastAGE, seed: int = 0) -> bool:
     """Whether each of `fast`'s paths (kernel, onnxruntime) gives `model.age`'s AGEs within
     TOLERANCE on random windows (an int8 kernel: within INT8_MIN_COSINE)."""
     if fast.precision == "int8":
-        return int8_agrees(model, fast.kernel, seed)
+        return cosine_agrees(model, fast.kernel, INT8_MIN_COSINE, seed)
     paths = [p for p in (fast.kernel, fast.onnxruntime if fast.session is not None else None) if p is not None]
-    return all(_agrees(model, path, seed) for path in paths)
+    return all(agrees(model, path, seed) for path in paths)

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gaitcam.config import PRECISIONS
+from gaitcam.config import KERNEL_PRECISIONS
 from gaitcam.model.sgela import AXES, SGELA
 
 log = logging.getLogger(__name__)
@@ -581,8 +581,8 @@ class SmallBatchAGE:
         lib = library or kernel_library()
         if lib is None:
             raise RuntimeError("the small-batch kernel cannot be built here")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        if precision not in KERNEL_PRECISIONS:
+            raise ValueError(f"precision must be one of {KERNEL_PRECISIONS}, not {precision!r}")
         if precision == "int8" and not lib.sb_int8():
             raise RuntimeError("the int8 kernel needs a CPU with AVX-512 VNNI")
         self.precision = precision
