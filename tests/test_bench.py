@@ -2,6 +2,7 @@
 latency probe that times every frame once, and `bench` end to end on a tiny model."""
 import functools
 import json
+import time
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import gaitcam.benchmarks.report as report
 from gaitcam.benchmarks.pipeline import CaptureLog, CountingEncoder, LatencyProbe, PipelineRun, run_pipeline
 from gaitcam.config import DEMO_DIR
 from gaitcam.benchmarks.scene import crowd_recording
-from gaitcam.benchmarks.timing import Histogram, interleaved, peak_gflops
+from gaitcam.benchmarks.timing import Histogram, in_blocks, interleaved, peak_gflops
 from gaitcam.cli import build_parser, main
 from gaitcam.identity.enrollment import track_evidence
 from gaitcam.identity.matcher import MatcherParams
@@ -30,6 +31,15 @@ def test_interleaved_rotates_the_order_of_calls():
     times = interleaved({k: functools.partial(calls.append, k) for k in "abc"}, 4, CPU)
     assert calls == list("abc" "bca" "cab" "abc")
     assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4, "c": 4}
+
+
+def test_in_blocks_calls_each_path_in_a_row_and_takes_turns():
+    calls = []
+    times = in_blocks({k: functools.partial(calls.append, k) for k in "ab"}, 3, 4, CPU)
+    assert calls == ["a"] * 5 + ["b"] * 5 + ["b"] * 5 + ["a"] * 5 + ["a"] * 5 + ["b"] * 5  # 1 not counted + 4
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+    slow = in_blocks({"sleep": lambda: time.sleep(0.002)}, 2, 3, CPU)["sleep"]
+    assert all(0.002 <= t < 0.05 for t in slow)  # a call's time, not the block's
 
 
 def test_histogram_percentiles_to_a_tenth_of_a_millisecond():
@@ -205,6 +215,9 @@ def test_bench_command_end_to_end(tmp_path, monkeypatch, one_thread):
     encoder = result["by_threads"]["1"]
     assert set(encoder["batches"]) == {"1", "2", "3", "8", "64", "256"} and encoder["fast_path"] == "onnxruntime"
     assert all(row["unoptimized_windows_per_s"] > 0 for row in encoder["batches"].values())
+    small = {b: row for b, row in encoder["batches"].items() if int(b) <= 8}
+    assert all(row["blocked_windows_per_s"] > 0 and row["blocked_peak_fraction"] > 0 for row in small.values())
+    assert not any("blocked_windows_per_s" in row for b, row in encoder["batches"].items() if b not in small)
     assert result["batch256_gflops"] == pytest.approx(
         result["batch256_windows_per_s"] * 2 * result["macs_per_window"] / 1e9, rel=1e-2)
     assert result["pipeline"]["stride_1"]["encoder"] == "fast"

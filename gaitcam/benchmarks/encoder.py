@@ -21,7 +21,7 @@ import math
 import numpy as np
 import torch
 
-from gaitcam.benchmarks.timing import interleaved, ms, peak_gflops, timed
+from gaitcam.benchmarks.timing import in_blocks, interleaved, ms, peak_gflops, timed
 from gaitcam.model.fast import KERNEL_MAX_BATCH, FastAGE
 from gaitcam.model.sgela import AXES, SGELA, count_macs
 from gaitcam.model.stacked import CudaGraphs, StackedAGE, stacked_path
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 BATCHES = (1, 2, 3, 8, 64, 256)
 GPU_BATCHES = (1, 2, 3, 8, 16, 32, 64, 128, 256, 1024)  # 1024: above the captured sizes
+# Small batches (up to BLOCKED_MAX_BATCH) are also timed BLOCK calls in a row (`in_blocks`), for these paths.
+BLOCK, BLOCKED_MAX_BATCH, BLOCKED_PATHS = 10, 8, ("fast", "int8", "float16", "bfloat16")
 # The paths measured beside "fast" and "reference", where they exist (CPU: the first three).
 OTHER_PATHS = ("onnxruntime", "unoptimized", "int8", "stacked_eager", "graphed_reference", "float16", "bfloat16")
 TRAIN_BATCH = 128  # the trainer's batch size
@@ -46,6 +48,10 @@ def _throughput(calls: dict, b: int, device: torch.device, seconds: float) -> di
     for name in OTHER_PATHS:
         if name in rates:
             out[f"{name}_windows_per_s"] = round(rates[name], 1)
+    if b <= BLOCKED_MAX_BATCH:
+        blocked = {name: calls[name] for name in BLOCKED_PATHS if name in calls}
+        for name, t in in_blocks(blocked, max(rounds // BLOCK, 3), BLOCK, device).items():
+            out[f"{'' if name == 'fast' else name + '_'}blocked_windows_per_s"] = round(b / float(np.median(t)), 1)
     return out
 
 
@@ -156,10 +162,9 @@ def bench_encoder(
             row["reference_peak_fraction"] = round(row["reference_gflops"] / result["peak_gflops"], 3)
             if fast is not None:
                 row["path"] = fast.path(b)
-            for name in OTHER_PATHS:
-                if f"{name}_windows_per_s" in row and name != "unoptimized":
-                    row[f"{name}_peak_fraction"] = round(
-                        row[f"{name}_windows_per_s"] * flop / 1e9 / result["peak_gflops"], 3)
+            for key in [k for k in row if k.endswith("_windows_per_s") and not k.startswith(("reference", "unopt"))]:
+                row[key.replace("windows_per_s", "peak_fraction")] = round(
+                    row[key] * flop / 1e9 / result["peak_gflops"], 3)
             result["batches"][str(b)] = row
         x1 = torch.from_numpy(windows[:1]).to(device)
         calls = {name: (lambda fn=fn: fn(x1)) for name, fn in paths.items()}

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from gaitcam.benchmarks.encoder import BATCHES, GPU_BATCHES, OTHER_PATHS, TRAIN_BATCH, bench_encoder
+from gaitcam.benchmarks.encoder import (BATCHES, BLOCK, BLOCKED_PATHS, GPU_BATCHES, OTHER_PATHS, TRAIN_BATCH,
+                                       bench_encoder)
 from gaitcam.benchmarks.pipeline import PipelineRun, demo_matcher, run_pipeline
 from gaitcam.benchmarks.startup import bench_startup
 from gaitcam.benchmarks.scene import demo_windows
@@ -191,9 +192,13 @@ def summary(result: dict) -> str:
             others = "".join(f"; {name} {row[f'{name}_windows_per_s']} w/s"
                              + (f" ({100 * row[f'{name}_peak_fraction']:.0f} %)" if f"{name}_peak_fraction" in row else "")
                              for name in OTHER_PATHS if f"{name}_windows_per_s" in row)
+            blocked = "".join(f"; {name} {row[f'{key}windows_per_s']} w/s ({100 * row[f'{key}peak_fraction']:.0f} %)"
+                              for name, key in (("fast", "blocked_"), *((p, f"{p}_blocked_") for p in BLOCKED_PATHS[1:]))
+                              if f"{key}windows_per_s" in row)
             lines.append(f"  batch {b:>4}: fast {row['windows_per_s']:>8} w/s ({row['gflops']} GFLOP/s, "
                          f"{100 * row['peak_fraction']:.0f} % of peak)  reference "
-                         f"{row['reference_windows_per_s']:>8} w/s  x{row['speedup']}{others}")
+                         f"{row['reference_windows_per_s']:>8} w/s  x{row['speedup']}{others}"
+                         + (f"\n              {BLOCK} calls in a row{blocked}" if blocked else ""))
         lat = r["batch1_latency"]
         others = "".join(f"; {name} p50 {lat[f'{name}_ms_p50']} ms p99 {lat[f'{name}_ms_p99']} ms"
                          for name in OTHER_PATHS if f"{name}_ms_p50" in lat)

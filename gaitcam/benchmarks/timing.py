@@ -39,6 +39,21 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int, device: torch
     return times
 
 
+def in_blocks(fns: dict[str, Callable[[], object]], rounds: int, block: int,
+              device: torch.device) -> dict[str, list[float]]:
+    """Per name, `rounds` per-call times, each the mean of `block` calls in a row (after one call
+    that is not counted): how fast a path runs when it is called over and over, as the live
+    encoder is, rather than right after the others. Names take turns block by block, rotating
+    as in `interleaved`."""
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            fns[name]()
+            times[name].append(timed(lambda fn=fns[name]: [fn() for _ in range(block)], device) / block)
+    return times
+
+
 def peak_gflops(device: torch.device, size: int = 4096, runs: int = 5) -> float:
     """The float32 matrix-multiply peak: best of `runs` size x size `torch.mm`, in GFLOP/s, at
     the thread count currently set."""
