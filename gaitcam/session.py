@@ -56,7 +56,8 @@ def load_encoder(weights: str | Path | None = None, device: str = "auto", thread
                  f: int | None = None, precision: str = "float32") -> GaitEncoder:
     """The encoder of `weights` (default: the shipped SGE-LA) on `device` ("auto": CUDA when
     present). `threads` sets torch's CPU threads; `f` checks the window length the weights use;
-    `precision` "int8" asks for the int8 CPU path (`GaitEncoder`)."""
+    `precision`: "float32", "int8" (the CPU kernel), "float16" or "bfloat16" (the GPU path;
+    `GaitEncoder` says when it falls back to float32)."""
     import torch
 
     from gaitcam.model.encoder import GaitEncoder
@@ -482,14 +483,15 @@ class LiveRun:
 
 def open_session(gallery: str | Path | None = None, weights: str | Path | None = None, device: str = "auto", *,
                  fpir: float | None = None, threshold: float | None = None, threads: int | None = None,
-                 camera: str = "library", site_links: bool = False) -> Session:
+                 camera: str = "library", site_links: bool = False, precision: str = "float32") -> Session:
     """A session on the gallery `gallery`, a SQLite file or a postgresql:// URL shared by a
     site's cameras (default: the user's file, as the app uses), with the
     encoder `weights` (default: the shipped SGE-LA) on `device`. `fpir`: the share of strangers
     allowed a name (default 0.01); the gallery calibrates its threshold for it. `site_links`: its
-    ended tracks go to the site's linker process (`Session`)."""
+    ended tracks go to the site's linker process (`Session`). `precision`: the encoder's
+    arithmetic (`load_encoder`)."""
     from gaitcam.config import default_gallery
 
-    models = load_models(weights, device, threads, threshold=threshold, fpir=fpir)
+    models = load_models(weights, device, threads, threshold=threshold, fpir=fpir, precision=precision)
     path = Path(gallery) if gallery is not None and "://" not in str(gallery) else gallery
     return Session(models, open_gallery(path or default_gallery(), models), camera, site_links=site_links)

@@ -30,6 +30,16 @@ def test_a_session_enrols_identifies_removes_and_says_so_in_events(tmp_path):
     assert "identity" not in events[0] and events[4]["identity"] is None  # only decisions carry the key
 
 
+def test_a_session_in_bfloat16_names_the_enrolled_and_not_the_stranger(tmp_path):
+    with gaitcam.open_session(gallery=tmp_path / "g.db", device="cpu", precision="bfloat16") as session:
+        assert session.models.encoder.precision == "bfloat16"
+        for name in ("Ada", "Ben"):
+            session.enroll(name, DEMO_DIR / f"{name}.gaitrec")
+        (known,) = session.identify(DEMO_DIR / "Ben.gaitrec")
+        (stranger,) = session.identify(DEMO_DIR / "Dev.gaitrec")
+    assert known["identity"] == "Ben" and stranger["identity"] is None
+
+
 def test_a_failed_enrolment_changes_nothing_and_emits_nothing(tmp_path):
     bad = tmp_path / "bad.gaitrec"
     bad.write_bytes(b"not a recording")

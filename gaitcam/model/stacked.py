@@ -2,12 +2,13 @@
 CUDA graphs at small batches, in float32, float16 or bfloat16.
 
 `SGELA.age` runs the x, y and z encoder-decoders one after another, each step a dozen small
-calls: on a GPU, a batch-1 window is some 350 kernel launches of a few microseconds' work each, so
-launching, not arithmetic, sets its time. Two changes take most of that away:
+calls: 194 operator calls per batch (counted at batch 1), several of which launch more than one
+kernel on a GPU (an `lstm_cell` three, cuDNN's `lstm` one or more per step), each of a few
+microseconds' work, so launching, not arithmetic, sets its time. Two changes take most of that away:
 
 - `StackedAGE` stacks the three axes' weights ([3, in, out] per layer) and runs every step for all
   axes as one batched product (`torch.bmm`), with the LSTM gates fused into one kernel on CUDA
-  (the kernel `nn.LSTMCell` uses there): about 120 kernels per batch instead of 350. It reads the
+  (the kernel `nn.LSTMCell` uses there): 122 operator calls per batch, about one kernel each. It reads the
   model's weights, so it computes the same function (checked against `SGELA.age` whenever
   `GaitEncoder` builds one, and in tests/test_stacked.py).
 - `CudaGraphs` captures that computation once per batch size bucket (1, 2, 4 ... 256) and
