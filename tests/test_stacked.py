@@ -89,7 +89,8 @@ def test_cuda_graphs_give_the_eager_results_at_every_batch_size(shipped):
     windows = torch.randn(300, model.cfg.f, model.cfg.n_joints, 3, device="cuda")
     with torch.inference_mode():
         for n in (64, 3, 1, 5, 300):  # a small batch after a larger one: stale rows must not leak in
-            torch.testing.assert_close(graphs(windows[:n]), eager(windows[:n]), rtol=1e-5, atol=1e-6)
+            # (a padded batch goes through other cuBLAS kernels than eager at its own size)
+            torch.testing.assert_close(graphs(windows[:n]), eager(windows[:n]), rtol=1e-4, atol=1e-5)
 
 
 @CUDA
@@ -111,25 +112,40 @@ def test_cuda_encoder_matches_the_cpu_model_in_every_precision(shipped):
 
 
 @CUDA
-def test_cuda_graphs_serve_two_threads_at_once(shipped):
+@pytest.mark.parametrize("own_streams", [False, True], ids=["default-stream", "own-streams"])
+def test_cuda_graphs_serve_threads_at_once(shipped, own_streams):
     model = SGELA(shipped[0].cfg).cuda().eval()
     model.load_state_dict(shipped[0].state_dict())
-    graphs = CudaGraphs(StackedAGE(model), (model.cfg.f, model.cfg.n_joints, 3), torch.device("cuda"))
+    eager = StackedAGE(model)
+    graphs = CudaGraphs(eager, (model.cfg.f, model.cfg.n_joints, 3), torch.device("cuda"))
     batches = [torch.randn(n, model.cfg.f, model.cfg.n_joints, 3, device="cuda") for n in (1, 3, 8)]
     with torch.inference_mode():
-        expected = [model.age(b) for b in batches]
+        expected = [eager(b) for b in batches]
     errors: list[str] = []
 
     def work(k: int) -> None:
-        with torch.inference_mode():
+        stream = torch.cuda.Stream() if own_streams else torch.cuda.current_stream()
+        with torch.inference_mode(), torch.cuda.stream(stream):
             for i in range(200):
                 j = (i + k) % 3
-                if not torch.allclose(graphs(batches[j]), expected[j], **GPU_TOLERANCE):
+                if not torch.allclose(graphs(batches[j]), expected[j], rtol=1e-4, atol=1e-5):
                     errors.append(f"thread {k} call {i}")
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors
+
+
+@CUDA
+def test_cuda_graphs_built_in_inference_mode_serve_outside_it(shipped):
+    model = SGELA(shipped[0].cfg).cuda().eval()
+    model.load_state_dict(shipped[0].state_dict())
+    with torch.inference_mode():
+        graphs = CudaGraphs(StackedAGE(model), (model.cfg.f, model.cfg.n_joints, 3), torch.device("cuda"),
+                            batches=(1, 4))
+    windows = torch.randn(3, model.cfg.f, model.cfg.n_joints, 3, device="cuda")
+    with torch.no_grad():
+        torch.testing.assert_close(graphs(windows), StackedAGE(model)(windows), rtol=1e-4, atol=1e-5)

@@ -157,28 +157,32 @@ class CudaGraphs:
     """`fn` (windows [B, f, J, 3] -> AGEs) captured as one CUDA graph per size in `batches` and
     replayed: a batch of n windows is copied into the smallest captured size >= n (the rows
     after it keep earlier windows, computed and dropped), larger batches call `fn` directly.
-    Calls are serialised: the captured graphs share their input and output buffers."""
+    The graphs share their input and output buffers, so calls are serialised, on a stream of
+    their own that waits for the caller's stream and that the caller's stream then waits for
+    (callers may use streams of their own)."""
 
     def __init__(self, fn, shape: tuple[int, ...], device: torch.device,
                  batches: tuple[int, ...] = GRAPH_BATCHES) -> None:
         self.fn, self.batches = fn, tuple(sorted(batches))
         self.lock = threading.Lock()
-        self.inputs = torch.zeros(self.batches[-1], *shape, device=device)
+        with torch.inference_mode(False):  # a normal tensor: written in place from any mode
+            self.inputs = torch.zeros(self.batches[-1], *shape, device=device)
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         pool = torch.cuda.graph_pool_handle()
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.inference_mode(), torch.cuda.stream(side):
-            for _ in range(2):  # warm-up off the capture: cuBLAS handles, workspaces
-                fn(self.inputs)
-        torch.cuda.current_stream(device).wait_stream(side)
-        with torch.inference_mode():
-            for b in reversed(self.batches):  # largest first: the smaller ones reuse its memory
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=pool):
-                    out = fn(self.inputs[:b])
-                self.graphs[b] = (graph, out)
-        torch.cuda.synchronize(device)
+        # Everything on one side stream, inside guards that restore the device and the stream even
+        # when a capture fails (torch.cuda.graph does not on its own).
+        with torch.cuda.device(device):
+            self.stream = torch.cuda.Stream(device)
+            self.stream.wait_stream(torch.cuda.current_stream(device))
+            with torch.inference_mode(), torch.cuda.stream(self.stream):
+                for _ in range(2):  # warm-up off the capture: cuBLAS handles, workspaces
+                    fn(self.inputs)
+                for b in reversed(self.batches):  # largest first: the smaller ones reuse its memory
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph, pool=pool, stream=self.stream):
+                        out = fn(self.inputs[:b])
+                    self.graphs[b] = (graph, out)
+            self.stream.synchronize()
 
     def bucket(self, n: int) -> int | None:
         """The captured size a batch of n windows runs in (None: above them all, run directly)."""
@@ -189,10 +193,16 @@ class CudaGraphs:
         if b is None:
             return self.fn(windows)
         with self.lock:
-            self.inputs[: len(windows)].copy_(windows, non_blocking=True)
-            graph, out = self.graphs[b]
-            graph.replay()
-            return out[: len(windows)].clone()
+            caller = torch.cuda.current_stream(self.inputs.device)
+            self.stream.wait_stream(caller)  # the windows are ready
+            with torch.cuda.stream(self.stream):
+                self.inputs[: len(windows)].copy_(windows, non_blocking=True)
+                graph, out = self.graphs[b]
+                graph.replay()
+                ages = out[: len(windows)].clone()
+            caller.wait_stream(self.stream)  # the AGEs are ready before the caller reads them
+            ages.record_stream(caller)
+            return ages
 
 
 def stacked_path(model: SGELA, precision: str = "float32") -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, str]:
