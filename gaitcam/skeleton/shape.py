@@ -46,8 +46,19 @@ def body_shape(lengths: np.ndarray, mirror: bool = False) -> np.ndarray:
     lengths = np.asarray(lengths, dtype=np.float32).reshape(-1, N_BONES)
     if mirror:
         lengths = np.concatenate([lengths, lengths[:, MIRROR_BONES]])
-    seen = np.isfinite(lengths).any(axis=0)
-    out = np.full(N_BONES, np.nan, dtype=np.float32)
-    if seen.any():
-        out[seen] = np.nanmedian(lengths[:, seen], axis=0)
-    return out
+    return column_nanmedian(lengths)
+
+
+def column_nanmedian(x: np.ndarray) -> np.ndarray:
+    """np.nanmedian(x, axis=0) of x [T, C] (NaN for a column with no finite value, without
+    numpy's warning), by one sort: NaN sorts last, so each column's finite values come first.
+    The matcher takes a body shape at every decision, and np.nanmedian's masked-array path for
+    small arrays took 0.33 ms a call, most of the decision's time with 30 people in view."""
+    x = np.where(np.isfinite(x), x, np.nan)  # +-inf counts as unmeasured too
+    n = np.isfinite(x).sum(axis=0)
+    if not len(x):
+        return np.full(x.shape[1], np.nan, dtype=x.dtype)
+    s = np.sort(x, axis=0)
+    cols = np.arange(x.shape[1])
+    lo, hi = s[np.maximum(n - 1, 0) // 2, cols], s[np.maximum(n, 1) // 2 - (n == 0), cols]
+    return np.where(n > 0, (lo + hi) / 2, np.nan).astype(x.dtype)
