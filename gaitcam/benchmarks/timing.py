@@ -28,13 +28,17 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def _turn(names: list[str], r: int) -> list[str]:
+    """Round r's order: starting one further along each round."""
+    return names[r % len(names):] + names[: r % len(names)]
+
+
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, list[float]]:
     """Per name, the seconds of `rounds` calls, taken in turns: each round calls every function
     once, starting one further along each time, so slow spells hit all of them alike."""
-    names = list(fns)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in _turn(list(fns), r):
             times[name].append(timed(fns[name], device))
     return times
 
@@ -45,10 +49,9 @@ def in_blocks(fns: dict[str, Callable[[], object]], rounds: int, block: int,
     that is not counted): how fast a path runs when it is called over and over, as the live
     encoder is, rather than right after the others. Names take turns block by block, rotating
     as in `interleaved`."""
-    names = list(fns)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in _turn(list(fns), r):
             fns[name]()
             times[name].append(timed(lambda fn=fns[name]: [fn() for _ in range(block)], device) / block)
     return times

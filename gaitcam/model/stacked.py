@@ -48,6 +48,34 @@ def _stack(tensors: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
     return torch.stack([t.detach() for t in tensors]).to(dtype).contiguous()
 
 
+def _plain_cell(gi: torch.Tensor, gh: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM step for all axes: the gates' input part gi (biases included) and recurrent part
+    gh [3, B, 4H] (PyTorch's gate order i, f, g, o), the cell state c [3, B, H] -> the new (h, c)."""
+    i, f, g, o = (gi + gh).chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _fused_cell(gi: torch.Tensor, gh: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_plain_cell` as nn.LSTMCell's fused CUDA kernel: one launch instead of seven."""
+    n = gi.shape[-1]
+    h, c_new, _ = torch.ops.aten._thnn_fused_lstm_cell(gi.view(-1, n), gh.view(-1, n), c.view(-1, n // 4))
+    return h.view(c.shape), c_new.view(c.shape)
+
+
+def _fused_cell_works(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether `_fused_cell` (a private PyTorch function) runs here in `dtype` and gives
+    `_plain_cell`'s states."""
+    gen = torch.Generator(device).manual_seed(0)
+    gi, gh = (torch.randn(3, 2, 64, device=device, generator=gen).to(dtype) for _ in range(2))
+    c = torch.randn(3, 2, 16, device=device, generator=gen).to(dtype)
+    try:
+        fused = _fused_cell(gi, gh, c)
+    except (RuntimeError, NotImplementedError):  # not in this build
+        return False
+    return all(torch.allclose(a.float(), b.float(), rtol=1e-2, atol=1e-2) for a, b in zip(fused, _plain_cell(gi, gh, c)))
+
+
 class StackedAGE:
     """Frame-level AGEs [B, f, 3H] (float32) of windows [B, f, J, 3], the three axes computed
     together. The weights are copied (in `dtype`) at construction: build a new one after training."""
@@ -83,35 +111,10 @@ class StackedAGE:
         self.context_w = _stack([w[cfg.hidden:] for w in w_c], dtype)
         self.out_w = _stack([a.output_layer.weight.T for a in axes], dtype)
         self.out_b = _stack([a.output_layer.bias[None] for a in axes], dtype)
-        self.fused = False
-        self.fused = self.device.type == "cuda" and self._fused_cell_works()
+        self.fused = self.device.type == "cuda" and _fused_cell_works(self.device, dtype)
 
     def _cell(self, gi: torch.Tensor, gh: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One LSTM step for all axes: the gates' input part gi (biases included) and recurrent
-        part gh [3, B, 4H], the cell state c [3, B, H] -> the new (h, c)."""
-        if self.fused:
-            n = gi.shape[-1]
-            h, c_new, _ = torch.ops.aten._thnn_fused_lstm_cell(gi.view(-1, n), gh.view(-1, n), c.view(-1, n // 4))
-            return h.view(c.shape), c_new.view(c.shape)
-        i, f, g, o = (gi + gh).chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
-
-    def _fused_cell_works(self) -> bool:
-        """Whether nn.LSTMCell's fused CUDA kernel (one launch per step instead of seven; a
-        private PyTorch function) runs here and gives the plain formula's states."""
-        gen = torch.Generator(self.device).manual_seed(0)
-        gi, gh = (torch.randn(3, 2, 64, device=self.device, generator=gen).to(self.dtype) for _ in range(2))
-        c = torch.randn(3, 2, 16, device=self.device, generator=gen).to(self.dtype)
-        try:
-            self.fused = True
-            fused = self._cell(gi, gh, c)
-        except (RuntimeError, NotImplementedError):  # not in this build
-            return False
-        finally:
-            self.fused = False
-        plain = self._cell(gi, gh, c)
-        return all(torch.allclose(a.float(), b.float(), rtol=1e-2, atol=1e-2) for a, b in zip(fused, plain))
+        return (_fused_cell if self.fused else _plain_cell)(gi, gh, c)
 
     def __call__(self, windows: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
