@@ -74,7 +74,7 @@ class _Matcher:
     def observe(self, track, time, ages, joints, tracked=None):
         pass
 
-    def observe_segments(self, track, segments):
+    def observe_segments(self, segments):
         pass
 
     def decide(self, time, tracks):
@@ -211,6 +211,9 @@ def test_bench_command_end_to_end(tmp_path, monkeypatch, one_thread):
     assert 1 <= auto["stride_mean"] <= auto["max_stride"] and isinstance(auto["keeps_up"], bool)
     assert auto["keeps_up"] == result["pipeline"]["auto"]["keeps_up"]  # PipelineRun.keeps_up, as pipeline_keeps_up
     assert result["pipeline_slowdown"] == auto["slowdown"] == 2
+    decide = result["decide"]  # one decision for 30 people in view, as their evidence grows
+    assert decide["people"] == 30 and set(decide["ms_by_windows"]) == {"50", "500", "2048"}
+    assert all(v > 0 for v in decide["ms_by_windows"].values())
     assert {run["slowdown"] for run in result["pipeline"].values()} == {2}
     encoder = result["by_threads"]["1"]
     assert set(encoder["batches"]) == {"1", "2", "3", "8", "64", "256"} and encoder["fast_path"] == "onnxruntime"

@@ -54,9 +54,10 @@ class FakeMatcher:
         self.ages.setdefault(track, []).extend(ages)
         self.times.setdefault(track, []).append(time)
 
-    def observe_segments(self, track, segments):
-        assert segments.shape[1:] == (32, 20, 3)
-        self.segments[track] = self.segments.get(track, 0) + len(segments)
+    def observe_segments(self, segments):
+        for track, s in segments.items():
+            assert s.shape[1:] == (32, 20, 3)
+            self.segments[track] = self.segments.get(track, 0) + len(s)
 
     def decide(self, time, tracks):
         n = {t: len(self.windows.get(t, [])) for t in tracks}

@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 import pytest
 
-from gaitcam.skeleton.shape import N_BONES, body_shape, column_nanmedian
+from gaitcam.skeleton.shape import N_BONES, SHAPE_BONES, RunningShape, body_shape, column_nanmedian
 
 
 def test_column_nanmedian_is_nanmedian_on_random_gaps():
@@ -40,3 +40,24 @@ def test_body_shape_pools_mirror_twins_and_marks_bones_never_seen():
         assert shape == pytest.approx(np.nanmedian(lengths, axis=0), nan_ok=True)
     mirrored = body_shape(lengths, mirror=True)
     assert mirrored.shape == (N_BONES,)
+
+
+def test_running_shape_is_body_shape_of_the_rows_kept_to_the_bit():
+    """Rows one at a time and in bulk, gaps, infinities, bones never measured, rows dropped."""
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        keep = int(rng.integers(1, 200))
+        running, kept = RunningShape(keep), np.zeros((0, N_BONES), np.float32)
+        for _ in range(int(rng.integers(1, 25))):
+            rows = rng.uniform(0.1, 0.5, size=(int(rng.integers(0, keep // 4 + 3)), N_BONES)).astype(np.float32)
+            rows[rng.random(rows.shape) < rng.random() * 0.6] = np.nan
+            if len(rows) and rng.random() < 0.1:
+                rows[0, 2] = np.inf
+            if rng.random() < 0.2:
+                rows[:, 4] = np.nan
+            running.extend(rows)
+            kept = np.concatenate([kept, rows])[-keep:]
+            assert len(running) == len(kept)
+            np.testing.assert_array_equal(running.rows, kept)
+            np.testing.assert_array_equal(running.shape(), body_shape(kept, mirror=True)[SHAPE_BONES])
+    assert np.isnan(RunningShape(8).shape()).all()

@@ -45,6 +45,7 @@ from gaitcam.recording.formats import read_recording
 from gaitcam.recording.recording import Recording
 from gaitcam.sensors.base import Frame, Source
 from gaitcam.sensors.replay import ReplaySource
+from gaitcam.skeleton.windows import SEGMENT, WindowRule, track_windows
 from gaitcam.stream.pipeline import Pipeline
 
 SCENE_SECONDS = 60.0  # the crowd recording's length; the replay loops it (new people each time)
@@ -132,8 +133,8 @@ class LatencyProbe:
         after, _, windows = self._observed.get(track, (after, time, 0))
         self._observed[track] = (after, time, windows + len(ages))
 
-    def observe_segments(self, track: int, segments: np.ndarray) -> None:
-        self.matcher.observe_segments(track, segments)
+    def observe_segments(self, segments: dict[int, np.ndarray]) -> None:
+        self.matcher.observe_segments(segments)
 
     def decide(self, time: float, tracks: list[int]) -> dict[int, Decision]:
         decisions = self.matcher.decide(time, tracks)
@@ -198,6 +199,38 @@ def demo_matcher(encoder: GaitEncoder, weights: str | Path) -> Matcher:
     if not names:
         raise GaitcamError(f"{DEMO_DIR}: the demo gallery recordings are missing")
     return Matcher(GalleryIndex(names, np.stack(descriptors), params), params)
+
+
+DECIDE_PEOPLE = 30
+DECIDE_WINDOWS = (50, 500, 2048)  # evidence per track: 1.7 s, 17 s and 68 s in view at stride 1
+
+
+def decide_cost(encoder: GaitEncoder, matcher: Matcher, people: int = DECIDE_PEOPLE,
+                windows: tuple[int, ...] = DECIDE_WINDOWS, repeats: int = 20) -> dict[str, float]:
+    """Milliseconds one `matcher.decide` takes for `people` tracks in view, each with this many
+    windows of evidence (real demo windows, encoded once, reused): the matcher runs at every
+    frame, so what it costs as people stay in view is frame-to-decision time on every machine."""
+    seq = max(crowd_recording(2, seconds=20.0, seed=1).tracks.values(), key=len)
+    tw = track_windows(seq, WindowRule(f=encoder.f, stride=1))
+    ages = encoder.encode(tw.joints[:64], mirror=True)
+    at = np.arange(64)
+    out = {}
+    for n in windows:
+        tracks = list(range(-people, 0))  # ids no live track has
+        for t in tracks:
+            matcher.forget(t)
+            for k in range(0, n, 64):  # 64 at a time, quicker than one per frame: the same evidence
+                idx = at[: min(64, n - k)]
+                matcher.observe(t, 0.0, ages[idx], tw.joints[idx], tw.tracked[idx])
+            matcher.observe_segments({t: np.stack([seq.joints[:SEGMENT], seq.joints[SEGMENT : 2 * SEGMENT]])})
+        matcher.decide(0.0, tracks)
+        start = clock.perf_counter()
+        for _ in range(repeats):
+            matcher.decide(0.0, tracks)
+        out[str(n)] = ms((clock.perf_counter() - start) / repeats, 2)
+        for t in tracks:
+            matcher.forget(t)
+    return out
 
 
 @dataclass

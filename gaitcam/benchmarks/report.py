@@ -18,7 +18,7 @@ import torch
 
 from gaitcam.benchmarks.encoder import (BATCHES, BLOCK, BLOCKED_PATHS, GPU_BATCHES, OTHER_PATHS, TRAIN_BATCH,
                                        bench_encoder)
-from gaitcam.benchmarks.pipeline import PipelineRun, demo_matcher, run_pipeline
+from gaitcam.benchmarks.pipeline import DECIDE_PEOPLE, PipelineRun, decide_cost, demo_matcher, run_pipeline
 from gaitcam.benchmarks.startup import bench_startup
 from gaitcam.benchmarks.scene import demo_windows
 from gaitcam.model.encoder import GaitEncoder
@@ -138,6 +138,8 @@ def run_benchmarks(
     pipeline["auto"] = run_pipeline(fast, encoders["fast"][1], stride=1, max_stride=DEFAULT_MAX_STRIDE,
                                     seconds=pipeline_seconds, **setting).summary()
     result["pipeline_auto"] = auto_figures(pipeline["auto"])
+    say(f"matcher: decide for {DECIDE_PEOPLE} people in view, by windows of evidence each ...")
+    result["decide"] = {"people": DECIDE_PEOPLE, "ms_by_windows": decide_cost(fast, encoders["fast"][1])}
     if scaling_seconds:
         result["scaling"] = scaling(fast, encoders["fast"][1], scaling_seconds, slowdown, say)
     if soak_minutes:
@@ -220,6 +222,10 @@ def summary(result: dict) -> str:
         lines.append(f"pipeline auto: stride adapting 1..{a['max_stride']}, mean {a['stride_mean']}; frame-to-decision "
                      f"p99 {a['p99_ms']} ms (window: p99 {a['window_p99_ms']} ms); dropped {a['dropped']}; "
                      f"keeps up: {a['keeps_up']}")
+    if "decide" in result:
+        d = result["decide"]
+        lines.append(f"matcher: one decision for {d['people']} people in view: "
+                     + ", ".join(f"{v} ms at {k} windows each" for k, v in d["ms_by_windows"].items()))
     if "scaling" in result:
         lines.append("scaling (30 fps; CPU: the whole process, 100 % = one core):")
         for r in result["scaling"]:

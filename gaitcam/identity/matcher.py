@@ -32,7 +32,6 @@ KGBD's training walks that never touches a probe walk; docs/accuracy.md has the 
 from __future__ import annotations
 
 import json
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,7 +43,7 @@ from scipy.optimize import linear_sum_assignment
 from gaitcam.errors import GaitcamError
 from gaitcam.identity import openset
 from gaitcam.skeleton.cycle import CYCLE_DIM, cycle_descriptor, segment_spectra
-from gaitcam.skeleton.shape import N_BONES, SHAPE_BONES, body_shape, bone_lengths
+from gaitcam.skeleton.shape import SHAPE_BONES, RunningShape, bone_lengths
 
 MAX_SHAPE_FRAMES = 2048  # bone-length rows a track keeps: the median of the last ~3 min at stride 3
 BLOCKS = ("gait", "cycle", "shape")
@@ -73,7 +72,7 @@ def window_descriptors(ages: np.ndarray, age_dim: int) -> np.ndarray:
 @dataclass
 class Evidence:
     """Running evidence of one track or one enrolled walk: sums of window descriptors and of
-    segment spectra, and recent bone lengths (NaN where not both ends tracked)."""
+    segment spectra, and the body shape of recent bone lengths (`RunningShape`)."""
 
     age_dim: int
     age_sum: np.ndarray = None  # type: ignore[assignment]
@@ -81,7 +80,7 @@ class Evidence:
     windows: int = 0
     cycle_sum: np.ndarray = None  # type: ignore[assignment]
     segments: int = 0
-    lengths: deque = field(default_factory=lambda: deque(maxlen=MAX_SHAPE_FRAMES))
+    shape: RunningShape = field(default_factory=lambda: RunningShape(MAX_SHAPE_FRAMES))
 
     def __post_init__(self) -> None:
         for name, dim in (("age_sum", self.age_dim), ("age_sq", self.age_dim), ("cycle_sum", CYCLE_DIM)):
@@ -107,13 +106,10 @@ class Evidence:
         self.age_sum += d.mean(axis=1).sum(axis=0)
         self.age_sq += (d ** 2).mean(axis=1).sum(axis=0)
         self.windows += len(d)
-        self.lengths.extend(np.asarray(lengths, np.float32).reshape(-1, N_BONES))
-
-    def add_segments(self, segments: np.ndarray) -> None:
-        """Gait-cycle segments [m, L, 20, 3] (see `skeleton.cycle`)."""
-        self.add_spectra(segment_spectra(segments))
+        self.shape.extend(lengths)
 
     def add_spectra(self, spectra: np.ndarray) -> None:
+        """Spectra [m, CYCLE_DIM] of gait-cycle segments (`skeleton.cycle.segment_spectra`)."""
         spectra = np.asarray(spectra, np.float64).reshape(-1, CYCLE_DIM)
         self.cycle_sum += spectra.sum(axis=0)
         self.segments += len(spectra)
@@ -131,8 +127,7 @@ class Evidence:
                 parts.append(cycle_descriptor(self.cycle_sum, self.segments) if self.segments
                              else np.full(CYCLE_DIM, np.nan))
             elif block == "shape":
-                rows = np.array(self.lengths, np.float32).reshape(-1, N_BONES)
-                parts.append(body_shape(rows, mirror=True)[SHAPE_BONES])
+                parts.append(self.shape.shape())
             else:
                 raise ValueError(f"unknown descriptor block {block!r}; known: {BLOCKS}")
         return np.concatenate(parts).astype(np.float32)
@@ -204,6 +199,9 @@ class MatcherParams:
             params = cls(**{**data, "blocks": tuple(data["blocks"]), **{k: arrays[k] for k in cls._ARRAYS},
                             "prior_scores": priors})
             params.cohort_of = params.cohort_of.astype(np.int64)
+            # Descriptors are float64 (`project`): a float64 projection spares a cast per call,
+            # and the product is the same to the bit.
+            params.projection = params.projection.astype(np.float64)
         except (OSError, ValueError, TypeError, KeyError) as e:
             raise GaitcamError(f"{json_path}: cannot read matcher parameters ({e})") from e
         if params.projection.shape[0] != len(params.mean):
@@ -366,7 +364,12 @@ class GalleryIndex:
     def score(self, d: np.ndarray, person: int) -> float:
         """Open-set score of one query row `d` for enrolled `person`: 1 identical, 0.5 at the
         threshold, 0 at twice it."""
-        return float(np.clip(1.0 - openset.ratio(d, person, self.params.ratio_cap) / (2.0 * self.threshold), 0.0, 1.0))
+        return float(self.scores(np.asarray(d)[None], np.array([person]))[0])
+
+    def scores(self, d: np.ndarray, persons: np.ndarray) -> np.ndarray:
+        """`score` of each query row of d [Q, P + cohort] for its person in `persons` [Q]."""
+        ratios = openset.ratios_for(d, persons, self.params.ratio_cap)
+        return np.clip(1.0 - ratios / (2.0 * self.threshold), 0.0, 1.0)
 
 
 @dataclass
@@ -393,14 +396,19 @@ class Matcher:
         self.tracks: dict[int, Evidence] = {}
 
     def _evidence(self, track: int) -> Evidence:
-        return self.tracks.setdefault(track, Evidence(self.params.age_dim))
+        ev = self.tracks.get(track)
+        if ev is None:  # (not setdefault: that would build an Evidence at every call)
+            ev = self.tracks[track] = Evidence(self.params.age_dim)
+        return ev
 
     def observe(self, track: int, time: float, ages: np.ndarray, joints: np.ndarray,
                 tracked: np.ndarray | None = None) -> None:
         self._evidence(track).add(ages, joints, tracked)
 
-    def observe_segments(self, track: int, segments: np.ndarray) -> None:
-        self._evidence(track).add_segments(segments)
+    def observe_segments(self, segments: dict[int, np.ndarray]) -> None:
+        spectra = segment_spectra(np.concatenate(list(segments.values())))  # one batch: half the time
+        for track, part in zip(segments, np.split(spectra, np.cumsum([len(s) for s in segments.values()])[:-1])):
+            self._evidence(track).add_spectra(part)
 
     def forget(self, track: int) -> None:
         self.tracks.pop(track, None)
@@ -426,12 +434,11 @@ class Matcher:
         ev = [self.tracks[t] for t in ready]
         d = index.distances(np.stack([e.descriptor(self.params.blocks) for e in ev]))
         people = index.people
-        for i, t in enumerate(ready):  # everyone first gets their nearest person as candidate ...
-            j = int(d[i, : len(people)].argmin())
-            out[t] = Decision(None, index.score(d[i], j), people[j], ev[i].windows)
+        nearest = d[:, : len(people)].argmin(axis=1)  # everyone first gets their nearest person as candidate ...
+        for t, e, j, score in zip(ready, ev, nearest.tolist(), index.scores(d, nearest).tolist()):
+            out[t] = Decision(None, score, people[j], e.windows)
         rows, cols = linear_sum_assignment(d[:, : len(people)])  # ... and a name only through the joint assignment
-        for i, j in zip(rows, cols):
-            score = index.score(d[i], j)
+        for i, j, score in zip(rows.tolist(), cols.tolist(), index.scores(d[rows], cols).tolist()):
             if score >= self.params.min_score:
                 out[ready[i]] = Decision(people[j], score, people[j], ev[i].windows)
         return out

