@@ -7,12 +7,15 @@
 events' JSON Schema. Importing gaitcam itself loads nothing heavy: torch comes with the session.
 """
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 # numpy's OpenBLAS keeps a thread per extra core spinning after every product, and the live loop
 # makes many small ones (the matcher's): on 2 cores that thread burned most of one (the pipeline,
 # 6 people at stride 2: 104 % of a core, 23 % with one BLAS thread, the same latency). One BLAS
-# thread unless the environment says otherwise; it only counts before numpy is first imported.
+# thread unless the environment says otherwise; it only counts before numpy is first imported
+# (`open_session` warns a library user who imported numpy or torch first).
+BLAS_ON_EVERY_CORE = "numpy" in sys.modules and "OPENBLAS_NUM_THREADS" not in os.environ
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.1.0"

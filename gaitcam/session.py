@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -490,8 +491,13 @@ def open_session(gallery: str | Path | None = None, weights: str | Path | None =
     allowed a name (default 0.01); the gallery calibrates its threshold for it. `site_links`: its
     ended tracks go to the site's linker process (`Session`). `precision`: the encoder's
     arithmetic (`load_encoder`)."""
+    import gaitcam
     from gaitcam.config import default_gallery
 
+    if gaitcam.BLAS_ON_EVERY_CORE and (os.cpu_count() or 1) > 1:
+        log.warning("numpy was imported before gaitcam, so its OpenBLAS keeps a thread per core spinning "
+                    "after the matcher's small products (on a GPU machine at 30 people: 1,400 %% CPU and "
+                    "a slower p99); set OPENBLAS_NUM_THREADS=1 in the environment, or import gaitcam first")
     models = load_models(weights, device, threads, threshold=threshold, fpir=fpir, precision=precision)
     path = Path(gallery) if gallery is not None and "://" not in str(gallery) else gallery
     return Session(models, open_gallery(path or default_gallery(), models), camera, site_links=site_links)

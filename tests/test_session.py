@@ -1,4 +1,6 @@
 """The library: open_session enrols and identifies recordings, and reports both as schema events."""
+import os
+
 import jsonschema
 import pytest
 
@@ -54,6 +56,16 @@ def test_an_unknown_gallery_store_is_refused_with_a_clear_error():
         gaitcam.open_session(gallery="mysql://localhost/gaitcam", device="cpu")
 
 
+def test_a_session_warns_when_numpy_came_first_with_blas_on_every_core(monkeypatch, caplog):
+    for on_every_core in (True, False):
+        monkeypatch.setattr(gaitcam, "BLAS_ON_EVERY_CORE", on_every_core)
+        caplog.clear()
+        with pytest.raises(GaitcamError):  # the warning comes first, before any model loads
+            gaitcam.open_session(gallery="mysql://localhost/gaitcam", device="cpu")
+        warned = any("OPENBLAS_NUM_THREADS=1" in r.getMessage() for r in caplog.records)
+        assert warned == (on_every_core and (os.cpu_count() or 1) > 1)
+
+
 def test_two_sessions_on_one_postgresql_gallery_see_each_others_changes_within_a_second(postgres_url):
     """Two cameras on one shared gallery: what one enrols the other names, and what one removes
     the other forgets, without a restart."""
@@ -97,15 +109,15 @@ def test_a_live_run_tells_when_its_sensor_is_lost_and_back(tmp_path):
 
 def test_importing_gaitcam_first_keeps_numpy_to_one_blas_thread():
     """OpenBLAS's spinning threads burned most of a core in the live loop; one thread unless the
-    environment asks for more (it counts only before numpy loads)."""
-    import os
+    environment asks for more (it counts only before numpy loads: gaitcam notes when it came late)."""
     import subprocess
     import sys
 
-    code = "import os, gaitcam, numpy; print(os.environ['OPENBLAS_NUM_THREADS'])"
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    for given, expected in ((None, "1"), ("3", "3")):
+    for given, first, expected in ((None, "gaitcam, numpy", "1 False"), ("3", "gaitcam, numpy", "3 False"),
+                                   (None, "numpy, gaitcam", "1 True"), ("3", "numpy, gaitcam", "3 False")):
+        code = f"import os, {first}; print(os.environ['OPENBLAS_NUM_THREADS'], gaitcam.BLAS_ON_EVERY_CORE)"
         run_env = env if given is None else {**env, "OPENBLAS_NUM_THREADS": given}
         out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, timeout=60,
                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        assert out.returncode == 0 and out.stdout.strip() == expected, out.stderr
+        assert out.returncode == 0 and out.stdout.strip() == expected, (first, given, out.stderr)
