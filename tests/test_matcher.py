@@ -73,7 +73,7 @@ def test_evidence_pools_mean_std_spectra_and_the_median_of_tracked_bones():
     pooled = np.concatenate([lengths, lengths[:, MIRROR_BONES]])
     np.testing.assert_allclose(desc[2 * D:], np.median(pooled, 0)[SHAPE_BONES], atol=1e-5)
     hand_bone = 6  # WristLeft -> HandLeft: only the frames where both ends were tracked count
-    assert np.isnan(ev.shape.rows[0, hand_bone])
+    assert np.isnan(ev.bones.rows[0, hand_bone])
     assert np.isnan(Evidence(D).descriptor(("gait", "cycle"))).all()  # nothing measured yet
     ev.add_spectra(np.full((2, CYCLE_DIM), 0.02))
     np.testing.assert_allclose(ev.descriptor(("cycle",)), np.log(0.02 + 1e-4), rtol=1e-5)

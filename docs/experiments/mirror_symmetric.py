@@ -89,7 +89,7 @@ def averaged(e: Evidence) -> Evidence:
     """"sym+asym" without its asymmetry half: each window's AGE averaged with its mirror image's."""
     d = e.age_dim // 2
     out = Evidence(d, e.age_sum[:d].copy(), e.age_sq[:d].copy(), e.windows, e.cycle_sum.copy(), e.segments)
-    out.shape.extend(e.shape.rows)
+    out.bones.extend(e.bones.rows)
     return out
 
 

@@ -80,7 +80,7 @@ class Evidence:
     windows: int = 0
     cycle_sum: np.ndarray = None  # type: ignore[assignment]
     segments: int = 0
-    shape: RunningShape = field(default_factory=lambda: RunningShape(MAX_SHAPE_FRAMES))
+    bones: RunningShape = field(default_factory=lambda: RunningShape(MAX_SHAPE_FRAMES))
 
     def __post_init__(self) -> None:
         for name, dim in (("age_sum", self.age_dim), ("age_sq", self.age_dim), ("cycle_sum", CYCLE_DIM)):
@@ -106,7 +106,7 @@ class Evidence:
         self.age_sum += d.mean(axis=1).sum(axis=0)
         self.age_sq += (d ** 2).mean(axis=1).sum(axis=0)
         self.windows += len(d)
-        self.shape.extend(lengths)
+        self.bones.extend(lengths)
 
     def add_spectra(self, spectra: np.ndarray) -> None:
         """Spectra [m, CYCLE_DIM] of gait-cycle segments (`skeleton.cycle.segment_spectra`)."""
@@ -127,7 +127,7 @@ class Evidence:
                 parts.append(cycle_descriptor(self.cycle_sum, self.segments) if self.segments
                              else np.full(CYCLE_DIM, np.nan))
             elif block == "shape":
-                parts.append(self.shape.shape())
+                parts.append(self.bones.shape())
             else:
                 raise ValueError(f"unknown descriptor block {block!r}; known: {BLOCKS}")
         return np.concatenate(parts).astype(np.float32)

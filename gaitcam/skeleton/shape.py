@@ -67,7 +67,6 @@ def column_nanmedian(x: np.ndarray) -> np.ndarray:
     return np.where(n > 0, (lo + hi) / 2, np.nan).astype(x.dtype)
 
 
-
 class RunningShape:
     """`body_shape(rows, mirror=True)[bones]` of the last `keep` bone-length rows, kept up to
     date as rows come: per bone, its measured values and its twin's in one sorted list, so a
