@@ -138,6 +138,17 @@ def test_at_one_thread_large_batches_go_to_the_path_timed_faster(shipped, window
         torch.testing.assert_close(fast(big[:3]), model.age(big[:3]), **TOLERANCE)
 
 
+@needs_kernel
+def test_settle_decides_the_large_batch_path_before_the_run(shipped, one_thread):
+    """What the soak calls before measuring: no timing thread left to start or end mid-run."""
+    model, meta = shipped
+    enc = GaitEncoder(model, meta["normalization"], meta["version"], device="cpu")
+    assert isinstance(enc.fast, FastAGE) and enc.fast._large is None  # at 1 thread: not timed yet
+    enc.settle()
+    assert enc.fast._large in ("kernel", "onnxruntime") and not enc.fast._timer.is_alive()
+    GaitEncoder(model, meta["normalization"], meta["version"], device="cpu", fast=False).settle()  # nothing to do
+
+
 def test_encoder_uses_the_fast_path_and_encodes_alike(shipped, one_thread):
     model, meta = shipped
     fast = GaitEncoder(model, meta["normalization"], meta["version"], device="cpu")

@@ -31,7 +31,6 @@ from gaitcam.config import DEMO_DIR
 from gaitcam.errors import GaitcamError
 from gaitcam.events import Subscription
 from gaitcam.identity.gallery import Gallery
-from gaitcam.model.fast import FastAGE
 from gaitcam.recording.native import SUFFIX as NATIVE_SUFFIX
 from gaitcam.sensors.demo import DemoSource
 from gaitcam.session import LiveRun, Models, Session
@@ -215,10 +214,7 @@ def run_soak(models: Models, seconds: float, *, warmup: float, churn_every: floa
     """Soak for `seconds` (wall clock); the comparison starts `warmup` seconds in. Progress
     goes to `say` about ten times over the run, at least once a minute."""
     check_budget(seconds, warmup, churn_every)
-    if isinstance(models.encoder.fast, FastAGE):
-        # Its one-off timing of the large-batch paths runs on a thread of its own that would
-        # otherwise end after the warm-up and read as a change in threads: done before.
-        models.encoder.fast.large_batches_path()
+    models.encoder.settle()  # a fast path's one-off thread would otherwise end after the warm-up
     progress_every = min(60.0, seconds / 10)
     with tempfile.TemporaryDirectory(prefix="gaitcam-soak-") as tmp, _demo_session(models, Path(tmp)) as session:
         events = session.bus.subscribe(maxsize=100_000)
