@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 # 6 people at stride 2: 104 % of a core, 23 % with one BLAS thread, the same latency). One BLAS
 # thread unless the environment says otherwise; it only counts before numpy is first imported
 # (`open_session` warns a library user who imported numpy or torch first).
-BLAS_ON_EVERY_CORE = "numpy" in sys.modules and "OPENBLAS_NUM_THREADS" not in os.environ
+BLAS_ON_EVERY_CORE = "numpy" in sys.modules and not any(
+    v in os.environ for v in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"))  # what OpenBLAS reads
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.1.0"

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from gaitcam.model.encoder import GaitEncoder
 
 log = logging.getLogger(__name__)
+_warned_blas = False  # open_session's OpenBLAS warning: once a process
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "sgela"
 
@@ -494,9 +495,11 @@ def open_session(gallery: str | Path | None = None, weights: str | Path | None =
     import gaitcam
     from gaitcam.config import default_gallery
 
-    if gaitcam.BLAS_ON_EVERY_CORE and (os.cpu_count() or 1) > 1:
+    global _warned_blas
+    if gaitcam.BLAS_ON_EVERY_CORE and (os.cpu_count() or 1) > 1 and not _warned_blas:
+        _warned_blas = True
         log.warning("numpy was imported before gaitcam, so its OpenBLAS keeps a thread per core spinning "
-                    "after the matcher's small products (on a GPU machine at 30 people: 1,400 %% CPU and "
+                    "after the matcher's small products (on a GPU machine at 30 people: 1,400 % CPU and "
                     "a slower p99); set OPENBLAS_NUM_THREADS=1 in the environment, or import gaitcam first")
     models = load_models(weights, device, threads, threshold=threshold, fpir=fpir, precision=precision)
     path = Path(gallery) if gallery is not None and "://" not in str(gallery) else gallery

@@ -9,7 +9,7 @@ from gaitcam.errors import GaitcamError
 from gaitcam.identity.matcher import (Evidence, GalleryIndex, Matcher, MatcherParams, matcher_paths,
                                       window_descriptors)
 from gaitcam.identity.openset import MIN_PEOPLE
-from gaitcam.skeleton.cycle import CYCLE_DIM
+from gaitcam.skeleton.cycle import CYCLE_DIM, segment_spectra
 from gaitcam.skeleton.shape import MIRROR_BONES, N_BONES, SHAPE_BONES, bone_lengths
 
 D = 8  # a small stand-in for the 768-d AGE
@@ -77,6 +77,23 @@ def test_evidence_pools_mean_std_spectra_and_the_median_of_tracked_bones():
     assert np.isnan(Evidence(D).descriptor(("gait", "cycle"))).all()  # nothing measured yet
     ev.add_spectra(np.full((2, CYCLE_DIM), 0.02))
     np.testing.assert_allclose(ev.descriptor(("cycle",)), np.log(0.02 + 1e-4), rtol=1e-5)
+
+
+def test_a_frames_segments_of_several_tracks_give_each_track_its_own_spectra():
+    """The pipeline hands over one frame's segments of every track in one call (one batch)."""
+    params = _fit(People(12), 12)
+    rng = np.random.default_rng(4)
+    segments = {3: rng.normal(size=(2, 32, 20, 3)), 8: rng.normal(size=(1, 32, 20, 3)),
+                5: rng.normal(size=(3, 32, 20, 3))}
+    batched = Matcher(None, params)
+    batched.observe_segments(segments)
+    batched.observe_segments({})  # a frame with none
+    for track, s in segments.items():
+        alone = Evidence(D)
+        alone.add_spectra(segment_spectra(s))
+        ev = batched.tracks[track]
+        assert ev.segments == len(s)
+        np.testing.assert_array_equal(ev.cycle_sum, alone.cycle_sum)
 
 
 def test_the_whitening_learns_to_ignore_how_a_persons_walks_differ():

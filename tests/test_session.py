@@ -5,6 +5,7 @@ import jsonschema
 import pytest
 
 import gaitcam
+import gaitcam.session as session_module
 from gaitcam.config import DEMO_DIR
 from gaitcam.errors import GaitcamError
 from gaitcam.events import SCHEMA
@@ -59,11 +60,15 @@ def test_an_unknown_gallery_store_is_refused_with_a_clear_error():
 def test_a_session_warns_when_numpy_came_first_with_blas_on_every_core(monkeypatch, caplog):
     for on_every_core in (True, False):
         monkeypatch.setattr(gaitcam, "BLAS_ON_EVERY_CORE", on_every_core)
+        monkeypatch.setattr(session_module, "_warned_blas", False)  # once a process: earlier tests may have
         caplog.clear()
         with pytest.raises(GaitcamError):  # the warning comes first, before any model loads
             gaitcam.open_session(gallery="mysql://localhost/gaitcam", device="cpu")
-        warned = any("OPENBLAS_NUM_THREADS=1" in r.getMessage() for r in caplog.records)
-        assert warned == (on_every_core and (os.cpu_count() or 1) > 1)
+        warned = [r.getMessage() for r in caplog.records if "OPENBLAS_NUM_THREADS=1" in r.getMessage()]
+        assert len(warned) == (on_every_core and (os.cpu_count() or 1) > 1) and "%%" not in "".join(warned)
+        with pytest.raises(GaitcamError):
+            gaitcam.open_session(gallery="mysql://localhost/gaitcam", device="cpu")
+        assert sum("OPENBLAS_NUM_THREADS=1" in r.getMessage() for r in caplog.records) == len(warned)  # once
 
 
 def test_two_sessions_on_one_postgresql_gallery_see_each_others_changes_within_a_second(postgres_url):

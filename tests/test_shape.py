@@ -61,3 +61,14 @@ def test_running_shape_is_body_shape_of_the_rows_kept_to_the_bit():
             np.testing.assert_array_equal(running.rows, kept)
             np.testing.assert_array_equal(running.shape(), body_shape(kept, mirror=True)[SHAPE_BONES])
     assert np.isnan(RunningShape(8).shape()).all()
+
+
+def test_running_shape_keeps_its_own_copy_and_refuses_to_keep_nothing():
+    rows = np.full((3, N_BONES), 0.3, np.float32)
+    running = RunningShape(2)
+    running.extend(rows[:1])
+    rows[0] = 0.7  # the caller reuses its array: what was added stays as it was
+    running.extend(rows[1:])
+    np.testing.assert_array_equal(running.shape(), np.full(len(SHAPE_BONES), 0.3, np.float32))
+    with pytest.raises(ValueError):
+        RunningShape(0)

@@ -406,6 +406,9 @@ class Matcher:
         self._evidence(track).add(ages, joints, tracked)
 
     def observe_segments(self, segments: dict[int, np.ndarray]) -> None:
+        """New gait-cycle segments by track, all of one frame: their spectra as one batch."""
+        if not segments:
+            return
         spectra = segment_spectra(np.concatenate(list(segments.values())))  # one batch: half the time
         for track, part in zip(segments, np.split(spectra, np.cumsum([len(s) for s in segments.values()])[:-1])):
             self._evidence(track).add_spectra(part)
