@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from gaitcam.skeleton.layouts import CANONICAL
-from gaitcam.skeleton.sequence import JointState
+from gaitcam.skeleton.sequence import STATE_MISSING, JointState
 
 Rule = tuple[tuple[str, float], ...]
 
@@ -55,9 +55,6 @@ _PLAN = [(CANONICAL.index(joint), [(np.array([CANONICAL.index(j) for j, _ in rul
          for joint, rules in RULES.items()]
 
 
-_MISSING = int(JointState.MISSING)  # a plain int: the comparisons below run per person per frame
-
-
 def mark_missing(joints: np.ndarray, states: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Joints [..., 20, 3] and states [..., 20] with every non-finite joint MISSING and NaN.
 
@@ -67,7 +64,7 @@ def mark_missing(joints: np.ndarray, states: np.ndarray | None) -> tuple[np.ndar
     joints = np.array(joints, dtype=np.float32)
     states = (np.full(joints.shape[:-1], JointState.TRACKED, np.int8) if states is None
               else np.array(states, dtype=np.int8))
-    missing = ~np.isfinite(joints).all(axis=-1) | (states == _MISSING)
+    missing = ~np.isfinite(joints).all(axis=-1) | (states == STATE_MISSING)
     joints[missing] = np.nan
     states[missing] = JointState.MISSING
     return joints, states
@@ -79,14 +76,14 @@ def derive_missing(joints: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, 
     Returns new arrays; derived joints are flagged DERIVED. Works on one frame or many at once.
     """
     joints, states = joints.copy(), states.copy()
-    if not (states == _MISSING).any():  # most frames: nothing to derive (this runs per person per frame)
+    if not (states == STATE_MISSING).any():  # most frames: nothing to derive (this runs per person per frame)
         return joints, states
     for target, rules in _PLAN:
-        todo = states[..., target] == _MISSING
+        todo = states[..., target] == STATE_MISSING
         for index, weight in rules:
             if not todo.any():
                 break
-            ok = todo & (states[..., index] != _MISSING).all(axis=-1)
+            ok = todo & (states[..., index] != STATE_MISSING).all(axis=-1)
             if ok.any():
                 joints[ok, target] = np.einsum("nkc,k->nc", joints[ok][:, index], weight)
                 states[ok, target] = JointState.DERIVED

@@ -40,6 +40,11 @@ class JointState(IntEnum):
     DERIVED = 3  # not measured by this source: computed from measured neighbours
 
 
+# The states as plain ints for the comparisons made for every person in every frame (the window
+# rule, joint repair): comparing an array with an IntEnum member converts the member each time.
+STATE_MISSING, STATE_TRACKED, STATE_DERIVED = int(JointState.MISSING), int(JointState.TRACKED), int(JointState.DERIVED)
+
+
 @dataclass
 class SkeletonSequence:
     """Frames of one person: joints [T, J, 3] float32 metres, timestamps [T] seconds, states [T, J].

@@ -98,8 +98,8 @@ class RunningShape:
         rows = np.array(rows, np.float32).reshape(-1, N_BONES)  # a copy: the caller's array may change
         if len(rows) > 4 and 32 * len(rows) > len(self._rows) + len(rows):  # many at once (a whole
             # walk: enrolment, evaluation, a gallery's templates): one sort beats row by row
-            self._rows = deque(np.concatenate([self.rows, rows])[-self.keep:])
-            kept = self.rows
+            kept = np.concatenate([self.rows, rows])[-self.keep:]
+            self._rows = deque(kept)
             pooled = np.concatenate([kept[:, self.bones], kept[:, MIRROR_BONES[self.bones]]])
             for values, column in zip(self._values, pooled.T):
                 values[:] = array("f", np.sort(column[np.isfinite(column)]).tobytes())

@@ -37,10 +37,7 @@ from gaitcam.skeleton.layouts import CANONICAL
 from gaitcam.skeleton.repair import derive_missing, mark_missing
 from gaitcam.skeleton.resample import MODEL_FPS, Resampler
 from gaitcam.skeleton.retarget import to_canonical
-from gaitcam.skeleton.sequence import JointState, SkeletonSequence
-
-# Plain ints: the comparisons below run per person per frame, and an IntEnum costs a lookup each time.
-_MISSING, _DERIVED_STATE, _TRACKED_STATE = int(JointState.MISSING), int(JointState.DERIVED), int(JointState.TRACKED)
+from gaitcam.skeleton.sequence import STATE_DERIVED, STATE_MISSING, STATE_TRACKED, SkeletonSequence
 
 DEFAULT_F = 6  # SGE-LA's window length (spec §1.6)
 # Frames between live windows (and enrolment's, so templates match what live sees): a fresh AGE
@@ -165,8 +162,8 @@ class TrackWindower:
         joints, states = derive_missing(*mark_missing(joints, states))
         if np.linalg.norm(joints[_SHOULDER] - joints[_HIP]) < MIN_SPINE:  # False when either is NaN
             self.stats.implausible += 1
-            joints, states = np.full_like(joints, np.nan), np.full_like(states, _MISSING)
-        if (states == _MISSING).any():
+            joints, states = np.full_like(joints, np.nan), np.full_like(states, STATE_MISSING)
+        if (states == STATE_MISSING).any():
             if self._last is None:  # nothing to bridge from: the track starts incomplete
                 self.stats.incomplete += 1
             else:
@@ -190,11 +187,11 @@ class TrackWindower:
         t0, j0 = self._last
         out = []
         for t, j, s in self._held:
-            gone = s == _MISSING
+            gone = s == STATE_MISSING
             w = (t - t0) / (time - t0) if time > t0 else 1.0
             j = j.copy()
             j[gone] = j0[gone] + np.float32(w) * (joints[gone] - j0[gone])
-            out.append((t, j, np.where(gone, np.int8(_DERIVED_STATE), s)))
+            out.append((t, j, np.where(gone, np.int8(STATE_DERIVED), s)))
         self.stats.bridged += len(out)
         self._held.clear()
         return out
@@ -212,15 +209,15 @@ class TrackWindower:
     def _process(self, time: float, joints: np.ndarray, states: np.ndarray,
                  windows: list[Window], segments: list[np.ndarray]) -> None:
         rule = self.rule
-        self.stats.derived += bool((states == _DERIVED_STATE).any())
+        self.stats.derived += bool((states == STATE_DERIVED).any())
         if self._last is not None and rule.max_joint_speed is not None:
             dt = time - self._last[0]
             if dt > 0 and np.linalg.norm(joints - self._last[1], axis=-1).max() > rule.max_joint_speed * dt:
                 self.stats.glitches += 1
                 self._restart()
         self._last = (time, joints)
-        data = np.concatenate([joints, (states == _DERIVED_STATE)[:, None],
-                               (states == _TRACKED_STATE)[:, None]], axis=1).astype(np.float32)
+        data = np.concatenate([joints, (states == STATE_DERIVED)[:, None],
+                               (states == STATE_TRACKED)[:, None]], axis=1).astype(np.float32)
         out = self._resampler.push(time, data)
         if out.restart:
             self.stats.gaps += self._started and self._raw_count > 0
