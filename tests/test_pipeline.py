@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from gaitcam.benchmarks.scene import crowd_recording
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.model.sgela import SGELA, SGELAConfig
 from gaitcam.recording.recording import Recording, RecordingMeta
@@ -266,7 +267,8 @@ def test_a_lag_the_encoder_did_not_cause_does_not_widen_the_stride():
     """Over target while the encoder has time to spare (a scheduler or other processes hold the
     loop back, or the lag is the encode time itself): a wider stride cannot help. From a demand of
     SATURATED it does, as wide at once as the demand asks (at most double), and it narrows while
-    the narrower stride would leave the encoder under ROOM."""
+    the narrower stride would leave the encoder under ROOM (here, where the lag would pass the target
+    one step narrower, only then)."""
     control, now, load = StrideControl(1, 6), [0.0], [EncoderLoad(0.0, 0, 0)]
     control.update(0.0, 0, 0, load[0])
 
@@ -290,9 +292,55 @@ def test_a_lag_the_encoder_did_not_cause_does_not_widen_the_stride():
     assert [interval(0.6) for _ in range(5)] == [3] * 5  # 0.6 x 3/2 = 0.9 at stride 2: no room
 
 
+def test_a_narrower_stride_is_taken_while_its_demand_and_lag_would_stay_in_bounds():
+    """One step narrower, from s to s - 1, the demand and the lag grow by at most s / (s - 1):
+    while both would stay in bounds there (a demand under NARROW, the lag under target) the stride
+    narrows, even from a demand over ROOM; a lag that would pass the target keeps it."""
+    control, now, load = StrideControl(1, 6, calm=1), [0.0], [EncoderLoad(0.0, 0, 0)]
+    control.update(0.0, 0, 0, load[0])
+
+    def interval(share: float, lag: float, came: int = 30) -> int:
+        control.add([lag] * 10)
+        now[0] += 0.5
+        busy, offered, finished = load[0]
+        load[0] = EncoderLoad(busy + share * 0.5, offered + came, finished + 30)
+        control.update(now[0], 0, 0, load[0])
+        return control.stride
+
+    assert [interval(1.0, 0.2, came=60), interval(1.0, 0.2, came=36)] == [2, 4]  # demand 2.0, then 1.2
+    assert interval(0.6, 0.03) == 3  # 0.6 x 4/3 = 0.8, 30 ms x 4/3 = 40 ms
+    assert interval(0.62, 0.04) == 3  # 0.62 x 3/2 = 0.93, but 40 ms x 3/2 = 60 ms: over target there
+    assert interval(0.62, 0.03) == 2  # 0.93 and 45 ms
+    assert [interval(0.8, 0.03) for _ in range(3)] == [2] * 3  # 0.8 x 2 = 1.6 at stride 1: no room
+
+
+def test_a_lag_over_target_from_an_encoder_that_keeps_up_must_last_two_intervals():
+    """With a demand under 1 the encoder's queue does not grow: one interval over target (the
+    machine's noise) does not widen, two in a row do, and the interval after a widening (the windows
+    queued at the narrower stride draining) does not count; a demand of 1 or more widens at once."""
+    control, now, load = StrideControl(1, 6), [0.0], [EncoderLoad(0.0, 0, 0)]
+    control.update(0.0, 0, 0, load[0])
+
+    def interval(share: float, lag: float, came: int = 30) -> int:
+        control.add([lag] * 10)
+        now[0] += 0.5
+        busy, offered, finished = load[0]
+        load[0] = EncoderLoad(busy + share * 0.5, offered + came, finished + 30)
+        control.update(now[0], 0, 0, load[0])
+        return control.stride
+
+    assert [interval(0.9, 0.06), interval(0.9, 0.04), interval(0.9, 0.06)] == [1, 1, 1]  # never twice in a row
+    assert interval(0.9, 0.06) == 2  # twice: 0.9 / 0.7 = 1.3, one step
+    assert interval(0.9, 0.12) == 2  # the interval after the widening: what came before it draining
+    assert [interval(0.9, 0.06), interval(0.9, 0.06)] == [2, 3]  # then over target twice: another step
+    assert interval(1.0, 0.06, came=33) == 5  # demand 1.1: at once, to 3 x 1.1 / 0.7 = 4.7
+
+
 def test_an_overload_far_over_target_widens_before_the_interval_is_out():
     """Windows back over target from an encoder that cannot keep up, a quarter into the interval:
-    wider now, then no second early step while the widening drains what came before it."""
+    wider now, then no second early step while the widening drains what came before it. From an
+    encoder that was already busy (a demand over ROOM) and still keeps up, it waits for the
+    interval's end: a busy machine's noise, not a step in the load."""
 
     control, calm, widest = StrideControl(1, 6), StrideControl(1, 6), StrideControl(1, 1)
     for c in (control, calm, widest):
@@ -308,6 +356,15 @@ def test_an_overload_far_over_target_widens_before_the_interval_is_out():
     assert not control.update(0.5, 0, 0, EncoderLoad(0.5, 80, 60))  # settling: no second early step
     assert not control.update(0.8, 0, 0, EncoderLoad(0.8, 100, 100))  # an interval on: decided, no longer saturated
     assert control.stride == 2 and control.lag == pytest.approx(0.2) and control.demand < 0.85
+
+    for last, early in ((0.8, False), (0.5, True)):  # the last interval's demand
+        busy = StrideControl(1, 6)
+        busy.update(0.0, 0, 0, EncoderLoad(0.0, 0, 0))
+        busy.add([0.03] * 10)
+        busy.update(0.5, 0, 0, EncoderLoad(0.5 * last, 30, 30))
+        busy.add([0.09] * 10)
+        assert busy.update(0.7, 0, 0, EncoderLoad(0.5 * last + 0.18, 42, 42)) == early  # demand 0.9 so far
+        assert busy.stride == (2 if early else 1)
 
 
 def test_without_the_encoder_s_load_the_lag_alone_decides():
@@ -352,6 +409,50 @@ def test_the_stride_widens_under_a_slow_encoder_and_narrows_when_it_is_fast_agai
     assert stats.stride == pipeline.current_stride == 1 and 1 < stats.stride_mean < 4  # back to the base
     assert stats.windows > 0 and stats.errors == 0
     assert {"stride": 1, "behind": 0}.items() <= summary(stats).items() and summary(stats)["lag_ms"] >= 0
+
+
+class Live(Source):
+    """A recording played in real time as a live sensor (not a file: the pipeline's live rules)."""
+
+    name, is_file = "live", False
+
+    def __init__(self, recording, speed=1.0):
+        self.inner = ReplaySource(recording, speed=speed)
+        self.layout, self.fps = self.inner.layout, self.inner.fps
+
+    def open(self):
+        self.inner.open()
+
+    def read(self):
+        return self.inner.read()
+
+
+class CountingBatches:
+    """The encoder, noting how many windows each call got."""
+
+    def __init__(self, encoder):
+        self.encoder, self.f, self.batches = encoder, encoder.f, []
+
+    def encode(self, windows, level="window", mirror=False):
+        self.batches.append(len(windows))
+        return self.encoder.encode(windows, level, mirror)
+
+
+@pytest.mark.parametrize("stride", [2, 3])
+def test_people_who_walk_in_together_take_turns_at_a_stride(encoder, stride):
+    """Six people in view from the same frame: at a stride of s a live source spreads their windows
+    over the s frames (about 6 / s a frame), where the window rule alone would hand the encoder all
+    six in one frame of every s. A file source keeps the recording's windows
+    (`test_windows_are_those_of_the_recording`)."""
+    counting = CountingBatches(encoder)
+    stats = Pipeline(Live(crowd_recording(people=6, seconds=3.0), speed=2.0), counting, FakeMatcher(),
+                     stride=stride).run()
+    share = -(-6 // stride)
+    assert stats.dropped == 0 and stats.windows == sum(counting.batches) > 6 * (90 - 6) / stride - 12
+    # The first windows come together (every track's first at f frames), then at most `share` a
+    # frame (a batch holds two frames' windows when the loop was late).
+    later = counting.batches[1:]
+    assert counting.batches[0] == 6 and sum(b <= share for b in later) >= 0.8 * len(later), counting.batches
 
 
 def test_a_file_or_no_max_stride_keeps_the_stride_fixed(encoder):

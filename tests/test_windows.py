@@ -71,6 +71,32 @@ def test_a_stride_changed_on_the_way_keeps_each_window_f_consecutive_frames():
         windower.stride = 0
 
 
+def test_a_delay_puts_the_next_window_later_once():
+    """The live pipeline lets people take turns: a delay of d frames puts the run's next window d
+    frames later and the ones after it `stride` apart again; `frames_to_window` says when the
+    next comes; before the run's first window a delay does nothing."""
+    seq = _seq(40)
+    windower, ends = TrackWindower(WindowRule(stride=3)), []
+    for k, (t, j) in enumerate(zip(seq.timestamps, seq.joints)):
+        if k == 2:
+            assert windower.frames_to_window() is None
+            windower.delay(4)  # no window yet: the first still comes at f frames
+        if k == 12:  # windows at 5, 8, 11: the next at 14, put off to 16
+            assert windower.frames_to_window() == 2
+            windower.delay(2)
+            assert windower.frames_to_window() == 4
+        due = windower.frames_to_window()
+        got, _ = windower.push(float(t), j)
+        if due is not None:
+            assert bool(got) == (due == 0)
+        for w in got:
+            assert _frame_of(w.joints).tolist() == list(range(k - 5, k + 1))
+            ends.append(k)
+    assert ends == [5, 8, 11, 16, 19, 22, 25, 28, 31, 34, 37]
+    with pytest.raises(ValueError):
+        windower.delay(-1)
+
+
 def test_segments_every_hop_after_a_stride_of_frames():
     tw = track_windows(_seq(64))
     assert len(tw.segments) == tw.stats.segments == (64 - 32) // 8 + 1

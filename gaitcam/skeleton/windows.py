@@ -21,7 +21,9 @@ means, and the encoder trains on what it will see. Frame by frame:
 7. **Cut**: within a run, a window of `f` frames every `stride` frames, and a gait-cycle
    segment of `segment` frames every `segment_hop` frames (`skeleton.cycle`). The live
    pipeline may change a track's stride as it goes (`TrackWindower.stride`, under load): the
-   next window then comes `stride` frames after the last one; segments keep their own hop.
+   next window then comes `stride` frames after the last one; segments keep their own hop. It
+   may also put a track's next window a few frames later once (`TrackWindower.delay`), so that
+   people in view take turns instead of all completing windows in the same frame.
 
 Strides: training uses f // 2 (overlapping windows), the paper's test f (disjoint windows), live
 `LIVE_STRIDE`. A window never spans a restart.
@@ -153,6 +155,20 @@ class TrackWindower:
         if value < 1:
             raise ValueError(f"stride must be positive, got {value}")
         self._stride = value
+
+    def frames_to_window(self) -> int | None:
+        """Grid frames to come before the one that completes this track's next window at its
+        stride (0: the next grid frame does); None while the run has no window yet (its first
+        comes at `f` frames)."""
+        return max(self._cut + self._stride - self._count - 1, 0) if self._cut else None
+
+    def delay(self, frames: int) -> None:
+        """The run's next window `frames` grid frames later than the stride says, once (the
+        ones after it follow `stride` frames apart again); no effect before its first window."""
+        if frames < 0:
+            raise ValueError(f"a delay cannot be negative, got {frames}")
+        if self._cut:
+            self._cut += frames
 
     def push(self, time: float, joints: np.ndarray, states: np.ndarray | None = None
              ) -> tuple[list[Window], list[np.ndarray]]:

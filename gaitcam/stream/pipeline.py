@@ -20,6 +20,12 @@ and widens every track's stride while the encoder falls behind, narrowing it aga
 is room. A file source waits for the loop anyway and keeps its stride, so a replay cuts the
 windows an offline run cuts.
 
+At a stride of s, a live source's people take turns: the loop puts a track's next window a frame
+or a few later, once, where more than its share of tracks (1 / s) would complete a window in the
+same frame (`TrackWindower.delay`). People who walked in together otherwise all complete windows
+in one frame of every s, and the encoder gets one batch s times the size, every s frames: each
+window waits for the whole batch (measured in `BENCHMARKS.md`, "pipeline_auto").
+
 The matcher is only ever called from this loop's thread, so it needs no locking.
 """
 from __future__ import annotations
@@ -190,6 +196,7 @@ class Pipeline:
         self._stop = threading.Event()
         adapts = max_stride is not None and max_stride > stride and not source.is_file
         self.control = StrideControl(stride, max_stride) if adapts else None
+        self._take_turns = not source.is_file  # spread the tracks' windows over a stride (module docstring)
         self._stride_sum = 0  # the stride at each processed frame, summed: for `Stats.stride_mean`
         self._processed = 0
 
@@ -292,6 +299,8 @@ class Pipeline:
         if self.recorder is not None:
             self.recorder.write(dataclasses.replace(
                 frame, bodies=[Body(i, b.joints, b.states) for i, b in zip(update.ids, bodies)]))
+        if self._take_turns and self.current_stride > 1:
+            self._spread(update.ids)
         windows: list[tuple[int, float, Window]] = []
         segments: dict[int, np.ndarray] = {}
         for track_id, body_joints, body_states in zip(update.ids, joints, states):
@@ -299,6 +308,28 @@ class Pipeline:
         if segments:  # gait-cycle segments need no model: to the matcher at once
             self.matcher.observe_segments(segments)
         self._worker.submit(windows, captured)  # one submission: the frame's windows share a batch
+
+    def _spread(self, ids: list[int]) -> None:
+        """Delay the next window of tracks where more than ceil(tracks / stride) would complete
+        one in the same frame, each to the nearest later frame of the stride with room: the
+        encoder then gets about the same batch every frame (module docstring)."""
+        stride = self.current_stride
+        phases: list[list[TrackWindower]] = [[] for _ in range(stride)]
+        for track_id in ids:
+            state = self._tracks.get(track_id)
+            if state is None:  # new this frame: its first window comes at f frames
+                continue
+            state.windower.stride = stride  # (the stride may have just changed)
+            due = state.windower.frames_to_window()
+            if due is not None:
+                phases[due % stride].append(state.windower)
+        share = -(-sum(map(len, phases)) // stride)
+        for phase, windowers in enumerate(phases):
+            while len(windowers) > share:
+                later = min((p for p in range(stride) if len(phases[p]) < share), key=lambda p: (p - phase) % stride)
+                moved = windowers.pop()
+                moved.delay((later - phase) % stride)
+                phases[later].append(moved)
 
     def _sensor_floor(self, plane: tuple[float, float, float, float]) -> None:
         """Calibrate from the floor plane the sensor reports; Kinect reports zeros until it

@@ -20,13 +20,17 @@ what a window holds (the same f consecutive frames). So the pipeline measures it
   stride by it: every source widening by the same factor cuts the shared demand by that factor,
   whichever source brought the load.
 
-Overloaded (lag p95 over `target` with a demand of at least `SATURATED`, or backlog over
-`max_backlog`): wider at once, because a backlog compounds: to the stride at which the demand
-would come to `ROOM` (the demand falls as 1 / stride), at least one step and at most double. A
-quarter into an interval, windows back over target from a saturated encoder already count (not
-in the interval right after a widening, which drains what came before it, nor at the widest
-stride): six people stepping into view at once otherwise pile up half a second of windows that
-take a second to drain.
+Overloaded (the backlog over `max_backlog`, or the lag p95 over `target` from an encoder with a
+demand of at least 1, or of at least `SATURATED` two intervals in a row): wider at once, because a
+backlog compounds: to the stride at which the demand would come to `ROOM` (the demand falls as
+1 / stride), at least one step and at most double. An encoder that keeps up (a demand under 1)
+has a stable queue, and one interval over target from it is as likely a busy machine's noise as
+its queue: it widens on the second in a row, and the interval right after a widening does not
+count (it drains the windows cut at the narrower stride). A quarter into an interval, windows
+back over target from a saturated encoder already count when the load stepped up (the last
+interval's demand under `ROOM`, or a demand of 1 or more now; not in the interval right after a
+widening, nor at the widest stride): six people stepping into view at once otherwise pile up
+half a second of windows that take a second to drain.
 
 A lag over target while the encoder has time to spare is not cut by a wider stride, which only
 lengthens each frame's wait for its window to fill (1 / fps a step): below saturation the
@@ -38,11 +42,19 @@ strides 2.5 and 3.8 and p99 115 and 217 ms; sharing one core with four busy loop
 widened to stride 5).
 
 Calm (backlog at most 1, and a demand that would stay under `ROOM` one step narrower, or under
-`SATURATED` with the lag under target / 2) for `calm` intervals in a row: one step narrower. A
-narrower step that overloads again within `calm` intervals doubles the calm intervals the next
-narrowing needs (up to `MAX_CALM`), so a load between two strides settles on the wider one instead
-of flapping. Overloaded at the widest stride with the backlog still growing or windows dropped is
-`behind`: warned once per episode, which ends at the first interval that is not overloaded.
+`NARROW` with the lag too staying under target there) for `calm` intervals in a row: one step
+narrower. From s to s - 1 each person's windows come s / (s - 1) times as often; the pipeline
+spreads people's windows over a stride's frames (`stream.pipeline`), so the encoder's calls stay
+one a frame, each batch s / (s - 1) times the size. The demand and the lag are taken to grow by
+that factor, which is at most what they grow by: a batch's fixed cost (the call, normalisation,
+the weights read once for several windows) does not grow with it. So the narrower stride keeps
+up when that bound is under 1 (`NARROW`). Measured with the bench's `--slowdown 5` emulation, the
+demand at strides 2, 3 and 4 was about 0.8, 0.65 and 0.55, where windows alone would have made
+it 0.8, 0.53 and 0.4. A narrower step that overloads again within `calm` intervals doubles the
+calm intervals the next narrowing needs (up to `MAX_CALM`), so a load between two strides
+settles on the wider one instead of flapping. Overloaded at the widest stride with the backlog
+still growing or windows dropped is `behind`: warned once per episode, which ends at the first
+interval that is not overloaded.
 """
 from __future__ import annotations
 
@@ -63,6 +75,7 @@ MAX_CALM = 32  # the most calm intervals a narrower step can come to need (16 s)
 MAX_BACKLOG = 3  # frames waiting: more than one batch gathering behind the one being encoded
 SATURATED = 0.85  # the encoder's demand from which a lag over target is its queue's
 ROOM = 0.7  # the demand a widening aims at, and under which a narrower stride has room whatever the lag
+NARROW = 1.0  # the demand one step narrower under which it keeps up (an upper bound: module docstring)
 DEFAULT_MAX_STRIDE = 6  # one window per person per 0.2 s at 30 fps, windows still overlapping (f = 6)
 
 
@@ -90,6 +103,7 @@ class StrideControl:
         self._load: EncoderLoad | None = None  # the encoder's counters at the interval's start
         self.demand = 0.0  # over the last interval (module docstring); 0 while unknown
         self._settling = False  # widened at the last decision: no early decision in this interval
+        self._over = False  # the last interval's lag was over target (and it was not settling)
 
     def add(self, lags: Iterable[float]) -> None:
         """Lags (seconds) of windows just encoded."""
@@ -105,22 +119,27 @@ class StrideControl:
         if now - self._start < self.interval / 4:  # the loop calls this after every frame: nothing to do yet
             return False
         demand = self._demand(load, now - self._start)
-        if now - self._start < self.interval and not self._urgent(demand):
+        early = now - self._start < self.interval
+        if early and not self._urgent(demand):
             return False
         lags, self._lags, self._start, self._load = self._lags, [], now, load
-        self._settling = False
+        settling, self._settling = self._settling, False
         # No window back in a whole interval: idle when nothing waits, stuck when something does.
         self.lag = float(np.percentile(lags, 95)) if lags else self.interval if backlog else 0.0
         self.demand = 0.0 if demand is None else demand
-        overloaded = (self.lag > self.target and (demand is None or demand >= SATURATED)) or backlog > self.max_backlog
-        # Room for a narrower step: a demand that would stay under ROOM at the narrower stride
-        # (the demand grows as 1 / stride, a little less as batches grow), or under SATURATED with
-        # the lag well under target.
+        # Over target from an encoder that keeps up (SATURATED <= demand < 1): its queue's when it
+        # lasts two intervals (not counting the one after a widening) or the load stepped up (early).
+        over = self.lag > self.target
+        lagging = over and (demand is None or demand >= 1 or (demand >= SATURATED and (self._over or early)))
+        self._over = over and not settling
+        overloaded = lagging or backlog > self.max_backlog
+        # Room for a narrower step: a demand that would stay under ROOM at the narrower stride, or
+        # under NARROW with the lag under target there (both grow by at most stride / (stride - 1)).
         if demand is None:
             room = self.lag < self.target / 2
         else:
-            narrower = math.inf if self.stride == 1 else demand * self.stride / (self.stride - 1)
-            room = narrower < ROOM or (narrower < SATURATED and self.lag < self.target / 2)
+            growth = math.inf if self.stride == 1 else self.stride / (self.stride - 1)
+            room = demand * growth < ROOM or (demand * growth < NARROW and self.lag * growth < self.target)
         growing = backlog > self._backlog or dropped > self._dropped
         self._backlog, self._dropped = backlog, dropped
         before = self.stride
@@ -132,9 +151,11 @@ class StrideControl:
 
     def _urgent(self, demand: float | None) -> bool:
         """(Past a quarter of the interval) windows back over the target lag from a saturated
-        encoder: an overload that would compound until the interval is out. Not while the last
-        widening's first interval drains what came before it, nor at the widest stride."""
+        encoder after a step in the load (the last interval's demand under ROOM, or a demand of 1
+        or more now): an overload that would compound until the interval is out. Not while the
+        last widening's first interval drains what came before it, nor at the widest stride."""
         return (not self._settling and self.stride < self.maximum and demand is not None and demand >= SATURATED
+                and (demand >= 1 or self.demand < ROOM)
                 and len(self._lags) > 0 and float(np.percentile(self._lags, 95)) > self.target)
 
     def _demand(self, load: EncoderLoad | None, seconds: float) -> float | None:
@@ -155,7 +176,7 @@ class StrideControl:
             # (less a hair: 2 x 1.05 / 0.7 is 3.0000000000000004 in floats)
             wanted = self.stride + 1 if demand is None else math.ceil(min(self.stride * demand / ROOM, 2 * self.stride) - 1e-9)
             self.stride = min(max(wanted, self.stride + 1), self.maximum)
-            self._settling = True
+            self._settling, self._over = True, False
             log.debug("encoder behind (lag p95 %.0f ms, demand %.2f): stride %d", 1e3 * self.lag,
                       self.demand, self.stride)
         elif growing and not self.behind:
