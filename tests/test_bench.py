@@ -3,6 +3,7 @@ latency probe that times every frame once, and `bench` end to end on a tiny mode
 import functools
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import gaitcam.benchmarks.report as report
 from gaitcam.benchmarks.pipeline import CaptureLog, CountingEncoder, LatencyProbe, PipelineRun, run_pipeline
 from gaitcam.config import DEMO_DIR
 from gaitcam.benchmarks.scene import crowd_recording
+from gaitcam.benchmarks.soak import Sample, SoakResult
 from gaitcam.benchmarks.timing import Histogram, in_blocks, interleaved, peak_gflops
 from gaitcam.cli import build_parser, main
 from gaitcam.identity.enrollment import track_evidence
@@ -128,8 +130,10 @@ def test_pipeline_run_times_every_frame_of_every_window(tiny, stride):
     run = run_pipeline(tiny, _Matcher(), people=2, stride=stride, seconds=1.5, speed=2.0, rss_every=0.5)
     s = run.summary()
     assert s["frames"] > 30 and s["windows"] > 0 and s["errors"] == 0
-    # Each window is the first to use `stride` frames (its newest, and those since the last).
-    assert s["latency_samples"] == stride * s["windows"] == stride * run.window_latency.count
+    # Each window is the first to use `stride` frames (its newest, and those since the last), or
+    # up to stride - 1 more where the pipeline put it later so that the two people take turns.
+    assert s["windows"] == run.window_latency.count
+    assert stride * s["windows"] <= s["latency_samples"] <= stride * s["windows"] + (stride - 1) * s["tracks"]
     assert s["encoder_calls"] > 0 and s["rss_mb_samples"] and s["cpu_percent"] > 0
     both = PipelineRun.merge([run, run]).summary()
     assert both["windows"] == 2 * s["windows"] and both["latency_samples"] == 2 * s["latency_samples"]
@@ -235,6 +239,17 @@ def test_startup_times_a_fresh_help_and_the_demo_s_first_frame():
     assert 0 < r["help_seconds"] < r["first_frame_seconds"] < 60 and len(r["first_frame_runs"]) == 1
 
 
+def test_the_soak_fails_on_fds_or_threads_that_accumulate_not_on_one_fd_fewer():
+    base = Sample(seconds=5.0, rss_mb=500.0, fds=18, threads=12, py_threads=4, frames=1, windows=1, decisions=1,
+                  dropped=0, errors=0)
+
+    def passed(**end) -> bool:
+        return SoakResult(15.0, 5.0, base, replace(base, seconds=15.0, **end), [], 2, 1, 0, None, 9, None).passed
+
+    assert passed() and passed(fds=17) and passed(rss_mb=520.0)
+    assert not passed(fds=19) and not passed(threads=13) and not passed(py_threads=3) and not passed(rss_mb=530.0)
+
+
 def test_soak_churns_the_gallery_and_nothing_accumulates(tmp_path, capsys, one_thread):
     """`soak` for 15 s (5 s warm-up), enrolling and removing every 2 s: the suite's short budget."""
     out = tmp_path / "soak.json"
@@ -244,7 +259,7 @@ def test_soak_churns_the_gallery_and_nothing_accumulates(tmp_path, capsys, one_t
                 "dropped", "errors", "enrolled", "removed", "seconds", "passed"):
         assert key in result, key
     assert result["enrolled"] >= 1 and result["removed"] >= 1 and result["errors"] == 0
-    assert result["fds_end"] == result["fds_start"] and result["threads_end"] == result["threads_start"]
+    assert result["fds_end"] <= result["fds_start"] and result["threads_end"] == result["threads_start"]
     assert result["frames"] > 0 and result["decisions"] > 0 and 14 <= result["seconds"] < 25
     said = capsys.readouterr()
     assert "warm-up over" in said.err and "RSS growth" not in said.err  # progress on stderr, the verdict on stdout

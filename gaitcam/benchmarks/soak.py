@@ -145,8 +145,10 @@ class SoakResult:
 
     @property
     def passed(self) -> bool:
-        """Nothing accumulates, nothing failed, and the gallery really changed under the run."""
-        return (self.rss_growth < RSS_LIMIT and self.end.fds == self.start.fds
+        """Nothing accumulates, nothing failed, and the gallery really changed under the run.
+        Fewer fds at the end than at the warm-up's end is not accumulation: another thread held
+        one for a moment when the warm-up ended (seen once, on a loaded machine: 18 -> 17)."""
+        return (self.rss_growth < RSS_LIMIT and self.end.fds <= self.start.fds
                 and (self.end.threads, self.end.py_threads) == (self.start.threads, self.start.py_threads)
                 and self.errors == 0 and self.removed >= 1)
 
