@@ -140,6 +140,7 @@ class TrackWindower:
         self._raw_count = 0  # resampled frames in the current run
         self._count = 0  # smoothed frames in the current run
         self._cut = 0  # `_count` at the run's last window (0: none yet)
+        self._grid_time = 0.0  # time of the run's last grid frame
         self._stride = rule.stride
         self._started = False  # the track has had a run (a later restart is a gap)
         self._last: tuple[float, np.ndarray] | None = None  # last complete source frame
@@ -156,11 +157,14 @@ class TrackWindower:
             raise ValueError(f"stride must be positive, got {value}")
         self._stride = value
 
-    def frames_to_window(self) -> int | None:
-        """Grid frames to come before the one that completes this track's next window at its
-        stride (0: the next grid frame does); None while the run has no window yet (its first
-        comes at `f` frames)."""
-        return max(self._cut + self._stride - self._count - 1, 0) if self._cut else None
+    def next_window_time(self) -> float | None:
+        """When (source time, on this track's 30 fps grid) the run's next window completes at its
+        stride, if frames keep coming; None while the run has no window yet (its first comes at
+        `f` frames). The grid is the run's own, so this does not move with the jitter of the
+        source's timestamps: only with a window cut, a stride changed or a `delay`."""
+        if not self._cut:
+            return None
+        return self._grid_time + max(self._cut + self._stride - self._count, 1) / self.rule.rate
 
     def delay(self, frames: int) -> None:
         """The run's next window `frames` grid frames later than the stride says, once (the
@@ -168,7 +172,8 @@ class TrackWindower:
         if frames < 0:
             raise ValueError(f"a delay cannot be negative, got {frames}")
         if self._cut:
-            self._cut += frames
+            # From when it is due now: an overdue window (the stride just narrowed) comes next.
+            self._cut = max(self._cut, self._count + 1 - self._stride) + frames
 
     def push(self, time: float, joints: np.ndarray, states: np.ndarray | None = None
              ) -> tuple[list[Window], list[np.ndarray]]:
@@ -252,6 +257,7 @@ class TrackWindower:
                                         self._raw[..., _TRACKED:].min(axis=0)], axis=1)
             self._ring[self._count % self._size] = frame
             self._count += 1
+            self._grid_time = float(t)
             n = self._count
             # The first window at f frames, then one `stride` frames after the last: at a fixed
             # stride the same as every `stride` frames from f, and a stride changed between two

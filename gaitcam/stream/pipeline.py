@@ -20,11 +20,13 @@ and widens every track's stride while the encoder falls behind, narrowing it aga
 is room. A file source waits for the loop anyway and keeps its stride, so a replay cuts the
 windows an offline run cuts.
 
-At a stride of s, a live source's people take turns: the loop puts a track's next window a frame
-or a few later, once, where more than its share of tracks (1 / s) would complete a window in the
-same frame (`TrackWindower.delay`). People who walked in together otherwise all complete windows
-in one frame of every s, and the encoder gets one batch s times the size, every s frames: each
-window waits for the whole batch (measured in `BENCHMARKS.md`, "pipeline_auto").
+At a stride of s, a live source's people take turns: when a track's run cuts its first window, or
+the stride changes, the loop puts that track's next window off by the fewest frames (0 to s - 1)
+that bring it into the least busy of the s frames (`TrackWindower.delay`), and leaves it there.
+People who walked in together otherwise all complete windows in one frame of every s, and the
+encoder gets one batch s times the size, every s frames: each window waits for the whole batch
+(measured in `BENCHMARKS.md`, "pipeline_auto"). The frames are counted on the tracks' 30 fps
+grids (`TrackWindower.next_window_time`), which the jitter of a source's timestamps does not move.
 
 The matcher is only ever called from this loop's thread, so it needs no locking.
 """
@@ -197,6 +199,8 @@ class Pipeline:
         adapts = max_stride is not None and max_stride > stride and not source.is_file
         self.control = StrideControl(stride, max_stride) if adapts else None
         self._take_turns = not source.is_file  # spread the tracks' windows over a stride (module docstring)
+        self._placed: set[int] = set()  # tracks whose turn is set at `_placed_stride` (`_spread`)
+        self._placed_stride = 0
         self._stride_sum = 0  # the stride at each processed frame, summed: for `Stats.stride_mean`
         self._processed = 0
 
@@ -300,7 +304,7 @@ class Pipeline:
             self.recorder.write(dataclasses.replace(
                 frame, bodies=[Body(i, b.joints, b.states) for i, b in zip(update.ids, bodies)]))
         if self._take_turns and self.current_stride > 1:
-            self._spread(update.ids)
+            self._spread(update.ids, frame.time)
         windows: list[tuple[int, float, Window]] = []
         segments: dict[int, np.ndarray] = {}
         for track_id, body_joints, body_states in zip(update.ids, joints, states):
@@ -309,27 +313,37 @@ class Pipeline:
             self.matcher.observe_segments(segments)
         self._worker.submit(windows, captured)  # one submission: the frame's windows share a batch
 
-    def _spread(self, ids: list[int]) -> None:
-        """Delay the next window of tracks where more than ceil(tracks / stride) would complete
-        one in the same frame, each to the nearest later frame of the stride with room: the
-        encoder then gets about the same batch every frame (module docstring)."""
+    def _spread(self, ids: list[int], now: float) -> None:
+        """Give each track in view with a window phase a turn: once, when it first has one (its
+        run's first window cut) or the stride changed, its next window is put off by as few grid
+        frames as bring it into the least busy of the stride's frames, counted over the tracks
+        already placed; placed tracks are not moved again, so the timestamps' jitter cannot move
+        anyone twice (module docstring). `now`: the time of the frame about to be processed."""
         stride = self.current_stride
-        phases: list[list[TrackWindower]] = [[] for _ in range(stride)]
+        if stride != self._placed_stride:
+            self._placed.clear()
+            self._placed_stride = stride
+        busy = [0] * stride  # placed tracks completing a window k frames from now, by k mod stride
+        unplaced: list[tuple[int, TrackWindower, int]] = []
         for track_id in ids:
             state = self._tracks.get(track_id)
             if state is None:  # new this frame: its first window comes at f frames
                 continue
             state.windower.stride = stride  # (the stride may have just changed)
-            due = state.windower.frames_to_window()
-            if due is not None:
-                phases[due % stride].append(state.windower)
-        share = -(-sum(map(len, phases)) // stride)
-        for phase, windowers in enumerate(phases):
-            while len(windowers) > share:
-                later = min((p for p in range(stride) if len(phases[p]) < share), key=lambda p: (p - phase) % stride)
-                moved = windowers.pop()
-                moved.delay((later - phase) % stride)
-                phases[later].append(moved)
+            due = state.windower.next_window_time()
+            if due is None:  # no window in this run yet (a new track, or one that restarted)
+                self._placed.discard(track_id)
+                continue
+            frame = max(round((due - now) * self.rule.rate), 0)
+            if track_id in self._placed:
+                busy[frame % stride] += 1
+            else:
+                unplaced.append((track_id, state.windower, frame))
+        for track_id, windower, frame in unplaced:
+            later = min(range(stride), key=lambda d: (busy[(frame + d) % stride], d))
+            windower.delay(later)
+            busy[(frame + later) % stride] += 1
+            self._placed.add(track_id)
 
     def _sensor_floor(self, plane: tuple[float, float, float, float]) -> None:
         """Calibrate from the floor plane the sensor reports; Kinect reports zeros until it
@@ -449,6 +463,7 @@ class Pipeline:
         """The tracker ended a track: stop feeding it; forget it after its queued windows."""
         if self._tracks.pop(track, None) is not None:
             self._ending[track] = self._worker.stats.submitted
+            self._placed.discard(track)
 
     def _sync_stats(self) -> None:
         capture, worker = self._capture.stats, self._worker.stats

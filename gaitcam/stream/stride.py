@@ -46,9 +46,11 @@ Calm (backlog at most 1, and a demand that would stay under `ROOM` one step narr
 narrower. From s to s - 1 each person's windows come s / (s - 1) times as often; the pipeline
 spreads people's windows over a stride's frames (`stream.pipeline`), so the encoder's calls stay
 one a frame, each batch s / (s - 1) times the size. The demand and the lag are taken to grow by
-that factor, which is at most what they grow by: a batch's fixed cost (the call, normalisation,
-the weights read once for several windows) does not grow with it. So the narrower stride keeps
-up when that bound is under 1 (`NARROW`). Measured with the bench's `--slowdown 5` emulation, the
+that factor. For the demand that is at most what it grows by: a batch's fixed cost (the call,
+normalisation, the weights read once for several windows) does not grow with it, so the narrower
+stride keeps up when it is under 1 (`NARROW`). For the lag it is an estimate, which holds while
+the encoder keeps up (its queue grows faster near a demand of 1; a narrowing that overloads is
+undone, see below). Measured with the bench's `--slowdown 5` emulation, the
 demand at strides 2, 3 and 4 was about 0.8, 0.65 and 0.55, where windows alone would have made
 it 0.8, 0.53 and 0.4. A narrower step that overloads again within `calm` intervals doubles the
 calm intervals the next narrowing needs (up to `MAX_CALM`), so a load between two strides
@@ -75,7 +77,7 @@ MAX_CALM = 32  # the most calm intervals a narrower step can come to need (16 s)
 MAX_BACKLOG = 3  # frames waiting: more than one batch gathering behind the one being encoded
 SATURATED = 0.85  # the encoder's demand from which a lag over target is its queue's
 ROOM = 0.7  # the demand a widening aims at, and under which a narrower stride has room whatever the lag
-NARROW = 1.0  # the demand one step narrower under which it keeps up (an upper bound: module docstring)
+NARROW = 1.0  # the demand one step narrower under which it keeps up (from an upper bound: module docstring)
 DEFAULT_MAX_STRIDE = 6  # one window per person per 0.2 s at 30 fps, windows still overlapping (f = 6)
 
 
@@ -131,14 +133,16 @@ class StrideControl:
         # lasts two intervals (not counting the one after a widening) or the load stepped up (early).
         over = self.lag > self.target
         lagging = over and (demand is None or demand >= 1 or (demand >= SATURATED and (self._over or early)))
-        self._over = over and not settling
+        self._over = over and not settling and (demand is None or demand >= SATURATED)
         overloaded = lagging or backlog > self.max_backlog
         # Room for a narrower step: a demand that would stay under ROOM at the narrower stride, or
         # under NARROW with the lag under target there (both grow by at most stride / (stride - 1)).
-        if demand is None:
+        if self.stride == self.base:
+            room = False  # nothing narrower to go to
+        elif demand is None:
             room = self.lag < self.target / 2
         else:
-            growth = math.inf if self.stride == 1 else self.stride / (self.stride - 1)
+            growth = self.stride / (self.stride - 1)
             room = demand * growth < ROOM or (demand * growth < NARROW and self.lag * growth < self.target)
         growing = backlog > self._backlog or dropped > self._dropped
         self._backlog, self._dropped = backlog, dropped
