@@ -131,9 +131,9 @@ def test_pipeline_run_times_every_frame_of_every_window(tiny, stride):
     s = run.summary()
     assert s["frames"] > 30 and s["windows"] > 0 and s["errors"] == 0
     # Each window is the first to use `stride` frames (its newest, and those since the last), or
-    # up to stride - 1 more where the pipeline put it later so that the two people take turns.
+    # up to stride - 1 more or fewer where the pipeline moved it so that the two people take turns.
     assert s["windows"] == run.window_latency.count
-    assert stride * s["windows"] <= s["latency_samples"] <= stride * s["windows"] + (stride - 1) * s["tracks"]
+    assert abs(s["latency_samples"] - stride * s["windows"]) <= (stride - 1) * s["tracks"]
     assert s["encoder_calls"] > 0 and s["rss_mb_samples"] and s["cpu_percent"] > 0
     both = PipelineRun.merge([run, run]).summary()
     assert both["windows"] == 2 * s["windows"] and both["latency_samples"] == 2 * s["latency_samples"]

@@ -71,20 +71,27 @@ def test_a_stride_changed_on_the_way_keeps_each_window_f_consecutive_frames():
         windower.stride = 0
 
 
-def test_a_delay_puts_the_next_window_later_once():
-    """The live pipeline lets people take turns: a delay of d frames puts the run's next window d
-    frames later and the ones after it `stride` apart again; `next_window_time` says when the next
-    completes; before the run's first window a delay does nothing."""
-    seq = _seq(40)
+def test_a_move_puts_the_next_window_earlier_or_later_once():
+    """The live pipeline lets people take turns: a move of d frames puts the run's next window d
+    frames later (negative: earlier, never before the next frame) and the ones after it `stride`
+    apart again; `next_window_time` says when the next completes; before the run's first window a
+    move does nothing."""
+    seq = _seq(50)
     windower, ends = TrackWindower(WindowRule(stride=3)), []
     for k, (t, j) in enumerate(zip(seq.timestamps, seq.joints)):
         if k == 2:
             assert windower.next_window_time() is None
-            windower.delay(4)  # no window yet: the first still comes at f frames
+            windower.move(4)  # no window yet: the first still comes at f frames
         if k == 12:  # windows at 5, 8, 11: the next at 14, put off to 16
             assert windower.next_window_time() == pytest.approx(14 / 30)
-            windower.delay(2)
+            windower.move(2)
             assert windower.next_window_time() == pytest.approx(16 / 30)
+        if k == 20:  # ... 16, 19: the next at 22, brought forward to 21
+            windower.move(-1)
+            assert windower.next_window_time() == pytest.approx(21 / 30)
+        if k == 22:  # ... 21: the next at 24, at most to 22 (this frame)
+            windower.move(-5)
+            assert windower.next_window_time() == pytest.approx(22 / 30)
         due = windower.next_window_time()
         got, _ = windower.push(float(t), j)
         if due is not None:
@@ -92,13 +99,11 @@ def test_a_delay_puts_the_next_window_later_once():
         for w in got:
             assert _frame_of(w.joints).tolist() == list(range(k - 5, k + 1))
             ends.append(k)
-    assert ends == [5, 8, 11, 16, 19, 22, 25, 28, 31, 34, 37]
-    with pytest.raises(ValueError):
-        windower.delay(-1)
+    assert ends == [5, 8, 11, 16, 19, 21, 22, 25, 28, 31, 34, 37, 40, 43, 46, 49]
 
 
-def test_a_delay_counts_from_a_window_that_is_overdue():
-    """The stride narrowed past a window's turn: the window is due at the next frame, and a delay
+def test_a_move_counts_from_a_window_that_is_overdue():
+    """The stride narrowed past a window's turn: the window is due at the next frame, and a move
     counts from there (not from when it would have been due)."""
     seq = _seq(20)
     windower, ends = TrackWindower(WindowRule(stride=4)), []
@@ -106,7 +111,7 @@ def test_a_delay_counts_from_a_window_that_is_overdue():
         if k == 8:  # windows at 5; at stride 4 the next at 9, at stride 2 overdue since 7
             windower.stride = 2
             assert windower.next_window_time() == pytest.approx(8 / 30)
-            windower.delay(1)
+            windower.move(1)
             assert windower.next_window_time() == pytest.approx(9 / 30)
         ends += [k] * len(windower.push(float(t), j)[0])
     assert ends == [5, 9, 11, 13, 15, 17, 19]

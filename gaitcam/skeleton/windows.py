@@ -22,8 +22,8 @@ means, and the encoder trains on what it will see. Frame by frame:
    segment of `segment` frames every `segment_hop` frames (`skeleton.cycle`). The live
    pipeline may change a track's stride as it goes (`TrackWindower.stride`, under load): the
    next window then comes `stride` frames after the last one; segments keep their own hop. It
-   may also put a track's next window a few frames later once (`TrackWindower.delay`), so that
-   people in view take turns instead of all completing windows in the same frame.
+   may also move a track's next window a few frames earlier or later once (`TrackWindower.move`),
+   so that people in view take turns instead of all completing windows in the same frame.
 
 Strides: training uses f // 2 (overlapping windows), the paper's test f (disjoint windows), live
 `LIVE_STRIDE`. A window never spans a restart.
@@ -161,19 +161,18 @@ class TrackWindower:
         """When (source time, on this track's 30 fps grid) the run's next window completes at its
         stride, if frames keep coming; None while the run has no window yet (its first comes at
         `f` frames). The grid is the run's own, so this does not move with the jitter of the
-        source's timestamps: only with a window cut, a stride changed or a `delay`."""
+        source's timestamps: only with a window cut, a stride changed or a `move`."""
         if not self._cut:
             return None
         return self._grid_time + max(self._cut + self._stride - self._count, 1) / self.rule.rate
 
-    def delay(self, frames: int) -> None:
-        """The run's next window `frames` grid frames later than the stride says, once (the
-        ones after it follow `stride` frames apart again); no effect before its first window."""
-        if frames < 0:
-            raise ValueError(f"a delay cannot be negative, got {frames}")
+    def move(self, frames: int) -> None:
+        """The run's next window `frames` grid frames later (negative: earlier, but not before the
+        next grid frame) than the stride says, once: the ones after it follow `stride` frames
+        apart again. No effect before the run's first window."""
         if self._cut:
-            # From when it is due now: an overdue window (the stride just narrowed) comes next.
-            self._cut = max(self._cut, self._count + 1 - self._stride) + frames
+            due = max(self._cut, self._count + 1 - self._stride)  # an overdue window comes next
+            self._cut = max(due + frames, self._count + 1 - self._stride)
 
     def push(self, time: float, joints: np.ndarray, states: np.ndarray | None = None
              ) -> tuple[list[Window], list[np.ndarray]]:

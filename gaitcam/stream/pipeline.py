@@ -21,8 +21,9 @@ is room. A file source waits for the loop anyway and keeps its stride, so a repl
 windows an offline run cuts.
 
 At a stride of s, a live source's people take turns: when a track's run cuts its first window, or
-the stride changes, the loop puts that track's next window off by the fewest frames (0 to s - 1)
-that bring it into the least busy of the s frames (`TrackWindower.delay`), and leaves it there.
+the stride changes, the loop moves that track's next window into the least busy of the s frames,
+by the fewest frames and earlier rather than later (`TrackWindower.move`: an earlier window costs
+a little encoder work once, a later one makes its frames wait longer), and leaves it there.
 People who walked in together otherwise all complete windows in one frame of every s, and the
 encoder gets one batch s times the size, every s frames: each window waits for the whole batch
 (measured in `BENCHMARKS.md`, "pipeline_auto"). The frames are counted on the tracks' 30 fps
@@ -315,10 +316,10 @@ class Pipeline:
 
     def _spread(self, ids: list[int], now: float) -> None:
         """Give each track in view with a window phase a turn: once, when it first has one (its
-        run's first window cut) or the stride changed, its next window is put off by as few grid
-        frames as bring it into the least busy of the stride's frames, counted over the tracks
-        already placed; placed tracks are not moved again, so the timestamps' jitter cannot move
-        anyone twice (module docstring). `now`: the time of the frame about to be processed."""
+        run's first window cut) or the stride changed, its next window is moved into the least
+        busy frame of the stride, counted over the tracks already placed, by the fewest frames,
+        earlier where it can; placed tracks are not moved again, so the timestamps' jitter cannot
+        move anyone twice (module docstring). `now`: the time of the frame about to be processed."""
         stride = self.current_stride
         if stride != self._placed_stride:
             self._placed.clear()
@@ -340,9 +341,11 @@ class Pipeline:
             else:
                 unplaced.append((track_id, state.windower, frame))
         for track_id, windower, frame in unplaced:
-            later = min(range(stride), key=lambda d: (busy[(frame + d) % stride], d))
-            windower.delay(later)
-            busy[(frame + later) % stride] += 1
+            # The least busy frame of the stride, earlier rather than later: an earlier window
+            # costs a little encoder work once, a later one makes its frames wait longer once.
+            turn = min(range(stride), key=lambda k: (busy[k], k > frame % stride, abs(k - frame % stride)))
+            windower.move(turn - frame % stride)
+            busy[turn] += 1
             self._placed.add(track_id)
 
     def _sensor_floor(self, plane: tuple[float, float, float, float]) -> None:
