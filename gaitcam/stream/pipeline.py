@@ -22,8 +22,9 @@ windows an offline run cuts.
 
 At a stride of s, a live source's people take turns: when a track's run cuts its first window, or
 the stride changes, the loop moves that track's next window into the least busy of the s frames,
-by the fewest frames and earlier rather than later (`TrackWindower.move`: an earlier window costs
-a little encoder work once, a later one makes its frames wait longer), and leaves it there.
+by the fewest frames (`TrackWindower.move`), and leaves it there: earlier rather than later while
+the encoder has room (an earlier window costs a little encoder work once, a later one makes its
+frames wait longer), later rather than earlier when the stride control finds it saturated.
 People who walked in together otherwise all complete windows in one frame of every s, and the
 encoder gets one batch s times the size, every s frames: each window waits for the whole batch
 (measured in `BENCHMARKS.md`, "pipeline_auto"). The frames are counted on the tracks' 30 fps
@@ -52,7 +53,7 @@ from gaitcam.skeleton.windows import DEFAULT_F, LIVE_STRIDE, TrackWindower, Wind
 from gaitcam.stream.calibration import Calibration, CalibrationError
 from gaitcam.stream.capture import Capture
 from gaitcam.stream.encode import EncodedWindow, EncodeStats, EncodeWorker, WindowEncoder
-from gaitcam.stream.stride import StrideControl
+from gaitcam.stream.stride import ROOM, StrideControl
 from gaitcam.stream.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -318,7 +319,8 @@ class Pipeline:
         """Give each track in view with a window phase a turn: once, when it first has one (its
         run's first window cut) or the stride changed, its next window is moved into the least
         busy frame of the stride, counted over the tracks already placed, by the fewest frames,
-        earlier where it can; placed tracks are not moved again, so the timestamps' jitter cannot
+        earlier where it can while the encoder has room, else later; placed tracks are not moved
+        again, so the timestamps' jitter cannot
         move anyone twice (module docstring). `now`: the time of the frame about to be processed."""
         stride = self.current_stride
         if stride != self._placed_stride:
@@ -340,10 +342,13 @@ class Pipeline:
                 busy[frame % stride] += 1
             else:
                 unplaced.append((track_id, state.windower, frame))
+        # Earlier rather than later while the encoder has room: an earlier window costs a little
+        # encoder work once, a later one makes its frames wait longer once. A saturated encoder
+        # (the stride control's demand at ROOM or over, as after a widening) has no work to spare.
+        sooner = self.control is None or self.control.demand < ROOM
         for track_id, windower, frame in unplaced:
-            # The least busy frame of the stride, earlier rather than later: an earlier window
-            # costs a little encoder work once, a later one makes its frames wait longer once.
-            turn = min(range(stride), key=lambda k: (busy[k], k > frame % stride, abs(k - frame % stride)))
+            here = frame % stride
+            turn = min(range(stride), key=lambda k: (busy[k], k != here and (k > here) == sooner, abs(k - here)))
             windower.move(turn - frame % stride)
             busy[turn] += 1
             self._placed.add(track_id)
