@@ -320,8 +320,8 @@ class Pipeline:
         run's first window cut) or the stride changed, its next window is moved into the least
         busy frame of the stride, counted over the tracks already placed, by the fewest frames,
         earlier where it can while the encoder has room, else later; placed tracks are not moved
-        again, so the timestamps' jitter cannot
-        move anyone twice (module docstring). `now`: the time of the frame about to be processed."""
+        again, so the timestamps' jitter cannot move anyone twice (module docstring). `now`: the
+        time of the frame about to be processed."""
         stride = self.current_stride
         if stride != self._placed_stride:
             self._placed.clear()
@@ -349,7 +349,7 @@ class Pipeline:
         for track_id, windower, frame in unplaced:
             here = frame % stride
             turn = min(range(stride), key=lambda k: (busy[k], k != here and (k > here) == sooner, abs(k - here)))
-            windower.move(turn - frame % stride)
+            windower.move(turn - here)
             busy[turn] += 1
             self._placed.add(track_id)
 
