@@ -457,7 +457,7 @@ class WindowsSeen:
         return self.encoder.encode(windows, level, mirror)
 
 
-@pytest.mark.parametrize("fps, jitter", [(30.0, 0.0), (30.0, 0.001), (30.0, 0.004), (60.0, 0.002)])
+@pytest.mark.parametrize("fps, jitter", [(30.0, 0.0), (30.0, 0.001), (30.0, 0.004), (60.0, 0.002), (60.0, 0.004)])
 def test_people_take_turns_and_none_is_starved(encoder, fps, jitter):
     """Six people stepping into view one frame of every three apart, a live source at stride 3:
     they take turns, at most 2 (6 / 3) completing a window in any frame once all are in, where the
@@ -474,6 +474,39 @@ def test_people_take_turns_and_none_is_starved(encoder, fps, jitter):
     frames = Counter(k for _, k in seen.windows)
     all_in = max(min(k for q, k in seen.windows if q == p) for p in range(6))  # the last one's first window
     assert max(n for k, n in frames.items() if k > all_in) <= 2, sorted(frames.items())
+
+
+def _controlled(encoder, stride_at, demand: float, seed_jitter: float = 0.0):
+    """The turns under a stride control held by hand: `stride_at(t)` the stride from frame time t,
+    `demand` the encoder's demand it reports."""
+    seen = WindowsSeen(encoder, (rec := _standing(6, 4.0, 30.0, seed_jitter))[1])
+    pipeline = Pipeline(Live(rec[0], speed=0), seen, FakeMatcher(), stride=1, max_stride=6, queue_size=100_000,
+                        on_frame=lambda snap: setattr(pipeline.control, "stride", stride_at(snap.time)))
+    pipeline.control.update = lambda *args, **kwargs: False
+    pipeline.control.demand, pipeline.control.stride = demand, stride_at(0.0)
+    pipeline.run()
+    return seen
+
+
+def test_a_saturated_encoder_s_turns_only_put_windows_off():
+    """While the stride control finds the encoder saturated (a demand of ROOM or more), taking turns
+    never brings a window forward, which would add work it has no time for."""
+    seen = _controlled(GaitEncoder(SGELA(SGELAConfig(hidden=HIDDEN)), "body", device="cpu"), lambda t: 3, demand=0.9)
+    for p in range(6):
+        gaps = np.diff(sorted(k for q, k in seen.windows if q == p))
+        assert gaps.min() >= 3 and gaps.max() <= 5, (p, gaps)
+    frames = Counter(k for _, k in seen.windows)
+    all_in = max(min(k for q, k in seen.windows if q == p) for p in range(6))
+    assert max(n for k, n in frames.items() if k > all_in) <= 2, sorted(frames.items())
+
+
+def test_after_a_spell_at_stride_1_everyone_takes_turns_again():
+    """At stride 1 everyone cuts a window every frame; back at stride 3 they are spread again."""
+    seen = _controlled(GaitEncoder(SGELA(SGELAConfig(hidden=HIDDEN)), "body", device="cpu"),
+                       lambda t: 1 if 50 / 30 <= t < 70 / 30 else 3, demand=0.3)
+    frames = Counter(k for _, k in seen.windows)
+    assert max(frames[k] for k in range(50, 71)) == 6  # stride 1: everyone, every frame
+    assert max(n for k, n in frames.items() if k > 72) <= 2, sorted(frames.items())
 
 
 def test_a_file_or_no_max_stride_keeps_the_stride_fixed(encoder):

@@ -14,9 +14,9 @@ itself runs unchanged:
   complete its window, so the window latency (its newest frame to the decision) is kept too:
   that is the processing delay, and what says whether a stride keeps up. With n windows over
   those frames, every (frames / n)-th from the newest is a window's newest frame: exact at a
-  fixed stride, and at one that adapts to load as long as it held over those frames (a window moved
-  for people to take turns, `stream.pipeline`, covers up to s - 1 frames more or fewer, once). It also
-  times how long the newest AGEs waited between the encoder finishing them and the decision;
+  fixed stride, and at one that adapts to load as long as it held over those frames (a window
+  moved for people to take turns, `stream.pipeline`, covers up to s - 1 frames more or fewer,
+  once per run and stride). It also times how long the newest AGEs waited between the encoder finishing them and the decision;
 - `CountingEncoder`: encoder calls, batch sizes, encode time, when the last call finished; with
   `slowdown` k it computes every call k times, which emulates on this machine an encoder k times
   slower (a smaller machine) without a scheduler's time slices in the way, as sharing a core with

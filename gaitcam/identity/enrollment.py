@@ -95,7 +95,8 @@ class TrackEvidence:
 def track_evidence(seq: SkeletonSequence, track: int, encoder: GaitEncoder, rule: WindowRule | None = None
                    ) -> TrackEvidence:
     """Encode one track through the one window rule, as the live stream cuts it (live, a window
-    may come up to stride - 1 frames earlier or later once, for people in view to take turns)."""
+    may come up to stride - 1 frames earlier or later, once per run and stride, for people in view
+    to take turns)."""
     rule = rule or WindowRule(f=encoder.f)
     return windows_evidence(track_windows(seq, rule), track, encoder, rule)
 

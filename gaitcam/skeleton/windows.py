@@ -22,8 +22,9 @@ means, and the encoder trains on what it will see. Frame by frame:
    segment of `segment` frames every `segment_hop` frames (`skeleton.cycle`). The live
    pipeline may change a track's stride as it goes (`TrackWindower.stride`, under load): the
    next window then comes `stride` frames after the last one; segments keep their own hop. It
-   may also move a track's next window a few frames earlier or later once (`TrackWindower.move`),
-   so that people in view take turns instead of all completing windows in the same frame.
+   may also move a track's next window a few frames earlier or later, once per run and stride
+   (`TrackWindower.move`), so that people in view take turns instead of all completing windows
+   in the same frame.
 
 Strides: training uses f // 2 (overlapping windows), the paper's test f (disjoint windows), live
 `LIVE_STRIDE`. A window never spans a restart.
@@ -139,7 +140,7 @@ class TrackWindower:
         self._raw = np.empty((rule.smooth, 20, 5), dtype=np.float32)  # the last resampled frames, to smooth
         self._raw_count = 0  # resampled frames in the current run
         self._count = 0  # smoothed frames in the current run
-        self._cut = 0  # `_count` at the run's last window (0: none yet)
+        self._cut = 0  # `_count` at the run's last window, or as `move` set it (0: no window yet)
         self._grid_time = 0.0  # time of the run's last grid frame
         self._stride = rule.stride
         self._started = False  # the track has had a run (a later restart is a gap)
@@ -172,7 +173,8 @@ class TrackWindower:
         apart again. No effect before the run's first window."""
         if self._cut:
             due = max(self._cut, self._count + 1 - self._stride)  # an overdue window comes next
-            self._cut = max(due + frames, self._count + 1 - self._stride)
+            # (at least 1: 0 means no window yet; at a stride over f that is a frame later, once)
+            self._cut = max(due + frames, self._count + 1 - self._stride, 1)
 
     def push(self, time: float, joints: np.ndarray, states: np.ndarray | None = None
              ) -> tuple[list[Window], list[np.ndarray]]:

@@ -21,14 +21,16 @@ is room. A file source waits for the loop anyway and keeps its stride, so a repl
 windows an offline run cuts.
 
 At a stride of s, a live source's people take turns: when a track's run cuts its first window, or
-the stride changes, the loop moves that track's next window into the least busy of the s frames,
-by the fewest frames (`TrackWindower.move`), and leaves it there: earlier rather than later while
-the encoder has room (an earlier window costs a little encoder work once, a later one makes its
-frames wait longer), later rather than earlier when the stride control finds it saturated.
+the stride changes, the loop moves that track's next window into the least busy of the s frames
+(`TrackWindower.move`) and leaves it there: earlier if it can while the encoder has room (an
+earlier window costs a little encoder work once, a later one makes its frames wait longer), only
+later when the stride control finds it saturated; then by the fewest frames. After a spell at
+stride 1 (a window every frame for everyone) all are placed again.
 People who walked in together otherwise all complete windows in one frame of every s, and the
 encoder gets one batch s times the size, every s frames: each window waits for the whole batch
 (measured in `BENCHMARKS.md`, "pipeline_auto"). The frames are counted on the tracks' 30 fps
-grids (`TrackWindower.next_window_time`), which the jitter of a source's timestamps does not move.
+grids (`TrackWindower.next_window_time`), which the jitter of a source's timestamps does not move:
+a placed track stays in its frame.
 
 The matcher is only ever called from this loop's thread, so it needs no locking.
 """
@@ -307,6 +309,8 @@ class Pipeline:
                 frame, bodies=[Body(i, b.joints, b.states) for i, b in zip(update.ids, bodies)]))
         if self._take_turns and self.current_stride > 1:
             self._spread(update.ids, frame.time)
+        else:  # at stride 1 everyone cuts a window every frame: all to be placed again after it
+            self._placed_stride = 0
         windows: list[tuple[int, float, Window]] = []
         segments: dict[int, np.ndarray] = {}
         for track_id, body_joints, body_states in zip(update.ids, joints, states):
@@ -318,10 +322,10 @@ class Pipeline:
     def _spread(self, ids: list[int], now: float) -> None:
         """Give each track in view with a window phase a turn: once, when it first has one (its
         run's first window cut) or the stride changed, its next window is moved into the least
-        busy frame of the stride, counted over the tracks already placed, by the fewest frames,
-        earlier where it can while the encoder has room, else later; placed tracks are not moved
-        again, so the timestamps' jitter cannot move anyone twice (module docstring). `now`: the
-        time of the frame about to be processed."""
+        busy frame of the stride, counted over the tracks already placed: earlier if it can while
+        the encoder has room, only later when it is saturated, then by the fewest frames; placed
+        tracks are not moved again, so the timestamps' jitter cannot move anyone twice (module
+        docstring). `now`: the time of the frame about to be processed."""
         stride = self.current_stride
         if stride != self._placed_stride:
             self._placed.clear()
@@ -337,7 +341,9 @@ class Pipeline:
             if due is None:  # no window in this run yet (a new track, or one that restarted)
                 self._placed.discard(track_id)
                 continue
-            frame = max(round((due - now) * self.rule.rate), 0)
+            # Frames from now, each time rounded on its own: a window's time is fixed on its grid,
+            # and the jitter of `now` is the same for every track, so no placed track changes frame.
+            frame = max(round(due * self.rule.rate) - round(now * self.rule.rate), 0)
             if track_id in self._placed:
                 busy[frame % stride] += 1
             else:
@@ -347,10 +353,12 @@ class Pipeline:
         # (the stride control's demand at ROOM or over, as after a widening) has no work to spare.
         sooner = self.control is None or self.control.demand < ROOM
         for track_id, windower, frame in unplaced:
-            here = frame % stride
-            turn = min(range(stride), key=lambda k: (busy[k], k != here and (k > here) == sooner, abs(k - here)))
-            windower.move(turn - here)
-            busy[turn] += 1
+            # Frames it may move to: a stride's worth later, and while sooner, earlier too (not
+            # before this frame).
+            options = range(max(frame - stride + 1, 0) if sooner else frame, frame + stride)
+            turn = min(options, key=lambda t: (busy[t % stride], t != frame and (t > frame) == sooner, abs(t - frame)))
+            windower.move(turn - frame)
+            busy[turn % stride] += 1
             self._placed.add(track_id)
 
     def _sensor_floor(self, plane: tuple[float, float, float, float]) -> None:
