@@ -161,6 +161,9 @@ def test_counting_encoder_computes_every_call_slowdown_times():
 def test_pipeline_run_with_the_stride_adapting(tiny):
     s = run_pipeline(tiny, _Matcher(), people=2, stride=1, max_stride=6, seconds=1.5, speed=2.0).summary()
     assert s["windows"] > 0 and s["max_stride"] == 6 and 1 <= s["stride_mean"] <= 6
+    changes = s["stride_changes"]  # (seconds in, the stride from then), from the first frame on
+    assert changes[0][1] == 1 and all(1 <= k <= 6 for _, k in changes)
+    assert all(a[0] <= b[0] and a[1] != b[1] for a, b in zip(changes, changes[1:]))
     assert s["window_latency_ms_p99"] is not None and isinstance(s["keeps_up"], bool)
 
 

@@ -47,7 +47,7 @@ from gaitcam.recording.recording import Recording
 from gaitcam.sensors.base import Frame, Source
 from gaitcam.sensors.replay import ReplaySource
 from gaitcam.skeleton.windows import SEGMENT, WindowRule, track_windows
-from gaitcam.stream.pipeline import Pipeline
+from gaitcam.stream.pipeline import Pipeline, Snapshot
 
 SCENE_SECONDS = 60.0  # the crowd recording's length; the replay loops it (new people each time)
 MAX_LATENCY = 0.1  # seconds: window to decision, p99, for a stride to count as keeping up
@@ -263,6 +263,7 @@ class PipelineRun:
     rss_start: float = 0.0
     rss_end: float = 0.0
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
+    stride_changes: list[tuple[float, int]] = field(default_factory=list)  # (seconds in, stride from then)
 
     @property
     def keeps_up(self) -> bool:
@@ -307,6 +308,8 @@ class PipelineRun:
         }
         if self.rss_samples:
             out["rss_mb_samples"] = self.rss_samples
+        if self.max_stride is not None:  # where an adapting stride went, and when: what a mean hides
+            out["stride_changes"] = self.stride_changes
         return out
 
 
@@ -335,10 +338,12 @@ def run_pipeline(
                       window_latency=probe.window_latency, result_wait=probe.result_wait, encode=counting.seconds)
     start_wall, start_cpu = clock.monotonic(), clock.process_time()
 
-    def on_frame(_snapshot: object) -> None:
+    def on_frame(snapshot: Snapshot) -> None:
         elapsed = clock.monotonic() - start_wall
         if rss_every and (not run.rss_samples or elapsed - run.rss_samples[-1][0] >= rss_every):
             run.rss_samples.append((round(elapsed, 1), round(rss_mb(), 1)))
+        if not run.stride_changes or snapshot.stats.stride != run.stride_changes[-1][1]:
+            run.stride_changes.append((round(elapsed, 2), snapshot.stats.stride))
 
     stats = Pipeline(source, counting, probe, stride=stride, max_stride=max_stride, on_frame=on_frame).run(duration=seconds)
     run.wall, run.cpu = clock.monotonic() - start_wall, clock.process_time() - start_cpu
