@@ -293,11 +293,11 @@ def test_a_lag_the_encoder_did_not_cause_does_not_widen_the_stride():
     assert [interval(0.6) for _ in range(5)] == [3] * 5  # 0.6 x 3/2 = 0.9 at stride 2: no room
 
 
-def test_a_narrower_stride_is_taken_while_its_demand_and_lag_would_stay_in_bounds():
-    """One step narrower, from s to s - 1, the demand and the lag grow by at most s / (s - 1):
-    while both would stay in bounds there (a demand under NARROW, the lag under target) the stride
-    narrows, even from a demand over ROOM; a lag that would pass the target keeps it."""
-    control, now, load = StrideControl(1, 6, calm=1), [0.0], [EncoderLoad(0.0, 0, 0)]
+def _intervals(control: StrideControl):
+    """Drive `control` interval by interval: `interval(share, lag, came)` is 0.5 s with the encoder
+    busy `share` of it, every window back after `lag` s, `came` windows offered and 30 done; it
+    returns the stride decided."""
+    now, load = [0.0], [EncoderLoad(0.0, 0, 0)]
     control.update(0.0, 0, 0, load[0])
 
     def interval(share: float, lag: float, came: int = 30) -> int:
@@ -307,6 +307,15 @@ def test_a_narrower_stride_is_taken_while_its_demand_and_lag_would_stay_in_bound
         load[0] = EncoderLoad(busy + share * 0.5, offered + came, finished + 30)
         control.update(now[0], 0, 0, load[0])
         return control.stride
+
+    return interval
+
+
+def test_a_narrower_stride_is_taken_while_its_demand_and_lag_would_stay_in_bounds():
+    """One step narrower, from s to s - 1, the demand and the lag grow by at most s / (s - 1):
+    while both would stay in bounds there (a demand under NARROW, the lag under target) the stride
+    narrows, even from a demand over ROOM; a lag that would pass the target keeps it."""
+    interval = _intervals(StrideControl(1, 6, calm=1))
 
     assert [interval(1.0, 0.2, came=60), interval(1.0, 0.2, came=36)] == [2, 4]  # demand 2.0, then 1.2
     assert interval(0.6, 0.03) == 3  # 0.6 x 4/3 = 0.8, 30 ms x 4/3 = 40 ms
@@ -319,16 +328,7 @@ def test_a_lag_over_target_from_an_encoder_that_keeps_up_must_last_two_intervals
     """With a demand under 1 the encoder's queue does not grow: one interval over target (the
     machine's noise) does not widen, two in a row do, and the interval after a widening (the windows
     queued at the narrower stride draining) does not count; a demand of 1 or more widens at once."""
-    control, now, load = StrideControl(1, 6), [0.0], [EncoderLoad(0.0, 0, 0)]
-    control.update(0.0, 0, 0, load[0])
-
-    def interval(share: float, lag: float, came: int = 30) -> int:
-        control.add([lag] * 10)
-        now[0] += 0.5
-        busy, offered, finished = load[0]
-        load[0] = EncoderLoad(busy + share * 0.5, offered + came, finished + 30)
-        control.update(now[0], 0, 0, load[0])
-        return control.stride
+    interval = _intervals(StrideControl(1, 6))
 
     assert [interval(0.9, 0.06), interval(0.9, 0.04), interval(0.9, 0.06)] == [1, 1, 1]  # never twice in a row
     assert interval(0.9, 0.06) == 2  # twice: 0.9 / 0.7 = 1.3, one step
