@@ -8,7 +8,7 @@ import pytest
 from gaitcam.model.encoder import GaitEncoder
 from gaitcam.model.sgela import SGELA, SGELAConfig
 from gaitcam.skeleton.windows import Window
-from gaitcam.stream.encode import EncodeWorker
+from gaitcam.stream.encode import CallCost, EncodeWorker
 
 
 class GatedEncoder:
@@ -146,4 +146,25 @@ def test_sources_sharing_a_worker_share_batches_and_keep_their_own_results_and_c
     assert [(r.track, r.window.joints[0, 0, 0]) for r in b] == [(1, 11)]
     assert (ca.stats.submitted, ca.stats.encoded, cb.stats.encoded, cc.stats.errors) == (3, 3, 1, 1)
     assert worker.stats.submitted == 5 and worker.stats.encoded == 4 and worker.stats.errors == 1
-    assert ca.load() == cb.load() == worker.load() and worker.load()[1:] == (5, 5)  # every client's, together
+    assert ca.load() == cb.load() == worker.load() and worker.load()[1:4] == (5, 5, 2)  # every client's, together
+
+
+def test_call_cost_fits_a_fixed_and_a_per_window_part_from_the_calls_made():
+    cost = CallCost()
+    for _ in range(CallCost.MIN_CALLS - 1):
+        cost.add(1, 0.0025)
+        cost.add(3, 0.0035)
+    cost.add(1, 0.0025)
+    assert cost.line() is None  # one size with MIN_CALLS calls: no line yet
+    cost.add(3, 0.0035)
+    assert cost.line() == pytest.approx((0.002, 0.0005))  # 2 ms a call, 0.5 ms a window
+    for i in range(500):  # the commonest size, with noise, does not drown the others
+        cost.add(3, 0.0035 + 0.0004 * (-1) ** i)
+    for _ in range(CallCost.MIN_CALLS):
+        cost.add(6, 0.005)
+    assert cost.line() == pytest.approx((0.002, 0.0005), rel=0.05)
+    falling = CallCost()  # a line that would fall (noise) is flat: never a negative cost
+    for _ in range(CallCost.MIN_CALLS):
+        falling.add(1, 0.004)
+        falling.add(2, 0.003)
+    assert falling.line() == pytest.approx((0.0035, 0.0))

@@ -276,7 +276,7 @@ def test_a_lag_the_encoder_did_not_cause_does_not_widen_the_stride():
     def interval(share: float, came: int = 30, done: int = 30, backlog: int = 0) -> int:
         control.add([0.12] * 10)  # well over the 50 ms target
         now[0] += 0.5
-        busy, offered, finished = load[0]
+        busy, offered, finished, *_ = load[0]
         load[0] = EncoderLoad(busy + share * 0.5, offered + came, finished + done)
         control.update(now[0], backlog, 0, load[0])
         return control.stride
@@ -303,7 +303,7 @@ def _intervals(control: StrideControl):
     def interval(share: float, lag: float, came: int = 30) -> int:
         control.add([lag] * 10)
         now[0] += 0.5
-        busy, offered, finished = load[0]
+        busy, offered, finished, *_ = load[0]
         load[0] = EncoderLoad(busy + share * 0.5, offered + came, finished + 30)
         control.update(now[0], 0, 0, load[0])
         return control.stride
@@ -317,24 +317,49 @@ def test_a_narrower_stride_is_taken_while_its_demand_and_lag_would_stay_in_bound
     narrows, even from a demand over ROOM; a lag that would pass the target keeps it."""
     interval = _intervals(StrideControl(1, 6, calm=1))
 
-    assert [interval(1.0, 0.2, came=60), interval(1.0, 0.2, came=36)] == [2, 4]  # demand 2.0, then 1.2
+    assert [interval(1.0, 0.2, came=60), interval(1.0, 0.2, came=40)] == [2, 4]  # demand 2.0, then 1.33
     assert interval(0.6, 0.03) == 3  # 0.6 x 4/3 = 0.8, 30 ms x 4/3 = 40 ms
     assert interval(0.62, 0.04) == 3  # 0.62 x 3/2 = 0.93, but 40 ms x 3/2 = 60 ms: over target there
     assert interval(0.62, 0.03) == 2  # 0.93 and 45 ms
     assert [interval(0.8, 0.03) for _ in range(3)] == [2] * 3  # 0.8 x 2 = 1.6 at stride 1: no room
 
 
+def test_a_narrower_stride_s_larger_batches_cost_what_the_encoder_s_calls_say():
+    """With several windows a call, a narrower stride keeps the calls at one a frame and makes each
+    larger: the demand and the lag grow by what the encoder's call-cost line says, less than
+    s / (s - 1) by the calls' fixed part. With a window a call (a narrower stride may add calls) or
+    no line yet, by s / (s - 1)."""
+
+    def decide(windows_per_call: int, call_cost: tuple[float, float] | None) -> int:
+        control = StrideControl(1, 6, calm=1)
+        control.stride = 3
+        control.update(0.0, 0, 0, EncoderLoad(0.0, 0, 0, 0, call_cost))
+        control.add([0.035] * 10)
+        done = 15 * windows_per_call
+        control.update(0.5, 0, 0, EncoderLoad(0.35, done, done, 15, call_cost))  # demand 0.7
+        return control.stride
+
+    # 2 ms a call + 0.5 ms a window, from 2 windows a call to 3: x 3.5 / 3, so 0.82 and 41 ms at stride 2
+    assert decide(2, (0.002, 0.0005)) == 2
+    assert decide(2, None) == 3  # x 3/2: 1.05
+    assert decide(1, (0.002, 0.0005)) == 3
+    assert decide(2, (0.0, 0.001)) == 3  # no fixed part: x 3/2 again
+
+
 def test_a_lag_over_target_from_an_encoder_that_keeps_up_must_last_two_intervals():
     """With a demand under 1 the encoder's queue does not grow: one interval over target (the
     machine's noise) does not widen, two in a row do, and the interval after a widening (the windows
-    queued at the narrower stride draining) does not count; a demand of 1 or more widens at once."""
+    queued at the narrower stride draining) does not count. Up to OVERLOAD the same holds for a
+    demand of 1 or more (its queue grows, but slowly); from OVERLOAD on it widens at once."""
     interval = _intervals(StrideControl(1, 6))
 
     assert [interval(0.9, 0.06), interval(0.9, 0.04), interval(0.9, 0.06)] == [1, 1, 1]  # never twice in a row
     assert interval(0.9, 0.06) == 2  # twice: 0.9 / 0.7 = 1.3, one step
     assert interval(0.9, 0.12) == 2  # the interval after the widening: what came before it draining
     assert [interval(0.9, 0.06), interval(0.9, 0.06)] == [2, 3]  # then over target twice: another step
-    assert interval(1.0, 0.06, came=33) == 5  # demand 1.1: at once, to 3 x 1.1 / 0.7 = 4.7
+    assert interval(1.0, 0.06, came=33) == 3  # demand 1.1, under OVERLOAD: the interval after a widening ...
+    assert [interval(1.0, 0.06, came=33), interval(1.0, 0.06, came=33)] == [3, 5]  # ... then twice: 3 x 1.1 / 0.7 = 4.7
+    assert interval(1.0, 0.06, came=39) == 6  # demand 1.3: at once, though just widened (to 10, at most 6)
 
 
 def test_an_overload_far_over_target_widens_before_the_interval_is_out():
@@ -366,6 +391,14 @@ def test_an_overload_far_over_target_widens_before_the_interval_is_out():
         busy.add([0.09] * 10)
         assert busy.update(0.7, 0, 0, EncoderLoad(0.5 * last + 0.18, 42, 42)) == early  # demand 0.9 so far
         assert busy.stride == (2 if early else 1)
+    # From an encoder that was busy, not even a demand over 1 so far decides early: a quarter
+    # interval holds a few calls, one stalled call makes it (the interval's end decides).
+    busy = StrideControl(1, 6)
+    busy.update(0.0, 0, 0, EncoderLoad(0.0, 0, 0))
+    busy.add([0.03] * 10)
+    busy.update(0.5, 0, 0, EncoderLoad(0.4, 30, 30))
+    busy.add([0.09] * 10)
+    assert not busy.update(0.7, 0, 0, EncoderLoad(0.6, 50, 36)) and busy.stride == 1  # demand 3.3 so far
 
 
 def test_without_the_encoder_s_load_the_lag_alone_decides():

@@ -62,6 +62,42 @@ class EncoderLoad(NamedTuple):
     busy: float  # seconds spent encoding, the batch being encoded included
     offered: int  # windows handed to the worker: queued, or refused by a full queue
     done: int  # windows finished with (`EncodeStats.done`)
+    calls: int = 0  # encoder calls finished (batches)
+    # A call's seconds as fixed + per_window x windows, fitted over the batch sizes seen (None
+    # until two sizes have been seen often enough): how a larger batch would cost
+    call_cost: tuple[float, float] | None = None
+
+
+class CallCost:
+    """A call's cost against its batch size, learned from the calls made: per batch size a moving
+    average of its seconds, and through them a straight line (weighted least squares). At small
+    batches most of a call is fixed (the call itself, and the weights read once for the whole
+    batch), so a batch of 3 costs far less than 3 batches of 1: the stride control asks this
+    line, not the windows alone, what a narrower stride's larger batches would cost."""
+
+    ALPHA = 0.1  # weight of a new call in its size's average
+    MIN_CALLS = 5  # calls of a size before it counts
+    MAX_WEIGHT = 50  # so the commonest size does not drown the others
+
+    def __init__(self) -> None:
+        self._sizes: dict[int, tuple[int, float]] = {}  # windows -> (calls, mean seconds)
+
+    def add(self, windows: int, seconds: float) -> None:
+        calls, mean = self._sizes.get(windows, (0, seconds))
+        self._sizes[windows] = (calls + 1, mean + max(self.ALPHA, 1 / (calls + 1)) * (seconds - mean))
+
+    def line(self) -> tuple[float, float] | None:
+        """(fixed, per_window) seconds, both at least 0; None before two sizes have MIN_CALLS calls."""
+        seen = [(n, mean, min(calls, self.MAX_WEIGHT)) for n, (calls, mean) in self._sizes.items()
+                if calls >= self.MIN_CALLS]
+        if len(seen) < 2:
+            return None
+        n, t, w = (np.array(c, dtype=np.float64) for c in zip(*seen))
+        n_mean, t_mean = np.average(n, weights=w), np.average(t, weights=w)
+        slope = float(np.sum(w * (n - n_mean) * (t - t_mean)) / np.sum(w * (n - n_mean) ** 2))
+        slope = max(slope, 0.0)
+        fixed = max(float(t_mean - slope * n_mean), 0.0)
+        return fixed, slope
 
 
 _STOP = object()
@@ -119,10 +155,11 @@ class EncodeWorker:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._finished = threading.Condition()  # notified after every batch: `EncodeClient.drain`
         self._thread = threading.Thread(target=self._run, name="gaitcam-encode", daemon=True)
-        # (seconds, done, began) of `stats` as one value, replaced whole so that `load` reads a
-        # consistent triple from another thread; began: perf_counter when the batch now being
-        # encoded began, None between batches
-        self._progress: tuple[float, int, float | None] = (0.0, 0, None)
+        self._cost = CallCost()
+        # (seconds, done, began, calls, call cost) as one value, replaced whole so that `load`
+        # reads a consistent set from another thread; began: perf_counter when the batch now
+        # being encoded began, None between batches
+        self._progress: tuple[float, int, float | None, int, tuple[float, float] | None] = (0.0, 0, None, 0, None)
 
     def client(self, on_result: Callable[[list[EncodedWindow]], None]) -> EncodeClient:
         """Another source on this worker."""
@@ -134,9 +171,9 @@ class EncodeWorker:
     def load(self) -> EncoderLoad:
         """How much work came in and how much was done so far (the stride control reads from it
         how busy the encoder was in each interval, and how busy keeping up would have made it)."""
-        seconds, done, began = self._progress
+        seconds, done, began, calls, cost = self._progress
         busy = seconds + (0.0 if began is None else time.perf_counter() - began)
-        return EncoderLoad(busy, self.stats.submitted + self.stats.dropped, done)
+        return EncoderLoad(busy, self.stats.submitted + self.stats.dropped, done, calls, cost)
 
     @property
     def queued(self) -> int:
@@ -201,7 +238,7 @@ class EncodeWorker:
         windows = np.stack([w.joints for _, _, _, w, _ in batch])
         try:
             began = time.perf_counter()
-            self._progress = (self.stats.seconds, self.stats.done, began)
+            self._progress = (self.stats.seconds, self.stats.done, began, *self._progress[3:])
             ages = self.encoder.encode(windows, level="window", mirror=True)  # as enrolment encodes
             seconds = time.perf_counter() - began
         except Exception:  # one bad batch must not stop the live loop
@@ -229,6 +266,7 @@ class EncodeWorker:
         if ages is not None:
             self.stats.batches += 1
             self.stats.seconds += seconds
-        self._progress = (self.stats.seconds, self.stats.done, None)
+            self._cost.add(len(batch), seconds)
+        self._progress = (self.stats.seconds, self.stats.done, None, self.stats.batches, self._cost.line())
         with self._finished:
             self._finished.notify_all()

@@ -21,16 +21,19 @@ what a window holds (the same f consecutive frames). So the pipeline measures it
   whichever source brought the load.
 
 Overloaded (the backlog over `max_backlog`, or the lag p95 over `target` from an encoder with a
-demand of at least 1, or of at least `SATURATED` two intervals in a row): wider at once, because a
-backlog compounds: to the stride at which the demand would come to `ROOM` (the demand falls as
-1 / stride), at least one step and at most double. An encoder that keeps up (a demand under 1)
-has a stable queue, and one interval over target from it is as likely a busy machine's noise as
-its queue: it widens on the second in a row, and the interval right after a widening does not
-count (it drains the windows cut at the narrower stride). A quarter into an interval, windows
-back over target from a saturated encoder already count when the load stepped up (the last
-interval's demand under `ROOM`, or a demand of 1 or more now; not in the interval right after a
-widening, nor at the widest stride): six people stepping into view at once otherwise pile up
-half a second of windows that take a second to drain.
+demand of at least `OVERLOAD`, or of at least `SATURATED` two intervals in a row): wider at once,
+because a backlog compounds: to the stride at which the demand would come to `ROOM` (the demand
+falls as 1 / stride), at least one step and at most double. An encoder that keeps up (a demand
+under 1) has a stable queue, and one interval over target from it is as likely a busy machine's
+noise as its queue; so is a demand a little over 1, whose queue grows by a small part of an
+interval's work each interval (and the backlog rule catches a queue that keeps growing): it
+widens on the second in a row, and the interval right after a widening does not count (it
+drains the windows cut at the narrower stride). A quarter into an interval, windows back over
+target from a saturated encoder already count when the load stepped up (the last interval's
+demand under `ROOM`; not in the interval right after a widening, nor at the widest stride): six
+people stepping into view at once otherwise pile up half a second of windows that take a second
+to drain. From an encoder that was already busy, a quarter interval's demand (a few calls, one
+of them stalled by the machine) is noise, not a step: it waits for the interval's end.
 
 A lag over target while the encoder has time to spare is not cut by a wider stride, which only
 lengthens each frame's wait for its window to fill (1 / fps a step): below saturation the
@@ -45,16 +48,19 @@ Calm (backlog at most 1, and a demand that would stay under `ROOM` one step narr
 `NARROW` with the lag too staying under target there) for `calm` intervals in a row: one step
 narrower. From s to s - 1 each person's windows come s / (s - 1) times as often; the pipeline
 spreads people's windows over a stride's frames (`stream.pipeline`), so the encoder's calls stay
-one a frame, each batch s / (s - 1) times the size. The demand and the lag are taken to grow by
-that factor. For the demand that is at most what it grows by: a batch's fixed cost (the call,
-normalisation, the weights read once for several windows) does not grow with it, so the narrower
-stride keeps up when it is under 1 (`NARROW`). For the lag it is an estimate, which holds while
-the encoder keeps up (its queue grows faster near a demand of 1; a narrowing that overloads is
-undone, see below). Measured with the bench's `--slowdown 5` emulation, the
-demand at strides 2, 3 and 4 was about 0.8, 0.65 and 0.55, where windows alone would have made
-it 0.8, 0.53 and 0.4. A narrower step that overloads again within `calm` intervals doubles the
-calm intervals the next narrowing needs (up to `MAX_CALM`), so a load between two strides
-settles on the wider one instead of flapping. Overloaded at the widest stride with the backlog
+one a frame, each batch s / (s - 1) times the size. A batch's fixed cost (the call,
+normalisation, the weights read once for several windows) does not grow with it: measured with
+the bench's `--slowdown 5` emulation, the demand at strides 2, 3 and 4 was about 0.8, 0.65 and
+0.55, where windows alone would have made it 0.8, 0.53 and 0.4. So the demand and the lag are
+taken to grow by what the encoder's call-cost line (`EncoderLoad.call_cost`, fitted over the
+batch sizes it has run) says the larger calls cost, and by s / (s - 1), an upper bound, where
+calls have a window each (a narrower stride may bring more calls as well) or the line is not
+known yet. For the lag it is an estimate, which holds while the encoder keeps up (its queue grows
+faster near a demand of 1; a narrowing that overloads is undone, see below). Without the line,
+from stride 3 at a demand of 0.65 the bound said 0.98 at stride 2 (0.8 measured), and a run that
+one busy spell had widened stayed at 3 for the rest. A narrower step that overloads again
+within `calm` intervals doubles the calm intervals the next narrowing needs (up to `MAX_CALM`),
+so a load between two strides settles on the wider one instead of flapping. Overloaded at the widest stride with the backlog
 still growing or windows dropped is `behind`: warned once per episode, which ends at the first
 interval that is not overloaded.
 """
@@ -76,8 +82,9 @@ CALM = 3  # calm intervals before a step narrower
 MAX_CALM = 32  # the most calm intervals a narrower step can come to need (16 s)
 MAX_BACKLOG = 3  # frames waiting: more than one batch gathering behind the one being encoded
 SATURATED = 0.85  # the encoder's demand from which a lag over target is its queue's
+OVERLOAD = 1.25  # the demand from which one interval over target widens: its queue grows a quarter interval each
 ROOM = 0.7  # the demand a widening aims at, and under which a narrower stride has room whatever the lag
-NARROW = 1.0  # the demand one step narrower under which it keeps up (from an upper bound: module docstring)
+NARROW = 1.0  # the demand one step narrower under which it keeps up (while the lag stays under target)
 DEFAULT_MAX_STRIDE = 6  # one window per person per 0.2 s at 30 fps, windows still overlapping (f = 6)
 
 
@@ -124,25 +131,25 @@ class StrideControl:
         early = now - self._start < self.interval
         if early and not self._urgent(demand):
             return False
+        growth = self._growth(load) if self.stride > self.base else 1.0  # (read before the interval restarts)
         lags, self._lags, self._start, self._load = self._lags, [], now, load
         settling, self._settling = self._settling, False
         # No window back in a whole interval: idle when nothing waits, stuck when something does.
         self.lag = float(np.percentile(lags, 95)) if lags else self.interval if backlog else 0.0
         self.demand = 0.0 if demand is None else demand
-        # Over target from an encoder that keeps up (SATURATED <= demand < 1): its queue's when it
+        # Over target from a saturated encoder (SATURATED <= demand < OVERLOAD): its queue's when it
         # lasts two intervals (not counting the one after a widening) or the load stepped up (early).
         over = self.lag > self.target
-        lagging = over and (demand is None or demand >= 1 or (demand >= SATURATED and (self._over or early)))
+        lagging = over and (demand is None or demand >= OVERLOAD or (demand >= SATURATED and (self._over or early)))
         self._over = over and not settling and (demand is None or demand >= SATURATED)
         overloaded = lagging or backlog > self.max_backlog
         # Room for a narrower step: a demand that would stay under ROOM at the narrower stride, or
-        # under NARROW with the lag under target there (both grow by at most stride / (stride - 1)).
+        # under NARROW with the lag under target there (both taken to grow by `growth`).
         if self.stride == self.base:
             room = False  # nothing narrower to go to
         elif demand is None:
             room = self.lag < self.target / 2
         else:
-            growth = self.stride / (self.stride - 1)
             room = demand * growth < ROOM or (demand * growth < NARROW and self.lag * growth < self.target)
         growing = backlog > self._backlog or dropped > self._dropped
         self._backlog, self._dropped = backlog, dropped
@@ -155,12 +162,28 @@ class StrideControl:
 
     def _urgent(self, demand: float | None) -> bool:
         """(Past a quarter of the interval) windows back over the target lag from a saturated
-        encoder after a step in the load (the last interval's demand under ROOM, or a demand of 1
-        or more now): an overload that would compound until the interval is out. Not while the
-        last widening's first interval drains what came before it, nor at the widest stride."""
+        encoder after a step in the load (the last interval's demand under ROOM): an overload
+        that would compound until the interval is out. Not while the last widening's first
+        interval drains what came before it, nor at the widest stride."""
         return (not self._settling and self.stride < self.maximum and demand is not None and demand >= SATURATED
-                and (demand >= 1 or self.demand < ROOM)
+                and self.demand < ROOM
                 and len(self._lags) > 0 and float(np.percentile(self._lags, 95)) > self.target)
+
+    def _growth(self, load: EncoderLoad | None) -> float:
+        """How much the demand and the lag grow one step narrower, from s to s - 1: s / (s - 1)
+        where each call has one window (a narrower stride may bring more calls as well) or the
+        calls' cost is not known yet; with several windows a call, the calls stay one a frame and
+        each takes s / (s - 1) times the windows, which costs what the encoder's `call_cost` line
+        says (the fixed part does not grow)."""
+        bound = self.stride / (self.stride - 1)
+        if load is None or self._load is None or load.call_cost is None:
+            return bound
+        calls, done = load.calls - self._load.calls, load.done - self._load.done
+        fixed, per_window = load.call_cost
+        if calls <= 0 or done <= calls or fixed + per_window <= 0:
+            return bound
+        windows = done / calls
+        return min(max((fixed + per_window * windows * bound) / (fixed + per_window * windows), 1.0), bound)
 
     def _demand(self, load: EncoderLoad | None, seconds: float) -> float | None:
         """The encoder's busy share over the last `seconds` (the batch in progress included),
