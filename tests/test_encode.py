@@ -158,13 +158,21 @@ def test_call_cost_fits_a_fixed_and_a_per_window_part_from_the_calls_made():
     assert cost.line() is None  # one size with MIN_CALLS calls: no line yet
     cost.add(3, 0.0035)
     assert cost.line() == pytest.approx((0.002, 0.0005))  # 2 ms a call, 0.5 ms a window
-    for i in range(500):  # the commonest size, with noise, does not drown the others
-        cost.add(3, 0.0035 + 0.0004 * (-1) ** i)
+    for i in range(500):  # noise, and a stalled call, do not move a size's median
+        cost.add(3, 0.0035 + 0.00001 * (-1) ** i + (0.05 if i == 495 else 0.0))
     for _ in range(CallCost.MIN_CALLS):
-        cost.add(6, 0.005)
+        cost.add(2, 0.003)
     assert cost.line() == pytest.approx((0.002, 0.0005), rel=0.05)
+    neighbours = CallCost()  # two sizes side by side: their noise is no slope
+    for _ in range(CallCost.MIN_CALLS):
+        neighbours.add(3, 0.0035)
+        neighbours.add(4, 0.004)
+    assert neighbours.line() is None
     falling = CallCost()  # a line that would fall (noise) is flat: never a negative cost
     for _ in range(CallCost.MIN_CALLS):
         falling.add(1, 0.004)
-        falling.add(2, 0.003)
+        falling.add(3, 0.003)
     assert falling.line() == pytest.approx((0.0035, 0.0))
+    for _ in range(CallCost.STALE):  # sizes not called for a while no longer count
+        falling.add(2, 0.003)
+    assert falling.line() is None

@@ -326,24 +326,29 @@ def test_a_narrower_stride_is_taken_while_its_demand_and_lag_would_stay_in_bound
 
 def test_a_narrower_stride_s_larger_batches_cost_what_the_encoder_s_calls_say():
     """With several windows a call, a narrower stride keeps the calls at one a frame and makes each
-    larger: the demand and the lag grow by what the encoder's call-cost line says, less than
-    s / (s - 1) by the calls' fixed part. With a window a call (a narrower stride may add calls) or
-    no line yet, by s / (s - 1)."""
+    larger: the demand and the lag grow by the part of a call that is not fixed (the encoder's
+    call-cost line, the fixed part at most MAX_FIXED). With a window a call (a narrower stride may
+    add calls) or no line yet, by s / (s - 1); in between, the fixed part counts in proportion."""
 
-    def decide(windows_per_call: int, call_cost: tuple[float, float] | None) -> int:
+    def decide(windows_per_call: float, call_cost: tuple[float, float] | None, demand: float = 0.7) -> int:
         control = StrideControl(1, 6, calm=1)
         control.stride = 3
         control.update(0.0, 0, 0, EncoderLoad(0.0, 0, 0, 0, call_cost))
         control.add([0.035] * 10)
-        done = 15 * windows_per_call
-        control.update(0.5, 0, 0, EncoderLoad(0.35, done, done, 15, call_cost))  # demand 0.7
+        done = round(20 * windows_per_call)
+        control.update(0.5, 0, 0, EncoderLoad(0.5 * demand, done, done, 20, call_cost))
         return control.stride
 
-    # 2 ms a call + 0.5 ms a window, from 2 windows a call to 3: x 3.5 / 3, so 0.82 and 41 ms at stride 2
-    assert decide(2, (0.002, 0.0005)) == 2
+    line = (0.002, 0.001)  # 2 ms a call + 1 ms a window: at 2 windows a call half fixed
+    assert decide(2, line) == 2  # x 1.25: 0.875 and 44 ms at stride 2
     assert decide(2, None) == 3  # x 3/2: 1.05
-    assert decide(1, (0.002, 0.0005)) == 3
+    assert decide(1, line) == 3  # a window a call: x 3/2
+    assert decide(1.5, line) == 2  # half the fixed part counts: x 1.36, 0.95 and 48 ms
+    assert decide(1.5, line, demand=0.75) == 3  # 1.02
     assert decide(2, (0.0, 0.001)) == 3  # no fixed part: x 3/2 again
+    # A flat line (a noisy fit) would make the narrower stride free: the fixed part stops at MAX_FIXED
+    assert decide(2, (0.004, 0.0), demand=0.85) == 3  # x 1.2 at most: 1.02
+    assert decide(2, (0.004, 0.0), demand=0.8) == 2  # 0.96 and 42 ms
 
 
 def test_a_lag_over_target_from_an_encoder_that_keeps_up_must_last_two_intervals():
@@ -357,9 +362,9 @@ def test_a_lag_over_target_from_an_encoder_that_keeps_up_must_last_two_intervals
     assert interval(0.9, 0.06) == 2  # twice: 0.9 / 0.7 = 1.3, one step
     assert interval(0.9, 0.12) == 2  # the interval after the widening: what came before it draining
     assert [interval(0.9, 0.06), interval(0.9, 0.06)] == [2, 3]  # then over target twice: another step
-    assert interval(1.0, 0.06, came=33) == 3  # demand 1.1, under OVERLOAD: the interval after a widening ...
-    assert [interval(1.0, 0.06, came=33), interval(1.0, 0.06, came=33)] == [3, 5]  # ... then twice: 3 x 1.1 / 0.7 = 4.7
-    assert interval(1.0, 0.06, came=39) == 6  # demand 1.3: at once, though just widened (to 10, at most 6)
+    assert interval(1.0, 0.06, came=33) == 3  # demand 1.1, under OVERLOAD: not at once, though ...
+    assert interval(1.0, 0.06, came=33) == 4  # ... right after a widening it counts (not enough): one step
+    assert interval(1.0, 0.06, came=39) == 6  # demand 1.3: at once, though just widened, to 4 x 1.3 / 0.7 = 7.4, at most 6
 
 
 def test_an_overload_far_over_target_widens_before_the_interval_is_out():

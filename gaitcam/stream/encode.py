@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -63,41 +65,46 @@ class EncoderLoad(NamedTuple):
     offered: int  # windows handed to the worker: queued, or refused by a full queue
     done: int  # windows finished with (`EncodeStats.done`)
     calls: int = 0  # encoder calls finished (batches)
-    # A call's seconds as fixed + per_window x windows, fitted over the batch sizes seen (None
-    # until two sizes have been seen often enough): how a larger batch would cost
+    # A call's seconds as fixed + per_window x windows (`CallCost`; None until enough batch
+    # sizes have been seen): what a larger batch would cost
     call_cost: tuple[float, float] | None = None
 
 
 class CallCost:
-    """A call's cost against its batch size, learned from the calls made: per batch size a moving
-    average of its seconds, and through them a straight line (weighted least squares). At small
-    batches most of a call is fixed (the call itself, and the weights read once for the whole
-    batch), so a batch of 3 costs far less than 3 batches of 1: the stride control asks this
-    line, not the windows alone, what a narrower stride's larger batches would cost."""
+    """A call's cost against its batch size, learned from the calls made: per batch size the
+    median of its last calls, and through the sizes a straight line (least squares, weighted by
+    calls). At small batches most of a call is fixed (the call itself, and the weights read once
+    for the whole batch), so a batch of 3 costs far less than 3 batches of 1: the stride control
+    asks this line, not the windows alone, what a narrower stride's larger batches would cost."""
 
-    ALPHA = 0.1  # weight of a new call in its size's average
+    RECENT = 15  # calls kept per size: their median is the size's cost (a stalled call does not move it)
     MIN_CALLS = 5  # calls of a size before it counts
-    MAX_WEIGHT = 50  # so the commonest size does not drown the others
+    STALE = 900  # calls (30 s at one a frame) after which a size not called again no longer counts
+    MIN_SPAN = 2  # windows between the smallest and largest size counted: two neighbours' noise is no slope
 
     def __init__(self) -> None:
-        self._sizes: dict[int, tuple[int, float]] = {}  # windows -> (calls, mean seconds)
+        self._calls = 0
+        self._sizes: dict[int, tuple[deque[float], int]] = {}  # windows -> (last seconds, call number)
 
     def add(self, windows: int, seconds: float) -> None:
-        calls, mean = self._sizes.get(windows, (0, seconds))
-        self._sizes[windows] = (calls + 1, mean + max(self.ALPHA, 1 / (calls + 1)) * (seconds - mean))
+        self._calls += 1
+        times = self._sizes[windows][0] if windows in self._sizes else deque(maxlen=self.RECENT)
+        times.append(seconds)
+        self._sizes[windows] = (times, self._calls)
 
     def line(self) -> tuple[float, float] | None:
-        """(fixed, per_window) seconds, both at least 0; None before two sizes have MIN_CALLS calls."""
-        seen = [(n, mean, min(calls, self.MAX_WEIGHT)) for n, (calls, mean) in self._sizes.items()
-                if calls >= self.MIN_CALLS]
-        if len(seen) < 2:
+        """(fixed, per_window) seconds, both at least 0; None before sizes MIN_SPAN apart have
+        MIN_CALLS recent calls each."""
+        seen = [(n, statistics.median(times), len(times)) for n, (times, last) in self._sizes.items()
+                if len(times) >= self.MIN_CALLS and self._calls - last < self.STALE]
+        if len(seen) < 2 or max(n for n, _, _ in seen) - min(n for n, _, _ in seen) < self.MIN_SPAN:
             return None
-        n, t, w = (np.array(c, dtype=np.float64) for c in zip(*seen))
-        n_mean, t_mean = np.average(n, weights=w), np.average(t, weights=w)
-        slope = float(np.sum(w * (n - n_mean) * (t - t_mean)) / np.sum(w * (n - n_mean) ** 2))
-        slope = max(slope, 0.0)
-        fixed = max(float(t_mean - slope * n_mean), 0.0)
-        return fixed, slope
+        total = sum(w for _, _, w in seen)
+        n_mean = sum(n * w for n, _, w in seen) / total
+        t_mean = sum(t * w for _, t, w in seen) / total
+        slope = max(sum(w * (n - n_mean) * (t - t_mean) for n, t, w in seen)
+                    / sum(w * (n - n_mean) ** 2 for n, _, w in seen), 0.0)
+        return max(t_mean - slope * n_mean, 0.0), slope
 
 
 _STOP = object()

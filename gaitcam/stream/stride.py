@@ -22,13 +22,16 @@ what a window holds (the same f consecutive frames). So the pipeline measures it
 
 Overloaded (the backlog over `max_backlog`, or the lag p95 over `target` from an encoder with a
 demand of at least `OVERLOAD`, or of at least `SATURATED` two intervals in a row): wider at once,
-because a backlog compounds: to the stride at which the demand would come to `ROOM` (the demand
-falls as 1 / stride), at least one step and at most double. An encoder that keeps up (a demand
-under 1) has a stable queue, and one interval over target from it is as likely a busy machine's
-noise as its queue; so is a demand a little over 1, whose queue grows by a small part of an
-interval's work each interval (and the backlog rule catches a queue that keeps growing): it
-widens on the second in a row, and the interval right after a widening does not count (it
-drains the windows cut at the narrower stride). A quarter into an interval, windows back over
+because a backlog compounds. From a demand of `OVERLOAD` on, to the stride at which the demand
+would come to `ROOM` (the demand falls as 1 / stride), at least one step and at most double;
+under it, one step (the encoder barely keeps up, or does not quite: one step takes it under
+`SATURATED`; aiming at `ROOM` from a demand of 1.06 at stride 2 went to 4, where 3 held at 0.7).
+An encoder that keeps up (a demand under 1) has a stable queue, and one interval over target from it is as likely a busy machine's
+noise as its queue; so is a demand a little over 1 (under `OVERLOAD`), whose queue grows by a
+small part of an interval's work in an interval (less, as the worker merges what waits into
+larger, cheaper calls): it widens on the second in a row. The interval right after a widening
+does not count (its lag is the windows cut at the narrower stride draining), unless its demand
+is 1 or more: then the widening was not enough. A quarter into an interval, windows back over
 target from a saturated encoder already count when the load stepped up (the last interval's
 demand under `ROOM`; not in the interval right after a widening, nor at the widest stride): six
 people stepping into view at once otherwise pile up half a second of windows that take a second
@@ -52,15 +55,17 @@ one a frame, each batch s / (s - 1) times the size. A batch's fixed cost (the ca
 normalisation, the weights read once for several windows) does not grow with it: measured with
 the bench's `--slowdown 5` emulation, the demand at strides 2, 3 and 4 was about 0.8, 0.65 and
 0.55, where windows alone would have made it 0.8, 0.53 and 0.4. So the demand and the lag are
-taken to grow by what the encoder's call-cost line (`EncoderLoad.call_cost`, fitted over the
-batch sizes it has run) says the larger calls cost, and by s / (s - 1), an upper bound, where
-calls have a window each (a narrower stride may bring more calls as well) or the line is not
-known yet. For the lag it is an estimate, which holds while the encoder keeps up (its queue grows
-faster near a demand of 1; a narrowing that overloads is undone, see below). Without the line,
-from stride 3 at a demand of 0.65 the bound said 0.98 at stride 2 (0.8 measured), and a run that
-one busy spell had widened stayed at 3 for the rest. A narrower step that overloads again
-within `calm` intervals doubles the calm intervals the next narrowing needs (up to `MAX_CALM`),
-so a load between two strides settles on the wider one instead of flapping. Overloaded at the widest stride with the backlog
+taken to grow by the part of a call that is not fixed, read from the encoder's call-cost line
+(`EncoderLoad.call_cost`, fitted over the batch sizes it has run), the fixed part taken as at
+most `MAX_FIXED` (the small-batch kernel's calls, mirrored windows included, are about half
+fixed at two windows a call); by s / (s - 1), an upper bound, where calls have a window each (a
+narrower stride may bring more calls as well) or there is no line yet. For the lag it is an
+estimate, which holds while the encoder keeps up (its queue grows faster near a demand of 1; a
+narrowing that overloads is undone, see below). With the bound alone, from stride 3 at a demand
+of 0.6-0.75 the narrower step looked like 0.9-1.1, and a run that one busy spell had widened to
+stride 3 stayed there. A narrower step that overloads again within `calm` intervals doubles the
+calm intervals the next narrowing needs (up to `MAX_CALM`), so a load between two strides
+settles on the wider one instead of flapping. Overloaded at the widest stride with the backlog
 still growing or windows dropped is `behind`: warned once per episode, which ends at the first
 interval that is not overloaded.
 """
@@ -85,6 +90,7 @@ SATURATED = 0.85  # the encoder's demand from which a lag over target is its que
 OVERLOAD = 1.25  # the demand from which one interval over target widens: its queue grows a quarter interval each
 ROOM = 0.7  # the demand a widening aims at, and under which a narrower stride has room whatever the lag
 NARROW = 1.0  # the demand one step narrower under which it keeps up (while the lag stays under target)
+MAX_FIXED = 0.6  # the most of a call's cost taken as fixed when narrowing (module docstring)
 DEFAULT_MAX_STRIDE = 6  # one window per person per 0.2 s at 30 fps, windows still overlapping (f = 6)
 
 
@@ -141,7 +147,10 @@ class StrideControl:
         # lasts two intervals (not counting the one after a widening) or the load stepped up (early).
         over = self.lag > self.target
         lagging = over and (demand is None or demand >= OVERLOAD or (demand >= SATURATED and (self._over or early)))
-        self._over = over and not settling and (demand is None or demand >= SATURATED)
+        # (right after a widening the lag is the narrower stride's windows draining, unless the
+        # queue still grows: a demand of 1 or more says the widening was not enough)
+        self._over = (over and (demand is None or demand >= SATURATED)
+                      and (not settling or (demand is not None and demand >= 1)))
         overloaded = lagging or backlog > self.max_backlog
         # Room for a narrower step: a demand that would stay under ROOM at the narrower stride, or
         # under NARROW with the lag under target there (both taken to grow by `growth`).
@@ -170,20 +179,24 @@ class StrideControl:
                 and len(self._lags) > 0 and float(np.percentile(self._lags, 95)) > self.target)
 
     def _growth(self, load: EncoderLoad | None) -> float:
-        """How much the demand and the lag grow one step narrower, from s to s - 1: s / (s - 1)
-        where each call has one window (a narrower stride may bring more calls as well) or the
-        calls' cost is not known yet; with several windows a call, the calls stay one a frame and
-        each takes s / (s - 1) times the windows, which costs what the encoder's `call_cost` line
-        says (the fixed part does not grow)."""
+        """How much the demand and the lag grow one step narrower, from s to s - 1. With several
+        windows a call, the calls stay one a frame and each takes s / (s - 1) times the windows:
+        1 + (s / (s - 1) - 1) x the part of a call that is not fixed, from the encoder's
+        `call_cost` line (the fixed part at most MAX_FIXED, so a noisy line never makes a narrower
+        stride free). Where calls have one window each, a narrower stride may bring more calls as
+        well: between one and two windows a call the fixed part counts in proportion, at one not
+        at all (s / (s - 1), as without a line)."""
         bound = self.stride / (self.stride - 1)
         if load is None or self._load is None or load.call_cost is None:
             return bound
         calls, done = load.calls - self._load.calls, load.done - self._load.done
         fixed, per_window = load.call_cost
-        if calls <= 0 or done <= calls or fixed + per_window <= 0:
+        windows = done / calls if calls > 0 else 1.0
+        cost = fixed + per_window * windows
+        if windows <= 1 or cost <= 0:
             return bound
-        windows = done / calls
-        return min(max((fixed + per_window * windows * bound) / (fixed + per_window * windows), 1.0), bound)
+        fixed_part = min(fixed / cost, MAX_FIXED) * min(windows - 1, 1.0)
+        return 1 + (bound - 1) * (1 - fixed_part)
 
     def _demand(self, load: EncoderLoad | None, seconds: float) -> float | None:
         """The encoder's busy share over the last `seconds` (the batch in progress included),
@@ -200,8 +213,9 @@ class StrideControl:
             self._calm_needed = min(2 * self._calm_needed, MAX_CALM)
             self._probation = 0
         if self.stride < self.maximum:
-            # (less a hair: 2 x 1.05 / 0.7 is 3.0000000000000004 in floats)
-            wanted = self.stride + 1 if demand is None else math.ceil(min(self.stride * demand / ROOM, 2 * self.stride) - 1e-9)
+            # (less a hair: 1 x 2.1 / 0.7 is 3.0000000000000004 in floats)
+            wanted = (math.ceil(min(self.stride * demand / ROOM, 2 * self.stride) - 1e-9)
+                      if demand is not None and demand >= OVERLOAD else self.stride + 1)
             self.stride = min(max(wanted, self.stride + 1), self.maximum)
             self._settling, self._over = True, False
             log.debug("encoder behind (lag p95 %.0f ms, demand %.2f): stride %d", 1e3 * self.lag,
