@@ -352,19 +352,22 @@ def test_a_narrower_stride_s_larger_batches_cost_what_the_encoder_s_calls_say():
 
 
 def test_a_lag_over_target_from_an_encoder_that_keeps_up_must_last_two_intervals():
-    """With a demand under 1 the encoder's queue does not grow: one interval over target (the
-    machine's noise) does not widen, two in a row do, and the interval after a widening (the windows
-    queued at the narrower stride draining) does not count. Up to OVERLOAD the same holds for a
-    demand of 1 or more (its queue grows, but slowly); from OVERLOAD on it widens at once."""
+    """With a demand under 1 the encoder's queue does not grow: one interval over target plus a
+    frame (the machine's noise) does not widen, two in a row do, and the interval after a widening
+    (the windows queued at the narrower stride draining) does not count. Over target by less than
+    the frame a wider stride would add to each frame's wait, it never widens. Up to OVERLOAD the
+    same holds for a demand of 1 or more (its queue grows, but slowly); from OVERLOAD on, a lag
+    over target widens at once."""
     interval = _intervals(StrideControl(1, 6))
 
-    assert [interval(0.9, 0.06), interval(0.9, 0.04), interval(0.9, 0.06)] == [1, 1, 1]  # never twice in a row
-    assert interval(0.9, 0.06) == 2  # twice: 0.9 / 0.7 = 1.3, one step
+    assert [interval(0.9, 0.09), interval(0.9, 0.04), interval(0.9, 0.09)] == [1, 1, 1]  # never twice in a row
+    assert interval(0.9, 0.09) == 2  # twice: 0.9 / 0.7 = 1.3, one step
     assert interval(0.9, 0.12) == 2  # the interval after the widening: what came before it draining
-    assert [interval(0.9, 0.06), interval(0.9, 0.06)] == [2, 3]  # then over target twice: another step
-    assert interval(1.0, 0.06, came=33) == 3  # demand 1.1, under OVERLOAD: not at once, though ...
-    assert interval(1.0, 0.06, came=33) == 4  # ... right after a widening it counts (not enough): one step
-    assert interval(1.0, 0.06, came=39) == 6  # demand 1.3: at once, though just widened, to 4 x 1.3 / 0.7 = 7.4, at most 6
+    assert [interval(0.9, 0.07) for _ in range(4)] == [2] * 4  # over 50 ms but not 50 + 33: a wider stride would not pay
+    assert [interval(0.9, 0.09), interval(0.9, 0.09)] == [2, 3]  # over target plus a frame twice: another step
+    assert interval(1.0, 0.09, came=33) == 3  # demand 1.1, under OVERLOAD: not at once, though ...
+    assert interval(1.0, 0.09, came=33) == 4  # ... right after a widening it counts (not enough): one step
+    assert interval(1.0, 0.06, came=39) == 6  # demand 1.3: over 50 ms widens at once, to 4 x 1.3 / 0.7 = 7.4, at most 6
 
 
 def test_an_overload_far_over_target_widens_before_the_interval_is_out():

@@ -201,7 +201,7 @@ class Pipeline:
         self._warned: set[str] = set()
         self._stop = threading.Event()
         adapts = max_stride is not None and max_stride > stride and not source.is_file
-        self.control = StrideControl(stride, max_stride) if adapts else None
+        self.control = StrideControl(stride, max_stride, frame=1 / self.rule.rate) if adapts else None
         self._take_turns = not source.is_file  # spread the tracks' windows over a stride (module docstring)
         self._placed: set[int] = set()  # tracks whose turn is set at `_placed_stride` (`_spread`)
         self._placed_stride = 0

@@ -20,23 +20,28 @@ what a window holds (the same f consecutive frames). So the pipeline measures it
   stride by it: every source widening by the same factor cuts the shared demand by that factor,
   whichever source brought the load.
 
-Overloaded (the backlog over `max_backlog`, or the lag p95 over `target` from an encoder with a
-demand of at least `OVERLOAD`, or of at least `SATURATED` two intervals in a row): wider at once,
-because a backlog compounds. From a demand of `OVERLOAD` on, to the stride at which the demand
-would come to `ROOM` (the demand falls as 1 / stride), at least one step and at most double;
-under it, one step (the encoder barely keeps up, or does not quite: one step takes it under
-`SATURATED`; aiming at `ROOM` from a demand of 1.06 at stride 2 went to 4, where 3 held at 0.7).
-An encoder that keeps up (a demand under 1) has a stable queue, and one interval over target from it is as likely a busy machine's
-noise as its queue; so is a demand a little over 1 (under `OVERLOAD`), whose queue grows by a
-small part of an interval's work in an interval (less, as the worker merges what waits into
-larger, cheaper calls): it widens on the second in a row. The interval right after a widening
-does not count (its lag is the windows cut at the narrower stride draining), unless its demand
-is 1 or more: then the widening was not enough. A quarter into an interval, windows back over
-target from a saturated encoder already count when the load stepped up (the last interval's
-demand under `ROOM`; not in the interval right after a widening, nor at the widest stride): six
-people stepping into view at once otherwise pile up half a second of windows that take a second
-to drain. From an encoder that was already busy, a quarter interval's demand (a few calls, one
-of them stalled by the machine) is noise, not a step: it waits for the interval's end.
+Overloaded (the backlog over `max_backlog`; or the lag p95 over `target` from an encoder with a
+demand of at least `OVERLOAD`; or over `target` plus a frame from one with a demand of at least
+`SATURATED`, two intervals in a row): wider at once, because a backlog compounds. From a demand
+of `OVERLOAD` on, to the stride at which the demand would come to `ROOM` (the demand falls as
+1 / stride), at least one step and at most double; under it, one step (the encoder barely keeps
+up, or does not quite: one step takes it under `SATURATED`; aiming at `ROOM` from a demand of
+1.06 at stride 2 went to 4, where 3 held at 0.7). An encoder that keeps up (a demand under 1) has
+a stable queue, and one interval over target from it is as likely a busy machine's noise as its
+queue; so is a demand a little over 1 (under `OVERLOAD`), whose queue grows by a small part of an
+interval's work in an interval (less, as the worker merges what waits into larger, cheaper
+calls). And a step wider adds a frame (1 / 30 s) to each frame's wait for its window, so from
+such an encoder it pays only for a lag over target by more than that: at the `--slowdown 5`
+emulation, stride 2 at a demand of 0.85-0.9 runs with a lag p95 of 35-60 ms, and widening on two
+intervals over 50 ms left stride 2 once or twice a run for 1.5-3 s at stride 3. The interval
+right after a widening does not count (its lag is the windows cut at the narrower stride
+draining), unless its demand is 1 or more: then the widening was not enough. A quarter into an
+interval, windows back over target from a saturated encoder already count when the load stepped
+up (the last interval's demand under `ROOM`; not in the interval right after a widening, nor at
+the widest stride): six people stepping into view at once otherwise pile up half a second of
+windows that take a second to drain. From an encoder that was already busy, a quarter interval's
+demand (a few calls, one of them stalled by the machine) is noise, not a step: it waits for the
+interval's end.
 
 A lag over target while the encoder has time to spare is not cut by a wider stride, which only
 lengthens each frame's wait for its window to fill (1 / fps a step): below saturation the
@@ -77,6 +82,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from gaitcam.skeleton.resample import MODEL_FPS
 from gaitcam.stream.encode import EncoderLoad
 
 log = logging.getLogger(__name__)
@@ -99,10 +105,12 @@ class StrideControl:
     thread-safe: the pipeline's loop feeds it (`add`, `update`) and reads `stride`."""
 
     def __init__(self, base: int, maximum: int, *, target: float = TARGET_LAG, interval: float = INTERVAL,
-                 calm: int = CALM, max_backlog: int = MAX_BACKLOG) -> None:
+                 calm: int = CALM, max_backlog: int = MAX_BACKLOG, frame: float = 1 / MODEL_FPS) -> None:
+        """`frame`: seconds between the window rule's frames, what one step wider adds to a frame's
+        wait for the frames completing its window."""
         if not 1 <= base <= maximum:
             raise ValueError(f"strides must satisfy 1 <= base <= maximum, got {base} and {maximum}")
-        self.base, self.maximum = base, maximum
+        self.base, self.maximum, self.frame = base, maximum, frame
         self.target, self.interval, self.calm, self.max_backlog = target, interval, calm, max_backlog
         self.stride = base
         self.lag = 0.0  # seconds: p95 over the last interval
@@ -118,7 +126,7 @@ class StrideControl:
         self._load: EncoderLoad | None = None  # the encoder's counters at the interval's start
         self.demand = 0.0  # over the last interval (module docstring); 0 while unknown
         self._settling = False  # widened at the last decision: no early decision in this interval
-        self._over = False  # the last interval's lag was over target (and it was not settling)
+        self._over = False  # the last interval's lag was its queue's (over target + frame, saturated)
 
     def add(self, lags: Iterable[float]) -> None:
         """Lags (seconds) of windows just encoded."""
@@ -143,14 +151,16 @@ class StrideControl:
         # No window back in a whole interval: idle when nothing waits, stuck when something does.
         self.lag = float(np.percentile(lags, 95)) if lags else self.interval if backlog else 0.0
         self.demand = 0.0 if demand is None else demand
-        # Over target from a saturated encoder (SATURATED <= demand < OVERLOAD): its queue's when it
-        # lasts two intervals (not counting the one after a widening) or the load stepped up (early).
+        # Over target from a saturated encoder (SATURATED <= demand < OVERLOAD): its queue's when the
+        # load stepped up (early), or when over target by more than the frame a wider stride would
+        # add to each frame's wait, two intervals in a row (the one right after a widening, the
+        # narrower stride's windows draining, counts only with a demand of 1 or more: not enough).
         over = self.lag > self.target
-        lagging = over and (demand is None or demand >= OVERLOAD or (demand >= SATURATED and (self._over or early)))
-        # (right after a widening the lag is the narrower stride's windows draining, unless the
-        # queue still grows: a demand of 1 or more says the widening was not enough)
-        self._over = (over and (demand is None or demand >= SATURATED)
-                      and (not settling or (demand is not None and demand >= 1)))
+        queued = (self.lag > self.target + self.frame and demand is not None and demand >= SATURATED
+                  and (not settling or demand >= 1))
+        lagging = over and (demand is None or demand >= OVERLOAD or (demand >= SATURATED and early)
+                            or (queued and self._over))
+        self._over = queued
         overloaded = lagging or backlog > self.max_backlog
         # Room for a narrower step: a demand that would stay under ROOM at the narrower stride, or
         # under NARROW with the lag under target there (both taken to grow by `growth`).
