@@ -373,7 +373,7 @@ def test_a_lag_over_target_from_an_encoder_that_keeps_up_must_last_two_intervals
 def test_an_overload_far_over_target_widens_before_the_interval_is_out():
     """Windows back over target from an encoder that cannot keep up, a quarter into the interval:
     wider now, then no second early step while the widening drains what came before it. From an
-    encoder that was already busy (a demand over ROOM) and still keeps up, it waits for the
+    encoder that was already busy (a demand over QUIET) and still keeps up, it waits for the
     interval's end: a busy machine's noise, not a step in the load."""
 
     control, calm, widest = StrideControl(1, 6), StrideControl(1, 6), StrideControl(1, 1)
@@ -391,7 +391,7 @@ def test_an_overload_far_over_target_widens_before_the_interval_is_out():
     assert not control.update(0.8, 0, 0, EncoderLoad(0.8, 100, 100))  # an interval on: decided, no longer saturated
     assert control.stride == 2 and control.lag == pytest.approx(0.2) and control.demand < 0.85
 
-    for last, early in ((0.8, False), (0.5, True)):  # the last interval's demand
+    for last, early in ((0.8, False), (0.5, False), (0.3, True)):  # the last interval's demand
         busy = StrideControl(1, 6)
         busy.update(0.0, 0, 0, EncoderLoad(0.0, 0, 0))
         busy.add([0.03] * 10)

@@ -37,11 +37,12 @@ intervals over 50 ms left stride 2 once or twice a run for 1.5-3 s at stride 3. 
 right after a widening does not count (its lag is the windows cut at the narrower stride
 draining), unless its demand is 1 or more: then the widening was not enough. A quarter into an
 interval, windows back over target from a saturated encoder already count when the load stepped
-up (the last interval's demand under `ROOM`; not in the interval right after a widening, nor at
+up (the last interval's demand under `QUIET`; not in the interval right after a widening, nor at
 the widest stride): six people stepping into view at once otherwise pile up half a second of
 windows that take a second to drain. From an encoder that was already busy, a quarter interval's
 demand (a few calls, one of them stalled by the machine) is noise, not a step: it waits for the
-interval's end.
+interval's end (with `ROOM` as the mark, an interval at 0.69 followed by a quarter at 1.01 took a
+run at the emulation from stride 2 to 3 for 2 s).
 
 A lag over target while the encoder has time to spare is not cut by a wider stride, which only
 lengthens each frame's wait for its window to fill (1 / fps a step): below saturation the
@@ -94,6 +95,7 @@ MAX_CALM = 32  # the most calm intervals a narrower step can come to need (16 s)
 MAX_BACKLOG = 3  # frames waiting: more than one batch gathering behind the one being encoded
 SATURATED = 0.85  # the encoder's demand from which a lag over target is its queue's
 OVERLOAD = 1.25  # the demand from which one interval over target widens: its queue grows a quarter interval each
+QUIET = 0.35  # the demand under which a saturated one a quarter into the next interval is a step, not noise
 ROOM = 0.7  # the demand a widening aims at, and under which a narrower stride has room whatever the lag
 NARROW = 1.0  # the demand one step narrower under which it keeps up (while the lag stays under target)
 MAX_FIXED = 0.6  # the most of a call's cost taken as fixed when narrowing (module docstring)
@@ -181,11 +183,11 @@ class StrideControl:
 
     def _urgent(self, demand: float | None) -> bool:
         """(Past a quarter of the interval) windows back over the target lag from a saturated
-        encoder after a step in the load (the last interval's demand under ROOM): an overload
+        encoder after a step in the load (the last interval's demand under QUIET): an overload
         that would compound until the interval is out. Not while the last widening's first
         interval drains what came before it, nor at the widest stride."""
         return (not self._settling and self.stride < self.maximum and demand is not None and demand >= SATURATED
-                and self.demand < ROOM
+                and self.demand < QUIET
                 and len(self._lags) > 0 and float(np.percentile(self._lags, 95)) > self.target)
 
     def _growth(self, load: EncoderLoad | None) -> float:
