@@ -362,12 +362,26 @@ def test_a_lag_over_target_from_an_encoder_that_keeps_up_must_last_two_intervals
 
     assert [interval(0.9, 0.09), interval(0.9, 0.04), interval(0.9, 0.09)] == [1, 1, 1]  # never twice in a row
     assert interval(0.9, 0.09) == 2  # twice: 0.9 / 0.7 = 1.3, one step
-    assert interval(0.9, 0.12) == 2  # the interval after the widening: what came before it draining
+    assert interval(0.9, 0.12) == 2  # the interval after the widening: what came before it draining ...
+    assert interval(0.9, 0.09) == 2  # ... does not count: this is the first in a row
     assert [interval(0.9, 0.07) for _ in range(4)] == [2] * 4  # over 50 ms but not 50 + 33: a wider stride would not pay
     assert [interval(0.9, 0.09), interval(0.9, 0.09)] == [2, 3]  # over target plus a frame twice: another step
     assert interval(1.0, 0.09, came=33) == 3  # demand 1.1, under OVERLOAD: not at once, though ...
     assert interval(1.0, 0.09, came=33) == 4  # ... right after a widening it counts (not enough): one step
     assert interval(1.0, 0.06, came=39) == 6  # demand 1.3: over 50 ms widens at once, to 4 x 1.3 / 0.7 = 7.4, at most 6
+
+
+def test_a_narrower_stride_that_does_not_hold_is_undone_at_once_and_trusted_less():
+    """In the `calm` intervals after a narrowing, one interval whose lag is the queue's (over target
+    plus a frame, the encoder saturated) undoes it, and the next narrowing waits twice as long."""
+    control = StrideControl(1, 6)
+    control.stride = 3
+    interval = _intervals(control)
+    assert [interval(0.3, 0.03) for _ in range(3)] == [3, 3, 2]  # calm: one step narrower
+    assert interval(0.9, 0.09) == 3  # the first such interval, not the second in a row: back
+    assert [interval(0.3, 0.03) for _ in range(6)] == [3] * 5 + [2]  # 6 calm intervals now
+    assert [interval(0.5, 0.03) for _ in range(3)] == [2] * 3  # held (no room for stride 1: 0.5 x 2)
+    assert interval(0.9, 0.09) == 2  # out of probation, one such interval is noise
 
 
 def test_an_overload_far_over_target_widens_before_the_interval_is_out():

@@ -64,7 +64,7 @@ class EncoderLoad(NamedTuple):
     busy: float  # seconds spent encoding, the batch being encoded included
     offered: int  # windows handed to the worker: queued, or refused by a full queue
     done: int  # windows finished with (`EncodeStats.done`)
-    calls: int = 0  # encoder calls finished (batches)
+    calls: int = 0  # encoder calls finished (batches), failed ones included
     # A call's seconds as fixed + per_window x windows (`CallCost`; None until enough batch
     # sizes have been seen): what a larger batch would cost
     call_cost: tuple[float, float] | None = None
@@ -274,6 +274,6 @@ class EncodeWorker:
             self.stats.batches += 1
             self.stats.seconds += seconds
             self._cost.add(len(batch), seconds)
-        self._progress = (self.stats.seconds, self.stats.done, None, self.stats.batches, self._cost.line())
+        self._progress = (self.stats.seconds, self.stats.done, None, self._progress[3] + 1, self._cost.line())
         with self._finished:
             self._finished.notify_all()

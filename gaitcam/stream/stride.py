@@ -17,16 +17,16 @@ what a window holds (the same f consecutive frames). So the pipeline measures it
   with none done, the busy share). A busy share stops at 1 however far behind the
   encoder is; the demand says how far, so one decision can go as wide as the load needs. Sources
   that share one encoder (`EncodeWorker.client`) each read the shared demand and scale their own
-  stride by it: every source widening by the same factor cuts the shared demand by that factor,
-  whichever source brought the load.
+  stride by it (from `OVERLOAD` on; under it each widens a step): every source widening by the
+  same factor cuts the shared demand by that factor, whichever source brought the load.
 
 Overloaded (the backlog over `max_backlog`; or the lag p95 over `target` from an encoder with a
 demand of at least `OVERLOAD`; or over `target` plus a frame from one with a demand of at least
 `SATURATED`, two intervals in a row): wider at once, because a backlog compounds. From a demand
 of `OVERLOAD` on, to the stride at which the demand would come to `ROOM` (the demand falls as
 1 / stride), at least one step and at most double; under it, one step (the encoder barely keeps
-up, or does not quite: one step takes it under `SATURATED`; aiming at `ROOM` from a demand of
-1.06 at stride 2 went to 4, where 3 held at 0.7). An encoder that keeps up (a demand under 1) has
+up, or does not quite; aiming at `ROOM` from a demand of 1.06 at stride 2 went to 4, where 3 held
+at 0.7). An encoder that keeps up (a demand under 1) has
 a stable queue, and one interval over target from it is as likely a busy machine's noise as its
 queue; so is a demand a little over 1 (under `OVERLOAD`), whose queue grows by a small part of an
 interval's work in an interval (less, as the worker merges what waits into larger, cheaper
@@ -69,11 +69,12 @@ narrower stride may bring more calls as well) or there is no line yet. For the l
 estimate, which holds while the encoder keeps up (its queue grows faster near a demand of 1; a
 narrowing that overloads is undone, see below). With the bound alone, from stride 3 at a demand
 of 0.6-0.75 the narrower step looked like 0.9-1.1, and a run that one busy spell had widened to
-stride 3 stayed there. A narrower step that overloads again within `calm` intervals doubles the
-calm intervals the next narrowing needs (up to `MAX_CALM`), so a load between two strides
-settles on the wider one instead of flapping. Overloaded at the widest stride with the backlog
-still growing or windows dropped is `behind`: warned once per episode, which ends at the first
-interval that is not overloaded.
+stride 3 stayed there. A narrower step that overloads again within `calm` intervals (there one
+interval over target plus a frame from a saturated encoder is enough) doubles the calm intervals
+the next narrowing needs (up to `MAX_CALM`), so a load between two strides settles on the wider
+one instead of flapping. Overloaded at the widest stride with the backlog still growing or
+windows dropped is `behind`: warned once per episode, which ends at the first interval that is
+not overloaded.
 """
 from __future__ import annotations
 
@@ -160,8 +161,9 @@ class StrideControl:
         over = self.lag > self.target
         queued = (self.lag > self.target + self.frame and demand is not None and demand >= SATURATED
                   and (not settling or demand >= 1))
+        # (after a narrowing, one such interval undoes it: the narrower stride did not hold)
         lagging = over and (demand is None or demand >= OVERLOAD or (demand >= SATURATED and early)
-                            or (queued and self._over))
+                            or (queued and (self._over or self._probation > 0)))
         self._over = queued
         overloaded = lagging or backlog > self.max_backlog
         # Room for a narrower step: a demand that would stay under ROOM at the narrower stride, or
