@@ -384,6 +384,19 @@ def test_a_narrower_stride_that_does_not_hold_is_undone_at_once_and_trusted_less
     assert interval(0.9, 0.09) == 2  # out of probation, one such interval is noise
 
 
+def test_a_step_the_encoder_cannot_keep_up_with_widens_as_soon_as_its_calls_show_it():
+    """People stepping into an empty view: a demand of OVERLOAD or more since their first windows
+    (not since the interval began, quiet until then) widens a quarter into the interval, before
+    any window is back over target."""
+    control = StrideControl(1, 6)
+    control.update(0.0, 0, 0, EncoderLoad(0.0, 0, 0))
+    control.update(0.1, 0, 0, EncoderLoad(0.0, 0, 0))  # nobody in view
+    assert not control.update(0.133, 0, 0, EncoderLoad(0.0, 6, 0))  # the first windows: nothing known yet
+    control.add([0.045])  # in target
+    # since 0.1 s: busy 0.06 of 0.066 s, 12 windows offered and 6 done, a demand of 1.8 (since 0: 0.72)
+    assert control.update(0.166, 0, 0, EncoderLoad(0.06, 12, 6)) and control.stride == 2
+
+
 def test_an_overload_far_over_target_widens_before_the_interval_is_out():
     """Windows back over target from an encoder that cannot keep up, a quarter into the interval:
     wider now, then no second early step while the widening drains what came before it. From an
@@ -394,7 +407,7 @@ def test_an_overload_far_over_target_widens_before_the_interval_is_out():
     for c in (control, calm, widest):
         c.update(0.0, 0, 0, EncoderLoad(0.0, 0, 0))
     calm.add([0.02] * 5)
-    assert not calm.update(0.2, 0, 0, EncoderLoad(0.2, 36, 18))  # in target: wait for the interval
+    assert not calm.update(0.2, 0, 0, EncoderLoad(0.18, 36, 36))  # saturated (0.9), in target: wait for the interval
     widest.add([0.09] * 30)
     assert not widest.update(0.2, 0, 0, EncoderLoad(0.2, 36, 18)) and widest.lag == 0.0  # nothing to do early
     control.add([0.09] * 30)

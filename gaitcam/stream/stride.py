@@ -36,9 +36,11 @@ emulation, stride 2 at a demand of 0.85-0.9 runs with a lag p95 of 35-60 ms, and
 intervals over 50 ms left stride 2 once or twice a run for 1.5-3 s at stride 3. The interval
 right after a widening does not count (its lag is the windows cut at the narrower stride
 draining), unless its demand is 1 or more: then the widening was not enough. A quarter into an
-interval, windows back over target from a saturated encoder already count when the load stepped
-up (the last interval's demand under `QUIET`; not in the interval right after a widening, nor at
-the widest stride): six people stepping into view at once otherwise pile up half a second of
+interval, when the load stepped up (the last interval's demand under `QUIET`; not in the interval
+right after a widening, nor at the widest stride), windows back over target from a saturated
+encoder already count, and so does a demand of `OVERLOAD` or more before any window is back over
+target; the demand then counts from the call before the interval's first windows, not diluted by
+the quiet before them: six people stepping into view at once otherwise pile up half a second of
 windows that take a second to drain. From an encoder that was already busy, a quarter interval's
 demand (a few calls, one of them stalled by the machine) is noise, not a step: it waits for the
 interval's end (with `ROOM` as the mark, an interval at 0.69 followed by a quarter at 1.01 took a
@@ -127,6 +129,9 @@ class StrideControl:
         self._backlog = 0  # at the end of the last interval
         self._dropped = 0
         self._load: EncoderLoad | None = None  # the encoder's counters at the interval's start
+        # (time, counters) at the call before the interval's first windows were offered, and at the last call
+        self._onset: tuple[float, EncoderLoad | None] | None = None
+        self._last: tuple[float, EncoderLoad | None] | None = None
         self.demand = 0.0  # over the last interval (module docstring); 0 while unknown
         self._settling = False  # widened at the last decision: no early decision in this interval
         self._over = False  # the last interval's lag was its queue's (over target + frame, saturated)
@@ -142,14 +147,18 @@ class StrideControl:
         the backlog alone decide, one step at a time)."""
         if self._start is None:
             self._start, self._dropped, self._load = now, dropped, load
+        if self._onset is None and load is not None and self._load is not None and load.offered > self._load.offered:
+            self._onset = self._last or (self._start, self._load)
+        self._last = (now, load)
         if now - self._start < self.interval / 4:  # the loop calls this after every frame: nothing to do yet
             return False
-        demand = self._demand(load, now - self._start)
         early = now - self._start < self.interval
+        # (early: since the interval's first windows came, undiluted by the quiet before them)
+        demand = self._demand(load, *(self._onset if early and self._onset else (self._start, self._load)), now)
         if early and not self._urgent(demand):
             return False
         growth = self._growth(load) if self.stride > self.base else 1.0  # (read before the interval restarts)
-        lags, self._lags, self._start, self._load = self._lags, [], now, load
+        lags, self._lags, self._start, self._load, self._onset = self._lags, [], now, load, None
         settling, self._settling = self._settling, False
         # No window back in a whole interval: idle when nothing waits, stuck when something does.
         self.lag = float(np.percentile(lags, 95)) if lags else self.interval if backlog else 0.0
@@ -162,8 +171,8 @@ class StrideControl:
         queued = (self.lag > self.target + self.frame and demand is not None and demand >= SATURATED
                   and (not settling or demand >= 1))
         # (after a narrowing, one such interval undoes it: the narrower stride did not hold)
-        lagging = over and (demand is None or demand >= OVERLOAD or (demand >= SATURATED and early)
-                            or (queued and (self._over or self._probation > 0)))
+        lagging = early or over and (demand is None or demand >= OVERLOAD
+                                     or (queued and (self._over or self._probation > 0)))
         self._over = queued
         overloaded = lagging or backlog > self.max_backlog
         # Room for a narrower step: a demand that would stay under ROOM at the narrower stride, or
@@ -184,13 +193,15 @@ class StrideControl:
         return self.stride != before
 
     def _urgent(self, demand: float | None) -> bool:
-        """(Past a quarter of the interval) windows back over the target lag from a saturated
-        encoder after a step in the load (the last interval's demand under QUIET): an overload
-        that would compound until the interval is out. Not while the last widening's first
-        interval drains what came before it, nor at the widest stride."""
-        return (not self._settling and self.stride < self.maximum and demand is not None and demand >= SATURATED
-                and self.demand < QUIET
-                and len(self._lags) > 0 and float(np.percentile(self._lags, 95)) > self.target)
+        """(Past a quarter of the interval) after a step in the load (the last interval's demand
+        under QUIET), an encoder that cannot keep up (a demand of OVERLOAD or more since the
+        first windows came), or windows back over the target lag from a saturated one: an
+        overload that would compound until the interval is out. Not while the last widening's
+        first interval drains what came before it, nor at the widest stride."""
+        if self._settling or self.stride >= self.maximum or demand is None or self.demand >= QUIET:
+            return False
+        return demand >= OVERLOAD or (demand >= SATURATED and len(self._lags) > 0
+                                      and float(np.percentile(self._lags, 95)) > self.target)
 
     def _growth(self, load: EncoderLoad | None) -> float:
         """How much the demand and the lag grow one step narrower, from s to s - 1. With several
@@ -212,14 +223,16 @@ class StrideControl:
         fixed_part = min(fixed / cost, MAX_FIXED) * min(windows - 1, 1.0)
         return 1 + (bound - 1) * (1 - fixed_part)
 
-    def _demand(self, load: EncoderLoad | None, seconds: float) -> float | None:
-        """The encoder's busy share over the last `seconds` (the batch in progress included),
-        times windows offered / windows done; with none done, the busy share alone."""
-        if load is None or self._load is None or seconds <= 0:
+    @staticmethod
+    def _demand(load: EncoderLoad | None, since: float, then: EncoderLoad | None, now: float) -> float | None:
+        """The encoder's busy share from `since` (its counters `then`) to `now`, the batch in
+        progress included, times windows offered / windows done; with none done, the busy share
+        alone."""
+        if load is None or then is None or now <= since:
             return None
-        share = (load.busy - self._load.busy) / seconds
-        done = load.done - self._load.done
-        return share * (load.offered - self._load.offered) / done if done > 0 else share
+        share = (load.busy - then.busy) / (now - since)
+        done = load.done - then.done
+        return share * (load.offered - then.offered) / done if done > 0 else share
 
     def _overloaded(self, growing: bool, demand: float | None) -> None:
         self._calm_run = 0
