@@ -40,7 +40,7 @@ interval, when the load stepped up (the last interval's demand under `QUIET`; no
 right after a widening, nor at the widest stride), windows back over target from a saturated
 encoder already count, and so does a demand of `OVERLOAD` or more before any window is back over
 target; the demand then counts from the call before the interval's first windows, not diluted by
-the quiet before them: six people stepping into view at once otherwise pile up half a second of
+the quiet before them (once that spans two frames): six people stepping into view at once otherwise pile up half a second of
 windows that take a second to drain. From an encoder that was already busy, a quarter interval's
 demand (a few calls, one of them stalled by the machine) is noise, not a step: it waits for the
 interval's end (with `ROOM` as the mark, an interval at 0.69 followed by a quarter at 1.01 took a
@@ -153,8 +153,11 @@ class StrideControl:
         if now - self._start < self.interval / 4:  # the loop calls this after every frame: nothing to do yet
             return False
         early = now - self._start < self.interval
-        # (early: since the interval's first windows came, undiluted by the quiet before them)
-        demand = self._demand(load, *(self._onset if early and self._onset else (self._start, self._load)), now)
+        # (early: since the interval's first windows came, undiluted by the quiet before them, once
+        # that spans two frames: a frame's windows still queued behind the first call, or frames
+        # handled back to back after a stall, make offered / done over a shorter span no measure)
+        since = self._onset if early and self._onset and now - self._onset[0] >= 2 * self.frame else None
+        demand = self._demand(load, *(since or (self._start, self._load)), now)
         if early and not self._urgent(demand):
             return False
         growth = self._growth(load) if self.stride > self.base else 1.0  # (read before the interval restarts)
