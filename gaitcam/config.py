@@ -64,7 +64,7 @@ class Config:
     max_stride: int = DEFAULT_MAX_STRIDE  # live: the widest the stride goes under load (<= stride: fixed)
     threads: int = 1  # torch CPU threads
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
-    precision: str = "float32"  # the encoder's arithmetic: float32, int8 (CPU, AVX-512 VNNI), float16, bfloat16
+    precision: str = "float32"  # the encoder's arithmetic: float32, int8 (CPU, AVX2 or AVX-512), float16, bfloat16
     weights: Path = WEIGHTS_DIR / "sgela"
     gallery: Path | str = field(default_factory=default_gallery)  # a SQLite file or a postgresql:// URL
     recordings: Path = Path("recordings")

@@ -167,7 +167,7 @@ def test_no_compiler_means_no_kernel(monkeypatch, caplog):
 
 
 int8 = pytest.mark.skipif(kernel_library() is None or not kernel_library().sb_int8(),
-                          reason="no AVX-512 VNNI here: no int8 kernel")
+                          reason="no int8 kernel here")
 
 
 def _cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -191,6 +191,28 @@ def test_int8_kernel_follows_the_model_and_gives_every_batch_the_same_ages(cfg, 
             torch.testing.assert_close(kernel(windows[:b]), every[:b], rtol=0, atol=0)
 
 
+@int8
+@pytest.mark.parametrize("flags, products", [
+    (("-mno-avx512vnni",), "vpmaddwd"),  # AVX-512 without VNNI (e.g. Skylake-SP)
+    (("-mno-avx512f",), None),  # 8 floats: AVX-VNNI where the CPU has it (e.g. Alder Lake), else AVX2
+    (("-mno-avx512f", "-mno-avxvnni"), "vpmaddwd"),  # AVX2 alone (e.g. Zen 3)
+])
+def test_every_int8_build_sums_the_same_integers(flags, products, shipped, windows, one_thread):
+    """VPDPBUSD (4 rows a lane, x as u8) and VPMADDWD (2 rows a lane, x as int16), on 8 or 16
+    floats: a build's AGEs equal this CPU's own build up to float32 rounding (the attention sums
+    in another order on 8 floats), so the KGBD accuracy measured with one holds for the others."""
+    lib = kernel_library(flags)
+    if lib is None:
+        pytest.skip("this CPU or compiler cannot build that variant")
+    kernel = SmallBatchAGE(shipped[0], library=lib, precision="int8")
+    assert kernel.int8 == (products or kernel.int8) and kernel.int8 in small_batch.ROWS_PER_LANE
+    with torch.inference_mode():
+        every = kernel(windows)
+        torch.testing.assert_close(every, SmallBatchAGE(shipped[0], precision="int8")(windows), rtol=0, atol=1e-6)
+        for b in (1, 2, 3):
+            torch.testing.assert_close(kernel(windows[:b]), every[:b], rtol=0, atol=0)
+
+
 def test_quantize_columns_rounds_each_column_to_its_own_scale():
     w = np.array([[0.5, -2.0, 0.0], [-0.25, 1.0, 0.0], [0.1, 0.0, 0.0]], np.float32)
     q, scale = small_batch.quantize_columns(w)
@@ -201,15 +223,15 @@ def test_quantize_columns_rounds_each_column_to_its_own_scale():
 
 def test_int8_where_the_cpu_cannot_is_refused_and_the_encoder_stays_float32(shipped, monkeypatch, caplog,
                                                                              one_thread):
-    class NoVNNI:
+    class NoInt8:
         def __getattr__(self, name):
             return (lambda: 0) if name == "sb_int8" else getattr(kernel_library(), name)
 
-    with pytest.raises(RuntimeError, match="VNNI"):
-        SmallBatchAGE(shipped[0], library=NoVNNI(), precision="int8")
+    with pytest.raises(RuntimeError, match="needs AVX2"):
+        SmallBatchAGE(shipped[0], library=NoInt8(), precision="int8")
     with pytest.raises(ValueError):
         SmallBatchAGE(shipped[0], precision="int4")
-    monkeypatch.setattr(small_batch, "kernel_library", lambda *a: NoVNNI())
+    monkeypatch.setattr(small_batch, "kernel_library", lambda *a: NoInt8())
     encoder = GaitEncoder(shipped[0], shipped[1]["normalization"], device="cpu", precision="int8")
     assert encoder.precision == "float32" and encoder.fast is not None and "no int8 encoder" in caplog.text
 

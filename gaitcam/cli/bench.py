@@ -1,5 +1,6 @@
 """`bench`: encoder and live-pipeline speed, reference against fast path; `bench search`: the
-gallery search as it grows; `soak`: nothing leaks (BENCHMARKS.md)."""
+gallery search as it grows; `bench kernels`: the small-batch kernel as CPUs without this one's
+AVX-512 or VNNI run it; `soak`: nothing leaks (BENCHMARKS.md)."""
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--soak-minutes", type=float, default=10.0, metavar="M", help="soak length (default: 10)")
     p.add_argument("--soak-speed", type=float, default=4.0, metavar="X", help="soak replay speed (default: 4)")
     p.set_defaults(func=cmd_bench)
-    _add_search(p.add_subparsers(title="other benchmarks", metavar="search"))
+    others = p.add_subparsers(title="other benchmarks", metavar="{search,kernels}")
+    _add_search(others)
+    _add_kernels(others)
 
     p = sub.add_parser(
         "soak", help="run the live pipeline on the demo at full speed with enrol/remove churn; check nothing leaks",
@@ -94,6 +97,48 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="OUT", help='write {"rows": [{"n", "backend", "p99_ms", "rss_mb", "default", '
                    '...}], ...} here')
     p.set_defaults(func=cmd_bench_search)
+
+
+def _add_kernels(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "kernels", help="the small-batch encoder kernel in float32 and int8 as CPUs without this one's AVX-512 "
+        "or VNNI would run it",
+        description="Compiles the small-batch kernel for this CPU and, where it has them, as a CPU without "
+        "AVX-512 VNNI, without AVX-512 (AVX2 with AVX-VNNI) and with AVX2 alone would (the same source, "
+        "instructions switched off), and times each in float32 and int8 at batch 1, 2, 3 and 8 on one thread: "
+        "ten calls in a row and call by call, every figure as the float32 model's FLOPs over the float32 peak "
+        "its instructions allow (8-float builds: torch.mm held to AVX2). An emulation of those CPUs: the "
+        "caches and clocks stay this one's. About a minute.")
+    p.add_argument("--rounds", type=int, default=20, metavar="N",
+                   help="timed blocks of ten calls per path and batch; call by call 5 x N calls (default: 20)")
+    p.add_argument("--weights", default=str(WEIGHTS_DIR / "sgela"), help="encoder weights (default: weights/sgela)")
+    p.add_argument("--json", metavar="OUT", help='write {"builds": {...}, "batches": {"1": [{"build", "precision", '
+                   '"in_a_row_ms", "in_a_row_peak_fraction", ...}]}} here')
+    p.set_defaults(func=cmd_bench_kernels)
+
+
+def cmd_bench_kernels(args: argparse.Namespace) -> int:
+    """The builds' table on stdout, progress on stderr."""
+    import torch
+
+    from gaitcam.benchmarks import kernels
+    from gaitcam.benchmarks.scene import demo_windows
+    from gaitcam.errors import GaitcamError
+    from gaitcam.model.weights import load_weights
+
+    if args.rounds < 1:
+        raise GaitcamError("--rounds: at least 1")
+    torch.set_num_threads(1)
+    model, meta = load_weights(Path(args.weights))
+    windows = demo_windows(max(kernels.BATCHES), model.cfg.f, meta["normalization"])
+    try:
+        result = kernels.run(model, windows, args.rounds, say=_say)
+    except RuntimeError as e:
+        raise GaitcamError(str(e)) from e
+    if args.json:
+        save_json(args.json, result)
+    print(kernels.table(result))
+    return 0
 
 
 def cmd_bench_search(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ def add_runtime_options(p: argparse.ArgumentParser, gallery: bool = True, fpir: 
         p.add_argument("--threads", type=int, help="torch CPU threads (default: the config's, 1)")
     p.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--precision", choices=PRECISIONS,
-                   help="the encoder's arithmetic: float32; int8 on a CPU with AVX-512 VNNI; float16 or bfloat16, "
+                   help="the encoder's arithmetic: float32; int8 on a CPU (AVX2 or AVX-512); float16 or bfloat16, "
                    "mainly on a GPU (default: the config's, float32)")
     if fpir:
         p.add_argument("--fpir", type=float, metavar="RATE",

@@ -100,8 +100,8 @@ class FastAGE:
     `optimize=False` runs the graph as exported, without onnxruntime's graph optimisations: the
     benchmark's "before" of that optimisation. Raises when neither path can be built.
 
-    `precision="int8"`: every batch on the kernel with int8 weights and activations (AVX-512
-    VNNI), within INT8_MIN_COSINE of `SGELA.age`, not TOLERANCE; raises RuntimeError where the CPU
+    `precision="int8"`: every batch on the kernel with int8 weights and activations (VNNI, or
+    VPMADDWD on AVX2), within INT8_MIN_COSINE of `SGELA.age`, not TOLERANCE; raises RuntimeError where the CPU
     or the model does not allow it.
     """
 

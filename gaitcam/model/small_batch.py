@@ -19,16 +19,19 @@ read, and the shipped model's 12.5 MB stay in cache. All arithmetic is float32, 
 equals `SGELA.age` within fast.TOLERANCE (measured: under 1e-6), which `FastAGE` checks whenever it
 builds one.
 
-int8 (`precision="int8"`, on CPUs with AVX-512 VNNI). At batch 1 the float path runs at about a
-quarter of an AVX-512 core's float32 peak: each float16 weight vector costs two conversion
-instructions on the same ports as its one FMA, and the 2.4 MB a decoder step reads do not stay
-in a 2 MB L2. With every matrix in int8 per column (w = q * scale) and every row of its input
-quantised when the product runs (u8 = round(x / sx) + 128, sx = max |x| / 127), one VPDPBUSD adds
-64 products in int32, a decoder step reads 1.2 MB, and the products are rescaled once in float32
-before the same gates and attention (measured on a Xeon: batch 1 2.7x, batch 8 2x the float
-path). The AGEs are not equal to `SGELA.age`'s but within a cosine of 1e-4 of them (0.99993 at
-the lowest on 300 demo windows with the shipped weights), which `FastAGE` checks; evaluate with
-`--precision int8` says what it does to recognition.
+int8 (`precision="int8"`). At batch 1 the float path runs at about a quarter of an AVX-512 core's
+float32 peak: each float16 weight vector costs two conversion instructions on the same ports as
+its one FMA, and the 2.4 MB a decoder step reads do not stay in a 2 MB L2. With every matrix in
+int8 per column (w = q * scale) and every row of its input quantised when the product runs
+(xq = round(x / sx), sx = max |x| / 127), the products are summed exactly in int32, a decoder step
+reads 1.2 MB, and they are rescaled once in float32 before the same gates and attention. With VNNI
+(AVX-512 VNNI, or AVX-VNNI on 8-float builds) one VPDPBUSD adds 64 (32) products; on AVX2 alone,
+or AVX-512 without VNNI, the weights are widened to int16 as they are loaded and VPMADDWD adds
+them in pairs. The integer sums are the same either way, so every build gives the same AGEs up to
+float32 rounding (measured on a Xeon, each build against its own float path, in one run: batch 1
+2.9x faster with AVX-512 VNNI, 1.75x with AVX2 alone). The AGEs are not equal to `SGELA.age`'s but within a
+cosine of 1e-4 of them (0.99994 at the lowest on 40 demo windows with the shipped weights), which
+`FastAGE` checks; evaluate with `--precision int8` says what it does to recognition.
 
 How it is built. The C source below is compiled on first use by the system C compiler (`$CC`,
 else `cc`) for the CPU it runs on (`-march=native`: AVX-512, or AVX2 with FMA and F16C), and the
@@ -57,10 +60,12 @@ from gaitcam.model.sgela import AXES, SGELA
 
 log = logging.getLogger(__name__)
 
-ABI = 2  # sb_abi() of the source below
+ABI = 3  # sb_abi() of the source below
 MAX_LAYERS = 8
 FLAGS = ("-O3", "-march=native", "-std=gnu11", "-fPIC", "-shared")
 W_F32, W_F16, W_Q8 = 0, 1, 2  # Mat.type
+INT8_KINDS = {1: "vnni", 2: "vpmaddwd"}  # sb_int8(): how a build sums int8 products (0: it cannot)
+ROWS_PER_LANE = {"vnni": 4, "vpmaddwd": 2}  # rows of W packed in one 32-bit lane for each
 CHUNK = 256  # windows per C call, which bounds the per-thread buffers (about 11 MB for the shipped model)
 
 SOURCE = r"""/* SGE-LA inference (SGELA.age, frame level) for small batches as one C function; see
@@ -82,7 +87,7 @@ SOURCE = r"""/* SGE-LA inference (SGELA.age, frame level) for small batches as o
 #endif
 #define PW (4 * VW) /* a panel: 4 vectors of output columns (an LSTM panel: gates i, f, g, o of VW units) */
 #define MAXL 8
-#define ABI 2
+#define ABI 3
 
 typedef float vf __attribute__((vector_size(VW * 4)));
 typedef float vf_u __attribute__((vector_size(VW * 4), aligned(4)));
@@ -99,11 +104,6 @@ int sb_abi(void) { return ABI; }
 int sb_vector_width(void) { return VW; }
 int sb_max_rows(void) { return RBMAX; }
 int sb_sizeof_net(void) { return (int)sizeof(Net); }
-#if defined(__AVX512F__) && defined(__AVX512VNNI__)
-int sb_int8(void) { return 1; }
-#else
-int sb_int8(void) { return 0; }
-#endif
 
 #define INLINE static inline __attribute__((always_inline))
 INLINE vf splat(float x) { return (vf){0} + x; }
@@ -215,20 +215,81 @@ typedef void (*kern_f16)(int, int, const uint16_t *, const float *, int, const f
 static const kern_f32 K32[RBMAX + 1] = TABLE(f32);
 static const kern_f16 K16[RBMAX + 1] = TABLE(f16);
 
-/* Dynamic int8 (AVX-512 VNNI). W is int8 per column (w = q * scale, |q| <= 127), packed
-   [np][K4][PW][4]: 4 consecutive rows of a column in one 32-bit lane, as VPDPBUSD reads them. Each
-   x row is quantised when the product runs: u8 = round(x / sx) + 128, sx = max |x| / 127 per row.
-   One VPDPBUSD adds 4 rows' products for 16 columns in int32; sum_k u8 q = sum_k x_q q + 128 wsum
-   (wsum: the column sums of q), so the products are sx * scale * (acc - 128 wsum). */
-static __thread uint8_t *qx; /* this thread's quantised rows and their scales (sb_forward's workspace) */
-static __thread float *qsx;
+/* Dynamic int8. W is int8 per column (w = q * scale, |q| <= 127), packed [np][KG][PW][QG]: QG
+   consecutive rows of a column in one 32-bit lane. Each x row is quantised when the product runs, to
+   xq = round(x / sx), sx = max |x| / 127 per row, and the products are sx * scale * sum_k xq q, summed
+   exactly in int32 whichever instructions do it (so every build gives the same sums):
+   Q8 1, VNNI (AVX-512 VNNI, or AVX-VNNI on 8-float builds): x stored as u8 = xq + 128, QG 4; one
+   VPDPBUSD adds 4 rows' u8 x s8 products per lane, and sum_k (xq + 128) q = sum_k xq q + 128 wsum
+   (wsum: the column sums of q) is corrected after the loop.
+   Q8 2, VPMADDWD (AVX2, or AVX-512 BW without VNNI): x stored as int16 = xq, QG 2; the weights are
+   widened to int16 as they are loaded and one VPMADDWD adds 2 rows' products per lane (at most
+   2 x 127 x 127, far from overflowing). */
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
-#define QDECL(r) __m512i q##r##0 = _mm512_setzero_si512(), q##r##1 = q##r##0, q##r##2 = q##r##0, q##r##3 = q##r##0;
-#define QDOT(r)                                                                                            \
-    { __m512i xb = _mm512_set1_epi32(*(const int32_t *)(xq + (size_t)r * ldxq + 4 * g));                   \
-      q##r##0 = _mm512_dpbusd_epi32(q##r##0, xb, w0); q##r##1 = _mm512_dpbusd_epi32(q##r##1, xb, w1);     \
-      q##r##2 = _mm512_dpbusd_epi32(q##r##2, xb, w2); q##r##3 = _mm512_dpbusd_epi32(q##r##3, xb, w3); }
-#define QFLOAT(r, i) ((vf)_mm512_cvtepi32_ps(_mm512_sub_epi32(q##r##i, z##i)) * (sx * s##i))
+#define Q8 1
+#elif VW == 8 && defined(__AVXVNNI__)
+#define Q8 1
+#elif (VW == 16 && defined(__AVX512BW__)) || VW == 8
+#define Q8 2
+#else
+#define Q8 0
+#endif
+int sb_int8(void) { return Q8; }
+#if Q8 == 1
+#define QG 4
+#define QOFF 128
+typedef uint8_t qx_t;
+#else
+#define QG 2
+#define QOFF 0
+typedef int16_t qx_t;
+#endif
+static __thread qx_t *qx; /* this thread's quantised rows and their scales (sb_forward's workspace) */
+static __thread float *qsx;
+#if Q8
+#if VW == 16
+typedef __m512i vq;
+#define QZERO() _mm512_setzero_si512()
+#define QSET1(p) _mm512_set1_epi32(*(const int32_t *)(p))
+#define QADD(a, b) _mm512_add_epi32(a, b)
+#define QSUB(a, b) _mm512_sub_epi32(a, b)
+#define QTOF(v) ((vf)_mm512_cvtepi32_ps(v))
+#define QWSUM(p) _mm512_slli_epi32(_mm512_loadu_si512(p), 7)
+#if Q8 == 1
+#define QW(p) _mm512_loadu_si512(p)
+#define QDOT(acc, xb, w) acc = _mm512_dpbusd_epi32(acc, xb, w)
+#else
+#define QW(p) _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(p)))
+#define QDOT(acc, xb, w) acc = _mm512_add_epi32(acc, _mm512_madd_epi16(xb, w))
+#endif
+#else
+typedef __m256i vq;
+#define QZERO() _mm256_setzero_si256()
+#define QSET1(p) _mm256_set1_epi32(*(const int32_t *)(p))
+#define QADD(a, b) _mm256_add_epi32(a, b)
+#define QSUB(a, b) _mm256_sub_epi32(a, b)
+#define QTOF(v) ((vf)_mm256_cvtepi32_ps(v))
+#define QWSUM(p) _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(p)), 7)
+#if Q8 == 1
+#define QW(p) _mm256_loadu_si256((const __m256i *)(p))
+#define QDOT(acc, xb, w) acc = _mm256_dpbusd_avx_epi32(acc, xb, w)
+#else
+#define QW(p) _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p)))
+#define QDOT(acc, xb, w) acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xb, w))
+#endif
+#endif
+#if Q8 == 1 /* the zero point's share: 128 wsum */
+#define QZP(i) vq z##i = QWSUM(wsum + col + i * VW);
+#define QACC(r, i) QSUB(q##r##i, z##i)
+#else
+#define QZP(i)
+#define QACC(r, i) q##r##i
+#endif
+#define QDECL(r) vq q##r##0 = QZERO(), q##r##1 = q##r##0, q##r##2 = q##r##0, q##r##3 = q##r##0;
+#define QROW(r)                                                                                            \
+    { vq xb = QSET1(xq + (size_t)r * ldxq + QG * g);                                                       \
+      QDOT(q##r##0, xb, w0); QDOT(q##r##1, xb, w1); QDOT(q##r##2, xb, w2); QDOT(q##r##3, xb, w3); }
+#define QFLOAT(r, i) (QTOF(QACC(r, i)) * (sx * s##i))
 #define QFIN(r)                                                                                            \
     vf a##r##0, a##r##1, a##r##2, a##r##3;                                                                 \
     { vf sx = splat(xs[r]);                                                                                \
@@ -236,40 +297,41 @@ static __thread float *qsx;
       if (init) { const float *ip = init + (size_t)r * ldinit + col;                                       \
           a##r##0 += ldf(ip); a##r##1 += ldf(ip + VW); a##r##2 += ldf(ip + 2 * VW); a##r##3 += ldf(ip + 3 * VW); } }
 #define KQ(N)                                                                                              \
-    static __attribute__((noinline)) void kq##N(int mode, int K4, const int8_t *w, const float *scale,    \
-            const int32_t *wsum, const uint8_t *xq, int ldxq, const float *xs, const float *init, int ldinit, \
+    static __attribute__((noinline)) void kq##N(int mode, int KG, const int8_t *w, const float *scale,    \
+            const int32_t *wsum, const qx_t *xq, int ldxq, const float *xs, const float *init, int ldinit, \
             int col, float *out, int ldo, int nstore, float *c, int ldc, int unit) {                       \
         R##N(QDECL)                                                                                        \
-        for (int g = 0; g < K4; g++) {                                                                     \
-            const int8_t *wg = w + (size_t)g * PW * 4;                                                     \
-            __m512i w0 = _mm512_loadu_si512(wg), w1 = _mm512_loadu_si512(wg + 64),                         \
-                    w2 = _mm512_loadu_si512(wg + 128), w3 = _mm512_loadu_si512(wg + 192);                   \
-            R##N(QDOT)                                                                                     \
+        for (int g = 0; g < KG; g++) {                                                                     \
+            const int8_t *wg = w + (size_t)g * PW * QG;                                                    \
+            vq w0 = QW(wg), w1 = QW(wg + VW * QG), w2 = QW(wg + 2 * VW * QG), w3 = QW(wg + 3 * VW * QG);    \
+            R##N(QROW)                                                                                     \
         }                                                                                                  \
-        __m512i z0 = _mm512_slli_epi32(_mm512_loadu_si512(wsum + col), 7),                                 \
-                z1 = _mm512_slli_epi32(_mm512_loadu_si512(wsum + col + VW), 7),                            \
-                z2 = _mm512_slli_epi32(_mm512_loadu_si512(wsum + col + 2 * VW), 7),                        \
-                z3 = _mm512_slli_epi32(_mm512_loadu_si512(wsum + col + 3 * VW), 7);                        \
+        QZP(0) QZP(1) QZP(2) QZP(3)                                                                        \
         vf s0 = ldf(scale + col), s1 = ldf(scale + col + VW), s2 = ldf(scale + col + 2 * VW),              \
            s3 = ldf(scale + col + 3 * VW);                                                                 \
         R##N(QFIN)                                                                                         \
         R##N(EPI)                                                                                          \
     }
-KQ(1) KQ(2) KQ(3) KQ(4) KQ(5) KQ(6)
-typedef void (*kern_q8)(int, int, const int8_t *, const float *, const int32_t *, const uint8_t *, int,
+typedef void (*kern_q8)(int, int, const int8_t *, const float *, const int32_t *, const qx_t *, int,
                         const float *, const float *, int, int, float *, int, int, float *, int, int);
+#if RBMAX == 6
+KQ(1) KQ(2) KQ(3) KQ(4) KQ(5) KQ(6)
 static const kern_q8 KQ8[RBMAX + 1] = {NULL, kq1, kq2, kq3, kq4, kq5, kq6};
+#else
+KQ(1) KQ(2)
+static const kern_q8 KQ8[RBMAX + 1] = {NULL, kq1, kq2};
+#endif
 
-/* M rows of x as u8 (all of W's K4 * 4 rows: those past K, as the zeros they stand for, are 128). */
-static void quantize_rows(int M, int K, int K4, const float *x, int ldx) {
+/* M rows of x quantised, QG * KG values each (those past K, the zeros they stand for, are QOFF). */
+static void quantize_rows(int M, int K, int KG, const float *x, int ldx) {
     for (int r = 0; r < M; r++) {
         const float *xr = x + (size_t)r * ldx;
         float mx = 0.0f;
         for (int k = 0; k < K; k++) mx = fmaxf(mx, fabsf(xr[k]));
         float sx = mx > 0.0f ? mx / 127.0f : 1.0f, inv = 1.0f / sx;
-        uint8_t *q = qx + (size_t)r * 4 * K4;
-        for (int k = 0; k < K; k++) q[k] = (uint8_t)(lrintf(xr[k] * inv) + 128);
-        memset(q + K, 128, (size_t)(4 * K4 - K));
+        qx_t *q = qx + (size_t)r * QG * KG;
+        for (int k = 0; k < K; k++) q[k] = (qx_t)(lrintf(xr[k] * inv) + QOFF);
+        for (int k = K; k < QG * KG; k++) q[k] = QOFF;
         qsx[r] = sx;
     }
 }
@@ -281,16 +343,16 @@ static void quantize_rows(int M, int K, int K4, const float *x, int ldx) {
 static void run(int mode, const Mat *m, int M, int K, const float *x, int ldx, const float *init, int ldinit,
                 float *out, int ldo, int nstore, float *c, int ldc) {
     int chunks = (M + RBMAX - 1) / RBMAX;
-#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+#if Q8
     if (m->type == W_Q8) {
-        int K4 = (m->K + 3) / 4;
-        quantize_rows(M, K, K4, x, ldx);
+        int KG = (m->K + QG - 1) / QG;
+        quantize_rows(M, K, KG, x, ldx);
         for (int p = 0; p < m->np; p++) {
             int r0 = 0;
             for (int ch = 0; ch < chunks; ch++) {
                 int rb = (M - r0) / (chunks - ch) + ((M - r0) % (chunks - ch) != 0);
-                KQ8[rb](mode, K4, (const int8_t *)m->w + (size_t)p * K4 * PW * 4, m->scale, m->wsum,
-                        qx + (size_t)r0 * 4 * K4, 4 * K4, qsx + r0, init ? init + (size_t)r0 * ldinit : NULL, ldinit,
+                KQ8[rb](mode, KG, (const int8_t *)m->w + (size_t)p * KG * PW * QG, m->scale, m->wsum,
+                        qx + (size_t)r0 * QG * KG, QG * KG, qsx + r0, init ? init + (size_t)r0 * ldinit : NULL, ldinit,
                         p * PW, out + (size_t)r0 * ldo, ldo, nstore, c ? c + (size_t)r0 * ldc : NULL, ldc, p * VW);
                 r0 += rb;
             }
@@ -338,7 +400,7 @@ static size_t sizes(const Net *n, int B, size_t s[NBUF]) {
     s[XK] = ALIGN16((L > 1 ? L - 1 : 1) * 2 * B * 2 * Hp); /* layer k inputs [h(k-1) | h(k)], x2 */
     s[QC] = ALIGN16(B * 2 * Hp);                       /* [top-layer output | context] */
     s[SC] = ALIGN16(f + 16);                           /* attention weights of one window */
-    s[QX] = ALIGN16(f * B * ((K0 > n->J ? K0 : n->J) + 3) / 4); /* int8 weights: quantised rows, u8 */
+    s[QX] = ALIGN16(f * B * ((K0 > n->J ? K0 : n->J) + 3) * sizeof(qx_t) / 4); /* int8 weights: quantised rows */
     s[QS] = ALIGN16(f * B);                            /* ... and their scales */
     for (int i = 0; i < NBUF; i++) t += s[i];
     return t;
@@ -430,7 +492,7 @@ int sb_forward(const Net *n, int B, const float *windows, float *out, float *ws)
     size_t s[NBUF], o = 0;
     sizes(n, B, s);
     for (int i = 0; i < QX; i++) o += s[i];
-    qx = (uint8_t *)(ws + o);
+    qx = (qx_t *)(ws + o);
     qsx = ws + o + s[QX];
     for (int a = 0; a < n->n_axes; a++) axis_forward(n, &n->axis[a], a, B, windows, out, ws);
     return 0;
@@ -583,8 +645,9 @@ class SmallBatchAGE:
             raise RuntimeError("the small-batch kernel cannot be built here")
         if precision not in KERNEL_PRECISIONS:
             raise ValueError(f"precision must be one of {KERNEL_PRECISIONS}, not {precision!r}")
-        if precision == "int8" and not lib.sb_int8():
-            raise RuntimeError("the int8 kernel needs a CPU with AVX-512 VNNI")
+        self.int8 = INT8_KINDS.get(lib.sb_int8())  # the instructions this build's int8 products use
+        if precision == "int8" and self.int8 is None:
+            raise RuntimeError("the int8 kernel needs AVX2, or AVX-512 with BW or VNNI")
         self.precision = precision
         cfg = model.cfg
         if cfg.layers > MAX_LAYERS:
@@ -660,15 +723,16 @@ class SmallBatchAGE:
         return mat
 
     def _pack_int8(self, dense: np.ndarray, panels: int) -> _Mat:
-        """W [K, panels * PW] as int8 per column (`quantize_columns`), packed [panels][K4][PW][4]:
-        4 consecutive rows of a column side by side, as VPDPBUSD reads them."""
-        pw = 4 * self.vector
+        """W [K, panels * PW] as int8 per column (`quantize_columns`), packed [panels][KG][PW][G]:
+        G consecutive rows of a column side by side in 32 bits, as the build's product instruction
+        reads them (G = 4 for VPDPBUSD's bytes, 2 for VPMADDWD's 16-bit pairs)."""
+        pw, g = 4 * self.vector, ROWS_PER_LANE[self.int8]
         q, scale = quantize_columns(dense)
-        k4 = -(-len(q) // 4)
-        padded = np.zeros((4 * k4, q.shape[1]), np.int8)
+        kg = -(-len(q) // g)
+        padded = np.zeros((g * kg, q.shape[1]), np.int8)
         padded[: len(q)] = q
-        packed = _aligned((panels, k4, pw, 4), np.int8)
-        packed[...] = padded.reshape(k4, 4, panels, pw).transpose(2, 0, 3, 1)
+        packed = _aligned((panels, kg, pw, g), np.int8)
+        packed[...] = padded.reshape(kg, g, panels, pw).transpose(2, 0, 3, 1)
         scales, sums = _aligned((q.shape[1],), np.float32), _aligned((q.shape[1],), np.int32)
         scales[:], sums[:] = scale, q.astype(np.int32).sum(axis=0)
         self._arrays += [packed, scales, sums]
