@@ -21,11 +21,13 @@ def test_every_distinct_build_is_timed_in_both_precisions_against_its_own_peak(o
     windows = np.random.default_rng(0).normal(0, 0.3, (2, cfg.f, cfg.n_joints, 3)).astype(np.float32)
     result = kernels.run(model, windows, rounds=1, batches=(1, 2), peak_size=256)
     builds = result["builds"]
-    assert "native" in builds
+    assert [b["native"] for b in builds.values()] == [True] + [False] * (len(builds) - 1)
     assert len({(b["vector_floats"], b["int8_products"]) for b in builds.values()}) == len(builds)  # no repeats
-    native = builds["native"]["vector_floats"]
-    for b in builds.values():
+    native = next(iter(builds.values()))["vector_floats"]
+    for name, b in builds.items():  # named for what it uses
         assert b["peak"] == ("this CPU" if b["vector_floats"] == native else "torch.mm held to AVX2")
+        assert ("VNNI" in name and "without" not in name) == (b["int8_products"] == "vnni")
+        assert name.startswith("AVX-512") == (b["vector_floats"] == 16)
         assert b["int8_products"] in ("vnni", "vpmaddwd")
         assert b["peak_gflops"] > 0 or (b["peak_gflops"] is None and b["vector_floats"] != native)  # no AVX2 peak
     for rows in result["batches"].values():
@@ -51,9 +53,10 @@ def test_cli_writes_the_json_and_refuses_bad_rounds(tmp_path, monkeypatch, capsy
 
     def fake_run(model, windows, rounds, say):
         calls.append((windows.shape, rounds))
-        return {"threads": 1, "builds": {"native": {"flags": [], "vector_floats": 16, "int8_products": "vnni",
-                                                    "peak_gflops": 100.0, "peak": "this CPU"}},
-                "batches": {"1": [{"build": "native", "precision": "int8", "in_a_row_ms": 1.0,
+        return {"threads": 1, "builds": {"AVX-512 with VNNI": {
+                    "flags": [], "native": True, "vector_floats": 16, "int8_products": "vnni", "peak_gflops": 100.0,
+                    "peak": "this CPU"}},
+                "batches": {"1": [{"build": "AVX-512 with VNNI", "precision": "int8", "in_a_row_ms": 1.0,
                                    "in_a_row_peak_fraction": 0.5, "call_by_call_ms": 2.0,
                                    "call_by_call_peak_fraction": 0.25}]}}
 
@@ -63,4 +66,6 @@ def test_cli_writes_the_json_and_refuses_bad_rounds(tmp_path, monkeypatch, capsy
     assert main(["bench", "kernels", "--rounds", "3", "--json", str(out)]) == 0
     assert calls and calls[0][1] == 3 and calls[0][0][0] == max(kernels.BATCHES)
     assert json.loads(out.read_text())["batches"]["1"][0]["in_a_row_peak_fraction"] == 0.5
-    assert "| native | int8 | 1 | 1.0 | 50 % | 2.0 | 25 % |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "AVX-512 with VNNI (this CPU): 16 floats a vector" in out
+    assert "| AVX-512 with VNNI | int8 | 1 | 1.0 | 50 % | 2.0 | 25 % |" in out

@@ -1,8 +1,9 @@
 """The small-batch kernel (gaitcam/model/small_batch.py) gives the reference model's AGEs: the
 shipped weights (kept as float16, which is exact for them) at batch 1, 3 and 8 and through
 GaitEncoder with mirror, weights that are not float16 (kept as float32), other shapes and a
-free-running decoder, the AVX2 build, chunked batches and concurrent threads; its compiled library
-is cached privately and its absence is reported, not fatal."""
+free-running decoder, the AVX2 build, chunked batches and concurrent threads; int8 on every build
+(VPDPBUSD and VPMADDWD sum the same integers); its compiled library is cached privately and its
+absence is reported, not fatal."""
 import os
 import threading
 
@@ -192,23 +193,25 @@ def test_int8_kernel_follows_the_model_and_gives_every_batch_the_same_ages(cfg, 
 
 
 @int8
+@pytest.mark.parametrize("cfg", [None, SGELAConfig(hidden=48, layers=3, decoder_input="teacher")])
 @pytest.mark.parametrize("flags, products", [
     (("-mno-avx512vnni",), "vpmaddwd"),  # AVX-512 without VNNI (e.g. Skylake-SP)
     (("-mno-avx512f",), None),  # 8 floats: AVX-VNNI where the CPU has it (e.g. Alder Lake), else AVX2
     (("-mno-avx512f", "-mno-avxvnni"), "vpmaddwd"),  # AVX2 alone (e.g. Zen 3)
 ])
-def test_every_int8_build_sums_the_same_integers(flags, products, shipped, windows, one_thread):
+def test_every_int8_build_sums_the_same_integers(flags, products, cfg, shipped, windows, one_thread):
     """VPDPBUSD (4 rows a lane, x as u8) and VPMADDWD (2 rows a lane, x as int16), on 8 or 16
     floats: a build's AGEs equal this CPU's own build up to float32 rounding (the attention sums
     in another order on 8 floats), so the KGBD accuracy measured with one holds for the others."""
     lib = kernel_library(flags)
     if lib is None:
         pytest.skip("this CPU or compiler cannot build that variant")
-    kernel = SmallBatchAGE(shipped[0], library=lib, precision="int8")
+    model = shipped[0] if cfg is None else _perturbed(cfg)
+    kernel = SmallBatchAGE(model, library=lib, precision="int8")
     assert kernel.int8 == (products or kernel.int8) and kernel.int8 in small_batch.ROWS_PER_LANE
     with torch.inference_mode():
         every = kernel(windows)
-        torch.testing.assert_close(every, SmallBatchAGE(shipped[0], precision="int8")(windows), rtol=0, atol=1e-6)
+        torch.testing.assert_close(every, SmallBatchAGE(model, precision="int8")(windows), rtol=0, atol=1e-6)
         for b in (1, 2, 3):
             torch.testing.assert_close(kernel(windows[:b]), every[:b], rtol=0, atol=0)
 

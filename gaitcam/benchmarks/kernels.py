@@ -30,32 +30,27 @@ from gaitcam.benchmarks.timing import in_blocks, interleaved, peak_gflops
 from gaitcam.model.sgela import SGELA, count_macs
 from gaitcam.model.small_batch import INT8_KINDS, SmallBatchAGE, kernel_library
 
-# name -> extra compiler flags: what a CPU without those instructions compiles
-BUILDS = {
-    "native": (),
-    "AVX-512 without VNNI": ("-mno-avx512vnni",),
-    "AVX2 with AVX-VNNI": ("-mno-avx512f",),
-    "AVX2": ("-mno-avx512f", "-mno-avxvnni"),
-}
+# extra compiler flags: what a CPU without those instructions compiles (this CPU's own build first)
+FLAGS = ((), ("-mno-avx512vnni",), ("-mno-avx512f",), ("-mno-avx512f", "-mno-avxvnni"))
+# (floats a vector, sb_int8()) -> the instruction sets such a build stands for
+NAMES = {(16, 1): "AVX-512 with VNNI", (16, 2): "AVX-512 without VNNI", (16, 0): "AVX-512 without BW",
+         (8, 1): "AVX2 with AVX-VNNI", (8, 2): "AVX2"}
 BATCHES = (1, 2, 3, 8)
 BLOCK = 10  # calls in a row per timed block
-AVX2_ONLY = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+AVX2_ONLY = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
-def distinct_builds() -> dict[str, ctypes.CDLL]:
-    """The builds this CPU and compiler can make, one per (vector width, int8 products): on a CPU
-    without AVX-512 every flag set gives the same AVX2 build, which is timed once."""
-    builds: dict[str, ctypes.CDLL] = {}
-    seen: set[tuple[int, int]] = set()
-    for name, flags in BUILDS.items():
+def distinct_builds() -> dict[str, tuple[tuple[str, ...], ctypes.CDLL]]:
+    """The builds this CPU and compiler can make, named for what they use, with their flags: one
+    per (vector width, int8 products), this CPU's own first. On a CPU without AVX-512 every flag
+    set gives the same AVX2 build, timed once; on one with AVX-512 VNNI but not AVX-VNNI,
+    `-mno-avx512f` gives the plain AVX2 build."""
+    builds: dict[str, tuple[tuple[str, ...], ctypes.CDLL]] = {}
+    for flags in FLAGS:
         lib = kernel_library(flags)
-        if lib is None:
-            continue
-        key = (lib.sb_vector_width(), lib.sb_int8())
-        if key not in seen:
-            seen.add(key)
-            builds[name] = lib
+        if lib is not None:
+            builds.setdefault(NAMES[lib.sb_vector_width(), lib.sb_int8()], (flags, lib))
     return builds
 
 
@@ -84,21 +79,22 @@ def run(model: SGELA, windows: np.ndarray, rounds: int = 20, batches: tuple[int,
     if not builds:
         raise RuntimeError("the small-batch kernel cannot be built here (no C compiler, or a CPU without AVX2)")
     say(f"builds: {', '.join(builds)}; measuring the float32 peak ...")
-    native_vector = builds["native"].sb_vector_width()
+    native_vector = next(iter(builds.values()))[1].sb_vector_width()
     peaks = {native_vector: round(peak_gflops(device, peak_size), 1)}
-    if any(lib.sb_vector_width() != native_vector for lib in builds.values()):
+    if any(lib.sb_vector_width() != native_vector for _, lib in builds.values()):
         avx2 = avx2_peak(peak_size)
         peaks[8] = round(avx2, 1) if avx2 else None
     paths = {(name, precision): SmallBatchAGE(model, library=lib, precision=precision)
-             for name, lib in builds.items() for precision in ("float32", "int8")}
+             for name, (_, lib) in builds.items() for precision in ("float32", "int8")
+             if precision == "float32" or lib.sb_int8()}
     flop = 2 * count_macs(model.cfg)
     result: dict = {
         "threads": torch.get_num_threads(),
-        "builds": {name: {"flags": list(BUILDS[name]), "vector_floats": lib.sb_vector_width(),
+        "builds": {name: {"flags": list(flags), "native": i == 0, "vector_floats": lib.sb_vector_width(),
                           "int8_products": INT8_KINDS.get(lib.sb_int8()),
                           "peak_gflops": peaks[lib.sb_vector_width()],
                           "peak": "this CPU" if lib.sb_vector_width() == native_vector else "torch.mm held to AVX2"}
-                   for name, lib in builds.items()},
+                   for i, (name, (flags, lib)) in enumerate(builds.items())},
         "batches": {}}
     with torch.inference_mode():
         for b in batches:
@@ -123,8 +119,9 @@ def run(model: SGELA, windows: np.ndarray, rounds: int = 20, batches: tuple[int,
 
 def table(result: dict) -> str:
     """The builds, then one line per build, precision and batch."""
-    lines = [f"{name}: {b['vector_floats']} floats a vector, int8 by {b['int8_products']}, float32 peak "
-             f"{b['peak_gflops']} GFLOP/s ({b['peak']}); flags {' '.join(b['flags']) or '-march=native'}"
+    lines = [f"{name}{' (this CPU)' if b['native'] else ''}: {b['vector_floats']} floats a vector, int8 by "
+             f"{b['int8_products']}, float32 peak {b['peak_gflops']} GFLOP/s ({b['peak']}); "
+             f"flags -march=native {' '.join(b['flags'])}".rstrip()
              for name, b in result["builds"].items()]
     lines += ["", "| build | precision | batch | in a row, ms | % of peak | call by call, ms | % of peak |",
               "|---|---|---|---|---|---|---|"]

@@ -29,9 +29,10 @@ reads 1.2 MB, and they are rescaled once in float32 before the same gates and at
 or AVX-512 without VNNI, the weights are widened to int16 as they are loaded and VPMADDWD adds
 them in pairs. The integer sums are the same either way, so every build gives the same AGEs up to
 float32 rounding (measured on a Xeon, each build against its own float path, in one run: batch 1
-2.9x faster with AVX-512 VNNI, 1.75x with AVX2 alone). The AGEs are not equal to `SGELA.age`'s but within a
-cosine of 1e-4 of them (0.99994 at the lowest on 40 demo windows with the shipped weights), which
-`FastAGE` checks; evaluate with `--precision int8` says what it does to recognition.
+2.9x faster with AVX-512 VNNI, 1.8x with AVX2 alone). The AGEs are not equal to `SGELA.age`'s but
+within a cosine of 1e-4 of them (0.99993 at the lowest on 300 demo windows with the shipped
+weights), which `FastAGE` checks; evaluate with `--precision int8` says what it does to
+recognition.
 
 How it is built. The C source below is compiled on first use by the system C compiler (`$CC`,
 else `cc`) for the CPU it runs on (`-march=native`: AVX-512, or AVX2 with FMA and F16C), and the
@@ -247,10 +248,11 @@ typedef int16_t qx_t;
 static __thread qx_t *qx; /* this thread's quantised rows and their scales (sb_forward's workspace) */
 static __thread float *qsx;
 #if Q8
+INLINE int32_t ld32(const void *p) { int32_t v; memcpy(&v, p, sizeof v); return v; } /* 4 packed values */
 #if VW == 16
 typedef __m512i vq;
 #define QZERO() _mm512_setzero_si512()
-#define QSET1(p) _mm512_set1_epi32(*(const int32_t *)(p))
+#define QSET1(p) _mm512_set1_epi32(ld32(p))
 #define QADD(a, b) _mm512_add_epi32(a, b)
 #define QSUB(a, b) _mm512_sub_epi32(a, b)
 #define QTOF(v) ((vf)_mm512_cvtepi32_ps(v))
@@ -265,7 +267,7 @@ typedef __m512i vq;
 #else
 typedef __m256i vq;
 #define QZERO() _mm256_setzero_si256()
-#define QSET1(p) _mm256_set1_epi32(*(const int32_t *)(p))
+#define QSET1(p) _mm256_set1_epi32(ld32(p))
 #define QADD(a, b) _mm256_add_epi32(a, b)
 #define QSUB(a, b) _mm256_sub_epi32(a, b)
 #define QTOF(v) ((vf)_mm256_cvtepi32_ps(v))

@@ -107,6 +107,17 @@ class CallCost:
         return max(t_mean - slope * n_mean, 0.0), slope
 
 
+class _Progress(NamedTuple):
+    """The worker's counters as one value, replaced whole so that `load` reads a consistent set
+    from another thread."""
+
+    seconds: float = 0.0  # spent on finished batches
+    done: int = 0
+    began: float | None = None  # perf_counter when the batch now being encoded began; None between batches
+    calls: int = 0
+    cost: tuple[float, float] | None = None  # `CallCost.line` after the last call
+
+
 _STOP = object()
 
 
@@ -163,10 +174,7 @@ class EncodeWorker:
         self._finished = threading.Condition()  # notified after every batch: `EncodeClient.drain`
         self._thread = threading.Thread(target=self._run, name="gaitcam-encode", daemon=True)
         self._cost = CallCost()
-        # (seconds, done, began, calls, call cost) as one value, replaced whole so that `load`
-        # reads a consistent set from another thread; began: perf_counter when the batch now
-        # being encoded began, None between batches
-        self._progress: tuple[float, int, float | None, int, tuple[float, float] | None] = (0.0, 0, None, 0, None)
+        self._progress = _Progress()
 
     def client(self, on_result: Callable[[list[EncodedWindow]], None]) -> EncodeClient:
         """Another source on this worker."""
@@ -178,9 +186,9 @@ class EncodeWorker:
     def load(self) -> EncoderLoad:
         """How much work came in and how much was done so far (the stride control reads from it
         how busy the encoder was in each interval, and how busy keeping up would have made it)."""
-        seconds, done, began, calls, cost = self._progress
-        busy = seconds + (0.0 if began is None else time.perf_counter() - began)
-        return EncoderLoad(busy, self.stats.submitted + self.stats.dropped, done, calls, cost)
+        p = self._progress
+        busy = p.seconds + (0.0 if p.began is None else time.perf_counter() - p.began)
+        return EncoderLoad(busy, self.stats.submitted + self.stats.dropped, p.done, p.calls, p.cost)
 
     @property
     def queued(self) -> int:
@@ -245,7 +253,7 @@ class EncodeWorker:
         windows = np.stack([w.joints for _, _, _, w, _ in batch])
         try:
             began = time.perf_counter()
-            self._progress = (self.stats.seconds, self.stats.done, began, *self._progress[3:])
+            self._progress = self._progress._replace(seconds=self.stats.seconds, done=self.stats.done, began=began)
             ages = self.encoder.encode(windows, level="window", mirror=True)  # as enrolment encodes
             seconds = time.perf_counter() - began
         except Exception:  # one bad batch must not stop the live loop
@@ -274,6 +282,7 @@ class EncodeWorker:
             self.stats.batches += 1
             self.stats.seconds += seconds
             self._cost.add(len(batch), seconds)
-        self._progress = (self.stats.seconds, self.stats.done, None, self._progress[3] + 1, self._cost.line())
+        self._progress = _Progress(self.stats.seconds, self.stats.done, None, self._progress.calls + 1,
+                                   self._cost.line())
         with self._finished:
             self._finished.notify_all()
