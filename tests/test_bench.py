@@ -202,7 +202,7 @@ def test_bench_command_end_to_end(tmp_path, monkeypatch, one_thread):
         encoder_bench.bench_encoder, seconds_per_batch=0.01, latency_calls=3, train_steps=1))
     out = tmp_path / "bench.json"
     argv = ["bench", "--weights", str(weights), "--device", "cpu", "--threads", "1", "--pipeline-seconds", "1.5",
-            "--slowdown", "2", "--json", str(out)]
+            "--slowdown", "2", "--precision", "int8", "--json", str(out)]
     assert build_parser().parse_args(argv).func.__name__ == "cmd_bench"
     assert main(argv) == 0
     result = json.loads(out.read_text())
@@ -218,6 +218,8 @@ def test_bench_command_end_to_end(tmp_path, monkeypatch, one_thread):
     assert 1 <= auto["stride_mean"] <= auto["max_stride"] and isinstance(auto["keeps_up"], bool)
     assert auto["keeps_up"] == result["pipeline"]["auto"]["keeps_up"]  # PipelineRun.keeps_up, as pipeline_keeps_up
     assert result["pipeline_slowdown"] == auto["slowdown"] == 2
+    # the pipeline's encoder as GaitEncoder builds it for --precision (float32 where int8 cannot run)
+    assert result["pipeline_precision"] == GaitEncoder.from_weights(weights, device="cpu", precision="int8").precision
     decide = result["decide"]  # one decision for 30 people in view, as their evidence grows
     assert decide["people"] == 30 and set(decide["ms_by_windows"]) == {"50", "500", "2048"}
     assert all(v > 0 for v in decide["ms_by_windows"].values())

@@ -75,12 +75,15 @@ def run_benchmarks(
     soak_stride: int = LIVE_STRIDE,
     slowdown: int = 1,
     scaling_seconds: float | None = None,
+    precision: str = "float32",
     say: Callable[[str], None] = log.info,
 ) -> dict:
     """Encoder at each thread count, then the live pipeline (and the soak) at the first, its
     encoder computing every batch `slowdown` times: the pipeline of a machine whose encoder is
     that much slower (`benchmarks.pipeline.CountingEncoder`). With `scaling_seconds`, also how the
-    pipeline's cost grows with people and stride (`scaling`)."""
+    pipeline's cost grows with people and stride (`scaling`). `precision` is the pipeline's fast
+    encoder's arithmetic (`GaitEncoder`; `pipeline_precision` says what ran); the encoder section
+    times every path whatever it is."""
     dev = pick_device(device)
     model, meta = load_weights(weights, dev)
     batches = BATCHES if dev.type == "cpu" else GPU_BATCHES
@@ -106,7 +109,7 @@ def run_benchmarks(
         "batch1_p50_speedup": b1["p50_speedup"], "training_windows_per_s": top["training_windows_per_s"],
     })
 
-    fast = GaitEncoder(model, meta["normalization"], meta["version"], str(dev))
+    fast = GaitEncoder(model, meta["normalization"], meta["version"], str(dev), precision=precision)
     reference = GaitEncoder(model, meta["normalization"], meta["version"], str(dev), fast=False)
     encoders = {"fast": (fast, demo_matcher(fast, weights)), "reference": (reference, demo_matcher(reference, weights))}
     setting = {"people": PIPELINE_PEOPLE, "fps": PIPELINE_FPS, "slowdown": slowdown}
@@ -124,7 +127,7 @@ def run_benchmarks(
     s1 = pipeline["stride_1"]
     result.update({
         "pipeline_people": PIPELINE_PEOPLE, "pipeline_fps": PIPELINE_FPS, "pipeline_stride": 1,
-        "pipeline_slowdown": slowdown,
+        "pipeline_slowdown": slowdown, "pipeline_precision": fast.precision,
         "pipeline_duration_s": s1["duration_s"], "pipeline_windows": s1["windows"],
         "pipeline_p50_ms": s1["latency_ms_p50"], "pipeline_p99_ms": s1["latency_ms_p99"],
         "pipeline_encode_ms_p50": s1["encode_ms_p50"],
@@ -206,6 +209,8 @@ def summary(result: dict) -> str:
                          for name in OTHER_PATHS if f"{name}_ms_p50" in lat)
         lines.append(f"  batch-1 latency: fast p50 {lat['ms_p50']} ms p99 {lat['ms_p99']} ms; reference "
                      f"p50 {lat['reference_ms_p50']} ms p99 {lat['reference_ms_p99']} ms; x{lat['p50_speedup']}{others}")
+    if result.get("pipeline_precision", "float32") != "float32":
+        lines.append(f"pipeline runs below: the fast encoder in {result['pipeline_precision']}")
     slower = result.get("pipeline_slowdown", 1)
     if slower > 1:
         lines.append(f"pipeline runs below: every encoder batch computed {slower} times (an encoder {slower} times "

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from gaitcam.cli.common import add_runtime_options, config_from, load_models, save_json
-from gaitcam.config import APP_ROOT, WEIGHTS_DIR
+from gaitcam.config import APP_ROOT, PRECISIONS, WEIGHTS_DIR
 
 KGBD_BESIDE = APP_ROOT.parent / "shared" / "data" / "kgbd"  # where a checkout next to shared/ finds KGBD
 
@@ -42,6 +42,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slowdown", type=int, default=1, metavar="K",
                    help="the pipeline runs compute every encoder batch K times: how the live pipeline would hold on "
                    "a machine whose encoder is K times slower (compare its batch figures with these; default: 1)")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="the pipeline runs' fast encoder arithmetic, as the config's precision sets it for the live "
+                   "app (the encoder figures cover every path anyway; default: float32)")
     p.add_argument("--scaling", action="store_true",
                    help="also how the pipeline's cost grows with people (1, 6, 12, 30) and stride (1, 2, 3, 6, "
                    "adapting): --scaling-seconds per setting")
@@ -178,7 +181,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_benchmarks(
         args.weights, args.device, tuple(args.threads), args.pipeline_seconds,
         soak_minutes=args.soak_minutes if args.soak else None, soak_speed=args.soak_speed, slowdown=args.slowdown,
-        scaling_seconds=args.scaling_seconds if args.scaling else None,
+        scaling_seconds=args.scaling_seconds if args.scaling else None, precision=args.precision,
         say=lambda text: print(text, file=sys.stderr, flush=True),
     )
     if args.json:
