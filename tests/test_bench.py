@@ -220,6 +220,7 @@ def test_bench_command_end_to_end(tmp_path, monkeypatch, one_thread):
     assert result["pipeline_slowdown"] == auto["slowdown"] == 2
     # the pipeline's encoder as GaitEncoder builds it for --precision (float32 where int8 cannot run)
     assert result["pipeline_precision"] == GaitEncoder.from_weights(weights, device="cpu", precision="int8").precision
+    assert result["pipeline_precision_asked"] == "int8"
     decide = result["decide"]  # one decision for 30 people in view, as their evidence grows
     assert decide["people"] == 30 and set(decide["ms_by_windows"]) == {"50", "500", "2048"}
     assert all(v > 0 for v in decide["ms_by_windows"].values())

@@ -21,6 +21,7 @@ def test_every_distinct_build_is_timed_in_both_precisions_against_its_own_peak(o
     windows = np.random.default_rng(0).normal(0, 0.3, (2, cfg.f, cfg.n_joints, 3)).astype(np.float32)
     result = kernels.run(model, windows, rounds=1, batches=(1, 2), peak_size=256)
     builds = result["builds"]
+    assert (result["rounds"], result["block"]) == (1, kernels.BLOCK)
     assert [b["native"] for b in builds.values()] == [True] + [False] * (len(builds) - 1)
     assert len({(b["vector_floats"], b["int8_products"]) for b in builds.values()}) == len(builds)  # no repeats
     native = next(iter(builds.values()))["vector_floats"]

@@ -89,7 +89,7 @@ def run(model: SGELA, windows: np.ndarray, rounds: int = 20, batches: tuple[int,
              if precision == "float32" or lib.sb_int8()}
     flop = 2 * count_macs(model.cfg)
     result: dict = {
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "rounds": rounds, "block": BLOCK,
         "builds": {name: {"flags": list(flags), "native": i == 0, "vector_floats": lib.sb_vector_width(),
                           "int8_products": INT8_KINDS.get(lib.sb_int8()),
                           "peak_gflops": peaks[lib.sb_vector_width()],

@@ -43,8 +43,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="the pipeline runs compute every encoder batch K times: how the live pipeline would hold on "
                    "a machine whose encoder is K times slower (compare its batch figures with these; default: 1)")
     p.add_argument("--precision", choices=PRECISIONS, default="float32",
-                   help="the pipeline runs' fast encoder arithmetic, as the config's precision sets it for the live "
-                   "app (the encoder figures cover every path anyway; default: float32)")
+                   help="the fast encoder's arithmetic in the pipeline, matcher, scaling and soak runs, as the "
+                   "config's precision sets it for the live app (the encoder figures cover every path anyway; "
+                   "default: float32)")
     p.add_argument("--scaling", action="store_true",
                    help="also how the pipeline's cost grows with people (1, 6, 12, 30) and stride (1, 2, 3, 6, "
                    "adapting): --scaling-seconds per setting")
