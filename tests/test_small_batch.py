@@ -167,6 +167,14 @@ def test_no_compiler_means_no_kernel(monkeypatch, caplog):
         SmallBatchAGE(SGELA(SGELAConfig(hidden=16)))
 
 
+def test_a_variant_that_does_not_build_is_reported_as_such(caplog):
+    """`bench kernels` and the tests build variants; one that fails says which, not that the app
+    has no kernel."""
+    assert kernel_library(("-mno-such-option",)) is None
+    assert "does not build with -mno-such-option" in caplog.text and "run on onnxruntime" not in caplog.text
+    assert kernel_library() is not None
+
+
 int8 = pytest.mark.skipif(kernel_library() is None or not kernel_library().sb_int8(),
                           reason="no int8 kernel here")
 
