@@ -179,6 +179,12 @@ def test_scaling_runs_every_number_of_people_at_every_stride_and_adapting(tiny, 
     text = report.summary({"machine": {"cpu": "x", "cores": 2, "torch": "t", "device": "cpu"}, "by_threads": {},
                            "pipeline": {}, "scaling": rows})
     assert text.count(" people, stride ") == 6
+    machine = {"machine": {"cpu": "x", "cores": 2, "torch": "t", "device": "cpu"}, "by_threads": {}, "pipeline": {}}
+    said = report.summary({**machine, "pipeline_precision": "int8", "pipeline_precision_asked": "int8"})
+    assert "the fast encoder in int8" in said and "asked" not in said
+    said = report.summary({**machine, "pipeline_precision": "float32", "pipeline_precision_asked": "int8"})
+    assert "in float32, not the int8 asked for" in said
+    assert "fast encoder" not in report.summary(machine)
 
 
 def _halves(seq):

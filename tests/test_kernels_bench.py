@@ -12,9 +12,10 @@ from gaitcam.cli import main
 from gaitcam.model.sgela import SGELA, SGELAConfig
 from gaitcam.model.small_batch import kernel_library
 
-pytestmark = pytest.mark.skipif(kernel_library() is None, reason="no C compiler or CPU for the kernel here")
+needs_kernel = pytest.mark.skipif(kernel_library() is None, reason="no C compiler or CPU for the kernel here")
 
 
+@needs_kernel
 def test_every_distinct_build_is_timed_in_both_precisions_against_its_own_peak(one_thread):
     cfg = SGELAConfig(hidden=16)
     model = SGELA(cfg).eval()

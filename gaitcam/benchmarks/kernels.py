@@ -31,7 +31,7 @@ from gaitcam.model.sgela import SGELA, count_macs
 from gaitcam.model.small_batch import INT8_KINDS, SmallBatchAGE, kernel_library
 
 # extra compiler flags: what a CPU without those instructions compiles (this CPU's own build first)
-FLAGS = ((), ("-mno-avx512vnni",), ("-mno-avx512f",), ("-mno-avx512f", "-mno-avxvnni"))
+FLAGS = ((), ("-mno-avx512vnni", "-mno-avxvnni"), ("-mno-avx512f",), ("-mno-avx512f", "-mno-avxvnni"))
 # (floats a vector, sb_int8()) -> the instruction sets such a build stands for
 NAMES = {(16, 1): "AVX-512 with VNNI", (16, 2): "AVX-512 without VNNI", (16, 0): "AVX-512 without BW",
          (8, 1): "AVX2 with AVX-VNNI", (8, 2): "AVX2"}
@@ -43,9 +43,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 def distinct_builds() -> dict[str, tuple[tuple[str, ...], ctypes.CDLL]]:
     """The builds this CPU and compiler can make, named for what they use, with their flags: one
-    per (vector width, int8 products), this CPU's own first. On a CPU without AVX-512 every flag
-    set gives the same AVX2 build, timed once; on one with AVX-512 VNNI but not AVX-VNNI,
-    `-mno-avx512f` gives the plain AVX2 build."""
+    per (vector width, int8 products), this CPU's own first. Flags for instructions a CPU lacks
+    change nothing, so a CPU with AVX2 alone has one build, one with AVX-VNNI but no AVX-512 two,
+    and one with AVX-512 VNNI but no AVX-VNNI gets the plain AVX2 build from `-mno-avx512f`."""
     builds: dict[str, tuple[tuple[str, ...], ctypes.CDLL]] = {}
     for flags in FLAGS:
         lib = kernel_library(flags)
@@ -60,11 +60,16 @@ def avx2_peak(size: int = 4096) -> float | None:
     code = ("import sys, torch; sys.path.insert(0, sys.argv[1]); torch.set_num_threads(1); "
             "from gaitcam.benchmarks.timing import peak_gflops; "
             "print(torch.backends.cpu.get_cpu_capability(), peak_gflops(torch.device('cpu'), int(sys.argv[2])))")
+    if not torch.backends.mkl.is_available():  # the setting is MKL's
+        return None
     env = {**os.environ, **AVX2_ONLY, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", code, str(PACKAGE_ROOT), str(size)], env=env, capture_output=True,
-                          text=True, timeout=600)
+    try:
+        done = subprocess.run([sys.executable, "-c", code, str(PACKAGE_ROOT), str(size)], env=env,
+                              capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return None
     words = done.stdout.split()
-    if done.returncode or len(words) != 2 or words[0] != "AVX2" or not torch.backends.mkl.is_available():
+    if done.returncode or len(words) != 2 or words[0] != "AVX2":
         return None
     return float(words[1])
 
@@ -120,7 +125,8 @@ def run(model: SGELA, windows: np.ndarray, rounds: int = 20, batches: tuple[int,
 def table(result: dict) -> str:
     """The builds, then one line per build, precision and batch."""
     lines = [f"{name}{' (this CPU)' if b['native'] else ''}: {b['vector_floats']} floats a vector, int8 by "
-             f"{b['int8_products']}, float32 peak {b['peak_gflops']} GFLOP/s ({b['peak']}); "
+             f"{b['int8_products']}, float32 peak "
+             f"{'not measured' if b['peak_gflops'] is None else str(b['peak_gflops']) + ' GFLOP/s'} ({b['peak']}); "
              f"flags -march=native {' '.join(b['flags'])}".rstrip()
              for name, b in result["builds"].items()]
     lines += ["", "| build | precision | batch | in a row, ms | % of peak | call by call, ms | % of peak |",

@@ -652,7 +652,7 @@ class SmallBatchAGE:
             raise ValueError(f"precision must be one of {KERNEL_PRECISIONS}, not {precision!r}")
         self.int8 = INT8_KINDS.get(lib.sb_int8())  # the instructions this build's int8 products use
         if precision == "int8" and self.int8 is None:
-            raise RuntimeError("the int8 kernel needs AVX2, or AVX-512 with BW or VNNI")
+            raise RuntimeError("this build of the kernel has no int8 products (AVX-512 without BW)")
         self.precision = precision
         cfg = model.cfg
         if cfg.layers > MAX_LAYERS:
