@@ -6,6 +6,7 @@ free-running decoder, the AVX2 build, chunked batches and concurrent threads; in
 absence is reported, not fatal."""
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,7 +176,8 @@ def test_a_variant_that_does_not_build_is_reported_as_such(caplog):
     assert kernel_library() is not None
 
 
-AVX_VNNI = os.path.exists("/proc/cpuinfo") and " avx_vnni" in open("/proc/cpuinfo").read()
+CPUINFO = Path("/proc/cpuinfo")
+AVX_VNNI = CPUINFO.exists() and " avx_vnni" in CPUINFO.read_text()
 int8 = pytest.mark.skipif(kernel_library() is None or not kernel_library().sb_int8(),
                           reason="no int8 kernel here")
 

@@ -40,8 +40,8 @@ interval, when the load stepped up (the last interval's demand under `QUIET`; no
 right after a widening, nor at the widest stride), windows back over target from a saturated
 encoder already count, and so does a demand of `OVERLOAD` or more before any window is back over
 target; the demand then counts from the call before the interval's first windows, not diluted by
-the quiet before them (once that spans two frames): six people stepping into view at once otherwise pile up half a second of
-windows that take a second to drain. From an encoder that was already busy, a quarter interval's
+the quiet before them (once that spans two frames): six people stepping into view at once
+otherwise pile up half a second of windows that take a second to drain. From an encoder that was already busy, a quarter interval's
 demand (a few calls, one of them stalled by the machine) is noise, not a step: it waits for the
 interval's end (with `ROOM` as the mark, an interval at 0.69 followed by a quarter at 1.01 took a
 run at the emulation from stride 2 to 3 for 2 s).
